@@ -1,0 +1,38 @@
+# coldrec: `make demo` runs the main job, `make test` the tests. Both set up .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ../shared/data
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test test-all bench-encode lock clean
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/coldrec data stats --data $(DATA)
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench-encode: install
+	$(VENV)/bin/coldrec encode --bench --data $(DATA)
+
+lock:
+	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
+		| { echo "# Exact versions, installed after torch==2.13.0 (CPU build). Regenerate: make lock"; cat; } > requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache
