@@ -1,0 +1,89 @@
+"""The one interface every recommender follows, for evaluation and for serving alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coldrec.data.catalog import ItemCatalog
+from coldrec.data.interactions import InteractionLog
+from coldrec.data.profile import UserProfile
+
+
+@dataclass
+class UserContext:
+    """Whatever is known about one shopper at request time.
+
+    `items` are catalog positions of known events in time order (history for a known
+    user, revealed items for a new one), with their `times` (unix seconds) and `events`
+    (EventType codes). `interests` are stated interests as text (category names or free
+    text), `queries` recent search queries. All may be empty: a first visit.
+    """
+
+    user_id: str | None = None
+    items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    events: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    interests: list[str] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+    now: int | None = None  # request time, unix seconds
+
+    def __post_init__(self):
+        self.items = np.asarray(self.items, dtype=np.int32)
+        n = len(self.items)
+        self.times = np.zeros(n, np.int64) if len(self.times) != n else np.asarray(self.times, np.int64)
+        self.events = np.full(n, 3, np.int8) if len(self.events) != n else np.asarray(self.events, np.int8)
+
+
+class Recommender(ABC):
+    """Scores every catalog item for a batch of users.
+
+    `fit(log, catalog, profiles, now)` learns from past events only; `score(contexts)`
+    returns a float32 matrix (users x catalog items), higher is better; `recommend`
+    turns it into top-n lists with exclusions. Subclasses set `name` and may list a
+    small `param_grid` (constructor keyword sets) that evaluation tunes on validation.
+    """
+
+    name: str = "recommender"
+    param_grid: Sequence[dict[str, Any]] = ({},)
+
+    catalog: ItemCatalog
+    now: int
+
+    def fit(
+        self,
+        log: InteractionLog,
+        catalog: ItemCatalog,
+        profiles: dict[str, UserProfile] | None = None,
+        now: int | None = None,
+    ) -> Recommender:
+        self.catalog = catalog
+        self.now = int(now if now is not None else (log.time.max() if len(log) else 0))
+        self._fit(log, catalog, profiles or {})
+        return self
+
+    @abstractmethod
+    def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles: dict[str, UserProfile]) -> None: ...
+
+    @abstractmethod
+    def score(self, contexts: Sequence[UserContext]) -> np.ndarray: ...
+
+    def recommend(
+        self,
+        contexts: Sequence[UserContext],
+        n: int = 10,
+        exclude: Sequence[np.ndarray] | None = None,
+        tie_break: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n item positions and scores per user; excluded items never appear."""
+        from coldrec.recommend.ranking import top_n
+
+        scores = self.score(contexts)
+        return top_n(scores, n, exclude=exclude, tie_break=tie_break)
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("catalog", "now")}
