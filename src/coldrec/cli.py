@@ -172,5 +172,51 @@ def _encode_benchmark(data: Path | None, cache_dir: Path) -> None:
     console.print(render_benchmark(rows))
 
 
+@app.command("evaluate")
+def evaluate(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to evaluate on."),
+    models: str = typer.Option("pop,pop30,itemknn,als,lightfm,text", help="Comma-separated model names, or 'all'."),
+    data: Path = DataOption,
+    out: Path = typer.Option(Path("reports"), help="Folder for report.md, report.json and plots (a sub-folder per data set)."),
+    tune: bool = typer.Option(True, help="Tune each model's grid on the validation cut (--no-tune: first grid point)."),
+) -> None:
+    """The benchmark protocol (../shared/BENCHMARK.md) on one data set, with the baselines."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from coldrec.evaluate.report import rich_tables, timing_rows, write_report
+    from coldrec.recommend.registry import resolve_names
+
+    ds = _load_or_exit(dataset, data, skip_bad=False)
+    if ds.judgments is not None:
+        from coldrec.evaluate.search import evaluate_search, render_search_table
+
+        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in ("bm25", "dense", "rrf")) or ("bm25", "dense"))
+        console.print(render_search_table(rows))
+        folder = out / ds.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "search.json").write_text(json.dumps(rows, indent=2, default=str))
+        console.print(f"wrote {folder / 'search.json'}")
+        return
+    try:
+        names = resolve_names(models)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--models") from error
+    from coldrec.evaluate.protocol import run_evaluation
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("splitting", total=None)
+        evaluation = run_evaluation(ds, names, tune=tune, on_step=lambda text: progress.update(task, description=text))
+    for table in rich_tables(evaluation):
+        console.print(table)
+    timing = Table(title="fit and scoring time (test cut)", title_justify="left")
+    for column in ("model", "params", "grid points", "fit s", "score s", "users/s"):
+        timing.add_column(column)
+    for row in timing_rows(evaluation):
+        timing.add_row(*(str(v) for v in row.values()))
+    console.print(timing)
+    written = write_report(evaluation, out / ds.name)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,171 @@
+"""Running recommenders through the benchmark: tune on validation, refit on the past, score."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coldrec.data.datasets import Dataset
+from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
+from coldrec.evaluate.split import Split, build_split, validation_split
+from coldrec.recommend.base import Recommender
+from coldrec.recommend.ranking import top_n
+from coldrec.recommend.registry import is_baseline, model_class
+
+DEPTH = 20  # ranks kept per user: enough for Recall@20
+BATCH = 1024
+TUNING_METRIC = "ndcg@10"
+
+# Per data set: whether seen items leave the ranking (people rebuy at UCI), and whether
+# the onboarding segment applies (stated interests from leaf categories).
+PROTOCOLS: dict[str, dict[str, bool]] = {
+    "amazon14-office": {"remove_seen": True, "onboarding": True},
+    "uci-online-retail": {"remove_seen": False, "onboarding": False},
+}
+
+
+@dataclass
+class ModelResult:
+    name: str
+    baseline: bool
+    params: dict[str, Any]
+    grid: list[dict[str, Any]]  # each tried point: params and its validation objective
+    fit_seconds: float
+    score_seconds: float
+    users_scored: int
+    per_user: dict[str, dict[str, np.ndarray]]  # segment -> metric -> value per user
+    coverage: dict[str, float]
+    validation: dict[str, dict[str, float]]  # segment -> metric -> mean, at the chosen params
+
+
+@dataclass
+class Evaluation:
+    dataset: str
+    split: Split
+    validation: Split
+    results: list[ModelResult] = field(default_factory=list)
+
+    def segment_names(self) -> list[str]:
+        return list(self.split.segments) + [self.split.cold_items.name]
+
+    def best_baseline(self, segment: str, metric: str) -> ModelResult | None:
+        candidates = [r for r in self.results if r.baseline and segment in r.per_user]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda r: float(np.mean(r.per_user[segment][metric])) if len(r.per_user[segment][metric]) else -1)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per (segment, model): means, users and the interval against the best baseline."""
+        rows = []
+        for segment in self.segment_names():
+            for result in self.results:
+                values = result.per_user[segment]
+                row = {"segment": segment, "model": result.name, "users": len(values["ndcg@10"])}
+                for metric, per_user in values.items():
+                    row[metric] = float(np.mean(per_user)) if len(per_user) else float("nan")
+                    best = self.best_baseline(segment, metric)
+                    if best is not None and best is not result:
+                        diff, low, high = paired_bootstrap(per_user, best.per_user[segment][metric])
+                        row[f"{metric} vs best"] = {"baseline": best.name, "diff": diff, "low": low, "high": high}
+                row["coverage@10"] = result.coverage[segment]
+                rows.append(row)
+        return rows
+
+
+def rank_split(model: Recommender, split: Split) -> tuple[dict[str, np.ndarray], float, int]:
+    """Top-DEPTH lists for every segment, with the scoring time and users scored."""
+    tops, seconds, users = {}, 0.0, 0
+    for name, segment in split.segments.items():
+        parts = []
+        for start in range(0, len(segment), BATCH):
+            stop = start + BATCH
+            began = time.perf_counter()
+            scores = model.score(segment.contexts[start:stop])
+            top, _ = top_n(scores, DEPTH, exclude=segment.exclude[start:stop], tie_break=split.tie_break)
+            seconds += time.perf_counter() - began
+            parts.append(top)
+        tops[name] = np.concatenate(parts) if parts else np.zeros((0, DEPTH), np.int64)
+        users += len(segment)
+    return tops, seconds, users
+
+
+def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
+    per_user, covered = {}, {}
+    for name, segment in split.segments.items():
+        per_user[name] = _metrics(tops[name], segment.targets)
+        covered[name] = coverage(tops[name], n_items)
+    cold = split.cold_items
+    cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, DEPTH)
+    per_user[cold.name] = _metrics(cold_top, cold.targets)
+    covered[cold.name] = coverage(cold_top, n_items)
+    return per_user, covered
+
+
+def _metrics(top, targets):
+    if not len(targets):
+        return {m: np.zeros(0) for m in ("ndcg@10", "recall@20", "hr@10")}
+    return user_metrics(top, targets)
+
+
+def objective(per_user: dict[str, dict[str, np.ndarray]]) -> float:
+    """Validation objective: NDCG@10 averaged over the user segments (each counts once)."""
+    values = [np.mean(m[TUNING_METRIC]) for s, m in per_user.items() if s != "cold items" and len(m[TUNING_METRIC])]
+    return float(np.mean(values))
+
+
+def evaluate_model(
+    name: str,
+    dataset: Dataset,
+    split: Split,
+    val: Split,
+    tune: bool = True,
+    params: dict[str, Any] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ModelResult:
+    cls = model_class(name)
+    catalog = dataset.catalog
+    grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
+    tried, best, best_value, best_val_metrics = [], None, -np.inf, {}
+    for point in grid_points:
+        if on_step:
+            on_step(f"{name} {point or ''} (validation)")
+        model = cls(**point).fit(val.past, catalog, now=val.cut)
+        tops, _, _ = rank_split(model, val)
+        per_user, _ = split_metrics(val, tops, len(catalog))
+        value = objective(per_user)
+        tried.append({"params": point, "validation " + TUNING_METRIC: value})
+        if value > best_value:
+            best, best_value = point, value
+            best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()} for s, ms in per_user.items()}
+    if on_step:
+        on_step(f"{name} {best or ''} (test)")
+    began = time.perf_counter()
+    model = cls(**best).fit(split.past, catalog, now=split.cut)
+    fit_seconds = time.perf_counter() - began
+    tops, score_seconds, users = rank_split(model, split)
+    per_user, covered = split_metrics(split, tops, len(catalog))
+    return ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered, best_val_metrics)
+
+
+def prepare_splits(dataset: Dataset) -> tuple[Split, Split]:
+    if dataset.log is None:
+        raise ValueError(f"{dataset.name} has no interaction log: it is a search data set")
+    options = PROTOCOLS.get(dataset.name, {"remove_seen": True, "onboarding": False})
+    return build_split(dataset.log, dataset.catalog, **options), validation_split(dataset.log, dataset.catalog, **options)
+
+
+def run_evaluation(
+    dataset: Dataset,
+    names: Iterable[str],
+    tune: bool = True,
+    on_step: Callable[[str], None] | None = None,
+) -> Evaluation:
+    split, val = prepare_splits(dataset)
+    evaluation = Evaluation(dataset.name, split, val)
+    for name in names:
+        evaluation.results.append(evaluate_model(name, dataset, split, val, tune=tune, on_step=on_step))
+    return evaluation

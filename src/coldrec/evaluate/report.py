@@ -1,0 +1,178 @@
+"""Evaluation reports: rich tables on the terminal, report.md, report.json and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from coldrec.evaluate.protocol import Evaluation
+
+METRICS = ("ndcg@10", "recall@20", "hr@10")
+
+
+def _interval(row: dict[str, Any], metric: str) -> str:
+    vs = row.get(f"{metric} vs best")
+    if not vs:
+        return ""
+    mark = "+" if vs["low"] > 0 else ("-" if vs["high"] < 0 else "=")
+    return f"{vs['diff']:+.4f} [{vs['low']:+.4f}, {vs['high']:+.4f}] {mark} {vs['baseline']}"
+
+
+def rich_tables(evaluation: Evaluation) -> list[Table]:
+    rows = evaluation.table()
+    tables = []
+    for segment in evaluation.segment_names():
+        table = Table(title=f"{evaluation.dataset}: {segment}", title_justify="left")
+        for column in ("model", "users", *METRICS, "cov@10", "NDCG@10 - best baseline [95% CI]"):
+            table.add_column(column, justify="left" if column in ("model",) else "right")
+        segment_rows = [r for r in rows if r["segment"] == segment]
+        best = max((r["ndcg@10"] for r in segment_rows), default=np.nan)
+        for r in segment_rows:
+            style = "bold green" if r["ndcg@10"] == best else None
+            table.add_row(
+                r["model"], f"{r['users']:,}", *(f"{r[m]:.4f}" for m in METRICS), f"{r['coverage@10']:.3f}",
+                _interval(r, "ndcg@10"), style=style,
+            )
+        tables.append(table)
+    return tables
+
+
+def timing_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
+    return [
+        {
+            "model": r.name,
+            "params": r.params,
+            "grid points": len(r.grid),
+            "fit s": round(r.fit_seconds, 2),
+            "score s": round(r.score_seconds, 2),
+            "users/s": round(r.users_scored / max(r.score_seconds, 1e-9)),
+        }
+        for r in evaluation.results
+    ]
+
+
+def to_json(evaluation: Evaluation) -> dict[str, Any]:
+    split, val = evaluation.split, evaluation.validation
+    return {
+        "dataset": evaluation.dataset,
+        "cut": split.cut,
+        "validation_cut": val.cut,
+        "segments": {name: len(s) for name, s in split.segments.items()} | {"cold items": len(split.cold_items)},
+        "cold_items_in_catalog": split.n_cold_items,
+        "rows": evaluation.table(),
+        "models": [
+            {
+                "name": r.name,
+                "baseline": r.baseline,
+                "params": r.params,
+                "grid": r.grid,
+                "validation": r.validation,
+                "fit_seconds": r.fit_seconds,
+                "score_seconds": r.score_seconds,
+                "users_scored": r.users_scored,
+            }
+            for r in evaluation.results
+        ],
+    }
+
+
+def to_markdown(evaluation: Evaluation) -> str:
+    split = evaluation.split
+    lines = [
+        f"# Evaluation: {evaluation.dataset}",
+        "",
+        f"Cut T = {_date(split.cut)} (validation cut {_date(evaluation.validation.cut)}); "
+        f"{split.n_cold_items:,} catalog items first bought after T. Protocol: ../shared/BENCHMARK.md. "
+        "Intervals: paired bootstrap 95% of the difference against the best baseline of the segment "
+        "(1,000 resamples of users, seed 0).",
+        "",
+    ]
+    rows = evaluation.table()
+    for segment in evaluation.segment_names():
+        lines += [f"## {segment}", "", "| model | users | NDCG@10 | Recall@20 | HR@10 | Coverage@10 | NDCG@10 vs best baseline |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for r in (r for r in rows if r["segment"] == segment):
+            lines.append(
+                f"| {r['model']} | {r['users']:,} | {r['ndcg@10']:.4f} | {r['recall@20']:.4f} | {r['hr@10']:.4f} "
+                f"| {r['coverage@10']:.3f} | {_interval(r, 'ndcg@10')} |"
+            )
+        lines.append("")
+    lines += ["## Models, tuning and time", "", "| model | chosen params (validation) | grid points | fit s | score s | users/s |",
+              "|---|---|---:|---:|---:|---:|"]
+    for t in timing_rows(evaluation):
+        lines.append(f"| {t['model']} | `{t['params']}` | {t['grid points']} | {t['fit s']} | {t['score s']} | {t['users/s']:,} |")
+    lines.append("")
+    lines += ["Grids (validation NDCG@10 averaged over user segments):", ""]
+    for r in evaluation.results:
+        tried = ", ".join(f"`{g['params']}` {g['validation ndcg@10']:.4f}" for g in r.grid)
+        lines.append(f"- {r.name}: {tried}")
+    return "\n".join(lines) + "\n"
+
+
+def _date(seconds: int) -> str:
+    import pandas as pd
+
+    return str(pd.Timestamp(seconds, unit="s"))
+
+
+def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = evaluation.table()
+    written = []
+    ks = [name for name in evaluation.segment_names() if name.startswith("cold k=")]
+    if ks:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [int(k.split("=")[1]) for k in ks]
+        for result in evaluation.results:
+            ys = [next(r["ndcg@10"] for r in rows if r["segment"] == k and r["model"] == result.name) for k in ks]
+            ax.plot(xs, ys, marker="o", label=result.name)
+        ax.set_xlabel("revealed items k")
+        ax.set_ylabel("NDCG@10")
+        ax.set_xticks(xs)
+        ax.set_title(f"{evaluation.dataset}: cold users")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        path = folder / "cold_users_ndcg_vs_k.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    for segment in evaluation.segment_names():
+        seg_rows = [r for r in rows if r["segment"] == segment]
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        names = [r["model"] for r in seg_rows]
+        values = [r["ndcg@10"] for r in seg_rows]
+        colors = ["#4c72b0" if next(x for x in evaluation.results if x.name == n).baseline else "#dd8452" for n in names]
+        ax.bar(names, values, color=colors)
+        ax.set_ylabel("NDCG@10")
+        ax.set_title(f"{evaluation.dataset}: {segment} ({seg_rows[0]['users'] if seg_rows else 0:,} users)")
+        ax.tick_params(axis="x", rotation=30)
+        fig.tight_layout()
+        path = folder / f"segment_{segment.replace(' ', '_').replace('=', '')}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_report(evaluation: Evaluation, folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.md").write_text(to_markdown(evaluation))
+    (folder / "report.json").write_text(json.dumps(to_json(evaluation), indent=2, default=_jsonable))
+    return [folder / "report.md", folder / "report.json", *write_plots(evaluation, folder)]
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,38 @@
+"""Recommenders by name, imported only when asked for (some pull in heavy libraries)."""
+
+from __future__ import annotations
+
+import importlib
+
+from coldrec.recommend.base import Recommender
+
+# name -> (module, class, is a baseline)
+MODELS: dict[str, tuple[str, str, bool]] = {
+    "pop": ("coldrec.recommend.popularity", "PopularityRecommender", True),
+    "pop30": ("coldrec.recommend.popularity", "RecentPopularityRecommender", True),
+    "popcat": ("coldrec.recommend.popularity", "CategoryPopularityRecommender", True),
+    "itemknn": ("coldrec.recommend.baselines.itemknn", "ItemKNNRecommender", True),
+    "als": ("coldrec.recommend.baselines.als", "ALSRecommender", True),
+    "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
+    "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
+}
+
+
+def model_class(name: str) -> type[Recommender]:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    module, cls, _ = MODELS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def is_baseline(name: str) -> bool:
+    return MODELS[name][2]
+
+
+def resolve_names(spec: str) -> list[str]:
+    """'all' or a comma-separated list of names, validated."""
+    names = list(MODELS) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return names
