@@ -1,0 +1,1 @@
+"""The benchmark protocol of ../shared/BENCHMARK.md: splits, metrics, baselines' runs, reports."""
