@@ -86,4 +86,9 @@ class Recommender(ABC):
         return top_n(scores, n, exclude=exclude, tie_break=tie_break)
 
     def get_params(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("catalog", "now")}
+        """Constructor hyper-parameters: public attributes, not fitted state (trailing '_')."""
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if not k.startswith("_") and not k.endswith("_") and k not in ("catalog", "now")
+        }
