@@ -16,6 +16,8 @@ app = typer.Typer(help="coldrec: search and recommendation from a shopper's firs
 data_app = typer.Typer(help="Load, validate and describe data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 console = Console()
+if not console.is_terminal and console.width < 120:
+    console = Console(width=120)  # logs and CI: keep report tables on one line per row
 
 DataOption = typer.Option(None, "--data", help="Folder holding the data sets (default: $COLDREC_DATA or ../shared/data).")
 SkipBadOption = typer.Option(False, "--skip-bad", help="Count and skip malformed rows instead of stopping at the first.")
@@ -194,7 +196,8 @@ def evaluate(
         console.print(render_search_table(rows))
         folder = out / ds.name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "search.json").write_text(json.dumps(rows, indent=2, default=str))
+        summary = [{k: v for k, v in row.items() if k != "per_query"} for row in rows]
+        (folder / "search.json").write_text(json.dumps(summary, indent=2, default=str))
         console.print(f"wrote {folder / 'search.json'}")
         return
     try:

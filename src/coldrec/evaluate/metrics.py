@@ -40,8 +40,9 @@ def coverage(top: np.ndarray, n_items: int, k: int = 10) -> float:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of a - b over users and its 95% interval from resampling users."""
+    """Mean of a - b over the units (users, queries) where both are defined, and its 95% interval."""
     diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    diff = diff[~np.isnan(diff)]
     if not len(diff):
         return float("nan"), float("nan"), float("nan")
     rng = np.random.default_rng(seed)
