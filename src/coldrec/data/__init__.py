@@ -1,6 +1,7 @@
 """Loading, validating and holding catalogs, event logs and user profiles."""
 
 from coldrec.data.catalog import ItemCatalog, TextTemplate
+from coldrec.data.context import UserContext
 from coldrec.data.datasets import Dataset, available_datasets, default_data_root, load_dataset
 from coldrec.data.errors import DataError, LoadReport
 from coldrec.data.importer import import_catalog, import_events
@@ -15,6 +16,7 @@ __all__ = [
     "ItemCatalog",
     "LoadReport",
     "TextTemplate",
+    "UserContext",
     "UserProfile",
     "available_datasets",
     "default_data_root",

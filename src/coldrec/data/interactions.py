@@ -118,6 +118,13 @@ class InteractionLog:
             matrix.data[:] = 1.0
         return matrix
 
+    def distinct_users_per_item(self, n_items: int) -> np.ndarray:
+        """Popularity as the benchmark counts it: distinct users per item (float32)."""
+        if not len(self):
+            return np.zeros(n_items, np.float32)
+        pairs = np.unique(self.user.astype(np.int64) * n_items + self.item)
+        return np.bincount(pairs % n_items, minlength=n_items).astype(np.float32)
+
     def to_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(
             {

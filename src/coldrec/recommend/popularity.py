@@ -14,21 +14,13 @@ from coldrec.recommend.base import Recommender, UserContext
 DAY = 86_400
 
 
-def distinct_user_counts(log: InteractionLog, n_items: int) -> np.ndarray:
-    """Distinct users per item (a user buying an item twice counts once)."""
-    if not len(log):
-        return np.zeros(n_items, np.float32)
-    pairs = np.unique(log.user.astype(np.int64) * n_items + log.item)
-    return np.bincount(pairs % n_items, minlength=n_items).astype(np.float32)
-
-
 class PopularityRecommender(Recommender):
     """Most popular in the past: distinct users per item."""
 
     name = "pop"
 
     def _fit(self, log, catalog, profiles):
-        self.popularity_ = distinct_user_counts(log, len(catalog))
+        self.popularity_ = log.distinct_users_per_item(len(catalog))
 
     def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
         return np.broadcast_to(self.popularity_, (len(contexts), len(self.popularity_))).copy()
@@ -44,7 +36,7 @@ class RecentPopularityRecommender(PopularityRecommender):
 
     def _fit(self, log, catalog, profiles):
         recent = (log.time > self.now - self.window_days * DAY) & (log.time <= self.now)
-        self.popularity_ = distinct_user_counts(log.select(recent), len(catalog))
+        self.popularity_ = log.select(recent).distinct_users_per_item(len(catalog))
 
 
 class CategoryPopularityRecommender(Recommender):
@@ -57,7 +49,7 @@ class CategoryPopularityRecommender(Recommender):
     name = "popcat"
 
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles):
-        self.popularity_ = distinct_user_counts(log, len(catalog))
+        self.popularity_ = log.distinct_users_per_item(len(catalog))
         leaves = np.char.lower(catalog.leaf_categories().astype(str))
         self.category_names_, self.item_category_ = np.unique(leaves, return_inverse=True)
         self.lookup_ = {name: code for code, name in enumerate(self.category_names_)}

@@ -14,8 +14,7 @@ import numpy as np
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
-from coldrec.recommend.base import UserContext
-from coldrec.recommend.popularity import distinct_user_counts
+from coldrec.data.context import UserContext
 
 COLD_KS = (0, 1, 3)
 
@@ -89,7 +88,7 @@ def build_split(
     ordered = log.sorted_by_time()
     is_past = ordered.time <= cut
     past, future = ordered.select(is_past), ordered.select(~is_past)
-    popularity = distinct_user_counts(past, len(catalog))
+    popularity = past.distinct_users_per_item(len(catalog))
     tie_break = tie_break_rank(popularity, catalog)
     past_users = np.zeros(len(log.users), bool)
     past_users[past.user] = True
