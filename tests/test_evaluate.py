@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from coldrec.data import InteractionLog, ItemCatalog
+from coldrec.data.split import build_split, time_cut, validation_split
 from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.evaluate.protocol import prepare_splits, rank_split, run_evaluation
-from coldrec.data.split import build_split, time_cut, validation_split
 from coldrec.recommend import UserContext, top_n
 from coldrec.recommend.popularity import (
     CategoryPopularityRecommender,

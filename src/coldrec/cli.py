@@ -10,7 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from coldrec.data import DataError, Dataset, available_datasets, default_data_root, load_dataset
+from coldrec.data import (
+    DataError,
+    Dataset,
+    available_datasets,
+    default_data_root,
+    load_dataset,
+)
 
 app = typer.Typer(help="coldrec: search and recommendation from a shopper's first visit.", no_args_is_help=True)
 data_app = typer.Typer(help="Load, validate and describe data.", no_args_is_help=True)
@@ -135,7 +141,7 @@ def encode(
     model: Path = typer.Option(None, help="A local sentence-transformers model folder (default: packaged MiniLM)."),
     cache: Path = typer.Option(None, help="Embedding cache folder (default: $COLDREC_CACHE or ~/.cache/coldrec)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything, ignore the cache."),
-    batch_size: int = typer.Option(64, min=1, max=4096),
+    batch_size: int = typer.Option(None, min=1, max=4096, help="Default: the backend's fastest."),
     out: Path = typer.Option(None, help="Write the vectors to this .npy file."),
     bench: bool = typer.Option(False, "--bench", help="Benchmark torch vs ONNX on Office and Home Depot instead."),
 ) -> None:

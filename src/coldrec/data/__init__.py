@@ -2,7 +2,12 @@
 
 from coldrec.data.catalog import ItemCatalog, TextTemplate
 from coldrec.data.context import UserContext
-from coldrec.data.datasets import Dataset, available_datasets, default_data_root, load_dataset
+from coldrec.data.datasets import (
+    Dataset,
+    available_datasets,
+    default_data_root,
+    load_dataset,
+)
 from coldrec.data.errors import DataError, LoadReport
 from coldrec.data.importer import import_catalog, import_events
 from coldrec.data.interactions import EventType, InteractionLog

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from coldrec.data.catalog import CATALOG_COLUMNS, ItemCatalog
-from coldrec.data.errors import RowChecker
 from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.data.tables import RawTable, read_table
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from coldrec.data.catalog import ItemCatalog
-from coldrec.data.interactions import InteractionLog
 from coldrec.data.context import UserContext
+from coldrec.data.interactions import InteractionLog
 
 COLD_KS = (0, 1, 3)
 
@@ -179,3 +179,33 @@ def _group_rows(codes: np.ndarray) -> dict[int, np.ndarray]:
     order = np.argsort(codes, kind="stable")
     boundaries = np.flatnonzero(np.diff(codes[order])) + 1
     return {int(codes[g[0]]): g for g in np.split(order, boundaries) if len(g)}
+
+
+def future_prefix_segment(split: Split, k: int, name: str | None = None) -> Segment:
+    """Every user of the future seen as a new shopper: reveal their first k future events only.
+
+    For users who were new anyway this is the cold k segment; for known users it hides
+    their history, which turns them into more examples of a first visit (used to train
+    rankers on the cold-start regime; never for reporting).
+    """
+    segment = Segment(name or f"future prefix k={k}", [], [], [])
+    for user, rows in _group_rows(split.future.user).items():
+        if len(rows) <= k:
+            continue
+        events = split.future.select(rows)
+        revealed = events.select(np.arange(k))
+        targets = np.setdiff1d(events.item[k:], revealed.item)
+        if not len(targets):
+            continue
+        segment.contexts.append(
+            UserContext(
+                user_id=str(split.future.users[user]),
+                items=revealed.item,
+                times=revealed.time,
+                events=revealed.event,
+                now=int(max(split.cut, revealed.time.max())) if k else split.cut,
+            )
+        )
+        segment.targets.append(targets)
+        segment.exclude.append(np.zeros(0, np.int64))
+    return segment

@@ -35,9 +35,12 @@ class TextEncoder(ABC):
     def fingerprint(self) -> str:
         """Short hex id that changes whenever the weights or an output-changing setting change."""
 
+    #: batch size used when `encode` is given none: what runs fastest on this backend
+    default_batch_size: int = 64
+
     @abstractmethod
     def encode(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool | None = None
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
     ) -> np.ndarray:
         """Encode ``texts`` to a float32 array of shape (len(texts), dim), rows L2-normalised."""
 
@@ -57,11 +60,12 @@ class BatchedEncoder(TextEncoder):
         """Encode one batch; rows need not be normalised."""
 
     def encode(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool | None = None
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
     ) -> np.ndarray:
         texts = as_text_list(texts)
         return encode_sorted(
-            texts, self._encode_batch, self.dim, batch_size, show_progress, desc=self.name
+            texts, self._encode_batch, self.dim, batch_size or self.default_batch_size, show_progress,
+            desc=self.name,
         )
 
 

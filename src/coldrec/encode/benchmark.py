@@ -24,7 +24,7 @@ def run_encode_benchmark(
     corpora: dict[str, list[str]],
     backends: Sequence[str] = ("torch", "onnx"),
     cache_dir: str | Path | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (corpus, backend), then one ``import coldrec`` row.
 
@@ -114,8 +114,8 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
     import resource
 
     from .cache import CachedEncoder, EmbeddingCache
-    from .registry import load_encoder
     from .onnx_backend import OnnxEncoder
+    from .registry import load_encoder
 
     texts = json.loads(Path(job["texts"]).read_text())
     t0 = time.perf_counter()

@@ -184,7 +184,7 @@ class CachedEncoder(TextEncoder):
         return self.encoder.fingerprint
 
     def encode(
-        self, texts: Sequence[str], batch_size: int = 64, show_progress: bool | None = None
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
     ) -> np.ndarray:
         texts = as_text_list(texts)
         if not texts:

@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from .base import BatchedEncoder, default_model_path, hash_files, make_fingerprint, read_st_config
+from .base import (
+    BatchedEncoder,
+    default_model_path,
+    hash_files,
+    make_fingerprint,
+    read_st_config,
+)
 
 ONNX_FILE = "model.onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -33,6 +39,8 @@ class OnnxEncoder(BatchedEncoder):
 
     #: Number of exports done in this process (lets tests check the cache is used).
     exports = 0
+    # small batches pad less and stay in cache: measured fastest on 2 cores (16 vs 64: +15%)
+    default_batch_size = 16
 
     def __init__(
         self,

