@@ -108,6 +108,9 @@ class ColdStartRecommender(Recommender):
         pca_dim: int | None = None,
         max_training_users: int = 2000,
         max_negatives: int = 100,
+        training_prefixes: tuple[int, ...] = (1, 3),
+        ranker_leaves: int = 7,
+        ranker_min_child_samples: int = 200,
         random_state: int = 0,
         encoder=None,
     ):
@@ -119,6 +122,9 @@ class ColdStartRecommender(Recommender):
         self.pca_dim = pca_dim
         self.max_training_users = max_training_users
         self.max_negatives = max_negatives
+        self.training_prefixes = tuple(training_prefixes)
+        self.ranker_leaves = ranker_leaves
+        self.ranker_min_child_samples = ranker_min_child_samples
         self.random_state = random_state
         self._encoder = encoder
 
@@ -144,7 +150,7 @@ class ColdStartRecommender(Recommender):
         features, labels, groups = [], [], []
         rng = np.random.default_rng(self.random_state)
         segments = [s for name, s in inner.segments.items() if not name.startswith("cold k=") or name == "cold k=0"]
-        segments += [future_prefix_segment(inner, k) for k in (1, 3)]
+        segments += [future_prefix_segment(inner, k) for k in self.training_prefixes]
         for segment in segments:
             rows = np.arange(len(segment))
             if len(rows) > self.max_training_users:
@@ -164,7 +170,9 @@ class ColdStartRecommender(Recommender):
                 features.append(x[keep])
                 labels.append(y[keep].astype(np.int32))
                 groups.append(np.bincount(users[keep], minlength=len(batch))[positive_users])
-        self._fusion = LearnedFusion(random_state=self.random_state).fit(
+        self._fusion = LearnedFusion(
+            num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state
+        ).fit(
             np.concatenate(features), np.concatenate(labels), np.concatenate(groups), list(FEATURES)
         )
         self._signals = _Signals(log, catalog, self.now, self)
