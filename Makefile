@@ -5,7 +5,7 @@ DATA ?= ../shared/data
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-all bench-encode lock clean
+.PHONY: install demo test test-all bench bench-encode lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: install
+	$(VENV)/bin/coldrec evaluate --data $(DATA) -d amazon14-office --models all
+	$(VENV)/bin/coldrec evaluate --data $(DATA) -d uci-online-retail --models all
+	$(VENV)/bin/coldrec evaluate --data $(DATA) -d homedepot-search --models bm25,dense,rrf
 
 bench-encode: install
 	$(VENV)/bin/coldrec encode --bench --data $(DATA)
