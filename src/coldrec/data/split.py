@@ -181,37 +181,31 @@ def _group_rows(codes: np.ndarray) -> dict[int, np.ndarray]:
     return {int(codes[g[0]]): g for g in np.split(order, boundaries) if len(g)}
 
 
-def future_prefix_segment(split: Split, k: int, categories: np.ndarray | None = None) -> Segment:
+def future_prefix_segment(split: Split, k: int, name: str | None = None) -> Segment:
     """Every user of the future seen as a new shopper: reveal their first k future events only.
 
     For users who were new anyway this is the cold k segment; for known users it hides
     their history, which turns them into more examples of a first visit (used to train
-    rankers on the cold-start regime; never for reporting). With `categories` (the leaf
-    category per item) and k = 1, the first item is not revealed but stated as an
-    interest, as in onboarding.
+    rankers on the cold-start regime; never for reporting).
     """
-    onboarding = categories is not None
-    segment = Segment("future onboarding" if onboarding else f"future prefix k={k}", [], [], [])
+    segment = Segment(name or f"future prefix k={k}", [], [], [])
     for user, rows in _group_rows(split.future.user).items():
         if len(rows) <= k:
             continue
         events = split.future.select(rows)
         revealed = events.select(np.arange(k))
         targets = np.setdiff1d(events.item[k:], revealed.item)
-        if not len(targets) or (onboarding and not categories[revealed.item[0]]):
+        if not len(targets):
             continue
-        if onboarding:
-            context = UserContext(user_id=str(split.future.users[user]), interests=[str(categories[revealed.item[0]])],
-                                  now=split.cut)
-        else:
-            context = UserContext(
+        segment.contexts.append(
+            UserContext(
                 user_id=str(split.future.users[user]),
                 items=revealed.item,
                 times=revealed.time,
                 events=revealed.event,
                 now=int(max(split.cut, revealed.time.max())) if k else split.cut,
             )
-        segment.contexts.append(context)
+        )
         segment.targets.append(targets)
         segment.exclude.append(np.zeros(0, np.int64))
     return segment
