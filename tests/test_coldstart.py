@@ -142,3 +142,20 @@ def test_pca_option_reduces_vectors(shop):
 def test_importance_names_every_feature(model):
     importance = model.explain_importance()
     assert set(importance) == set(FEATURES) and sum(importance.values()) == pytest.approx(1.0)
+
+
+def test_new_items_can_borrow_behaviour_from_their_text_neighbours(shop):
+    catalog, log = shop
+    frame = catalog.frame.copy()
+    twin = frame.iloc[0].to_dict()  # the best seller of category 0
+    frame.loc[len(frame)] = {**twin, "item_id": "twin", "title": twin["title"] + " v2"}
+    bigger = ItemCatalog(frame)
+    new = len(bigger) - 1
+    plain = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300).fit(log, bigger)
+    borrowing = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300, neighbours_for_new_items=3).fit(log, bigger)
+    assert plain._signals.borrowed_pop[new] == 0
+    assert borrowing._signals.borrowed_pop[new] > 0.5 * borrowing._signals.pop[0]
+    assert np.abs(borrowing._signals.als.item_factors[new]).sum() > 0
+    # a shopper who bought the original now sees co-bought evidence for the twin too
+    knn = borrowing._signals.knn.score([UserContext(items=[1, 2])])
+    assert knn[0, new] > 0

@@ -144,3 +144,34 @@ def test_office_split_and_popularity_are_deterministic(office):
     first = tops["cold k=0"][0]
     assert (tops["cold k=0"] == first).all()
     assert table[("cold k=0", "pop")]["users"] == n_cold
+
+
+def test_cli_evaluate_writes_tables_reports_and_plots(data_root, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from coldrec.cli import app
+
+    result = CliRunner().invoke(
+        app, ["evaluate", "--data", str(data_root), "-d", "amazon14-office", "--models", "pop,pop30", "--no-tune",
+              "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "amazon14-office: cold k=1" in result.output and "pop30" in result.output
+    folder = tmp_path / "amazon14-office"
+    report = json.loads((folder / "report.json").read_text())
+    segments = {row["segment"] for row in report["rows"]}
+    assert segments == {"cold k=0", "cold k=1", "cold k=3", "onboarding", "warm", "cold items"}
+    assert {m["name"] for m in report["models"]} == {"pop", "pop30"}
+    assert (folder / "cold_users_ndcg_vs_k.png").stat().st_size > 10_000
+    assert "| pop30 |" in (folder / "report.md").read_text()
+
+
+def test_cli_evaluate_rejects_unknown_models(data_root, tmp_path):
+    from typer.testing import CliRunner
+
+    from coldrec.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(data_root), "--models", "pop,nonsense", "--out", str(tmp_path)])
+    assert result.exit_code != 0 and "nonsense" in result.output

@@ -55,6 +55,7 @@ FEATURES = (
     "log_pop",
     "log_pop30",
     "log_item_events",
+    "borrowed_pop",
     "item_age_days",
     "decayed_pop",
     "category_pop_share",
@@ -87,6 +88,42 @@ class _Signals:
         self.als = ALSRecommender(factors=owner.als_factors, regularization=0.1, alpha=10.0,
                                   random_state=owner.random_state).fit(log, catalog, now=now)
         self.knn = ItemKNNRecommender(neighbours=owner.knn_neighbours, shrink=10.0).fit(log, catalog, now=now)
+        self.borrowed_pop = self.pop.copy()
+        if owner.neighbours_for_new_items:
+            self._borrow_for_new_items(owner._item_vectors, owner.neighbours_for_new_items)
+
+    def _borrow_for_new_items(self, vectors: np.ndarray, k: int) -> None:
+        """Pseudo-behaviour for items nobody has bought yet, from their nearest established items.
+
+        A new item's collaborative factors, co-occurrence rows and columns and popularity
+        are the text-similarity-weighted mean of those of its k nearest established items
+        (by the encoder's vectors), so "bought with X" evidence reaches a new variant of X
+        the moment it is listed. `log_item_events` stays 0: the ranker still knows it is new.
+        """
+        established = np.flatnonzero(self.events > 0)
+        new = np.flatnonzero(self.events == 0)
+        if not len(new) or not len(established):
+            return
+        k = min(k, len(established))
+        similarity = vectors[new] @ vectors[established].T
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        weights = np.clip(np.take_along_axis(similarity, top, axis=1), 0, None)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        n = len(self.events)
+        # borrow[i, j]: how much item i takes from item j (identity for established items)
+        borrow = sp.csr_matrix(
+            (
+                np.concatenate([np.ones(len(established), np.float32), weights.ravel().astype(np.float32)]),
+                (np.concatenate([established, np.repeat(new, k)]), np.concatenate([established, established[top].ravel()])),
+            ),
+            shape=(n, n),
+        )
+        factors = self.als._model.item_factors
+        factors[new] = borrow[new] @ factors
+        self.als._model._YtY = None
+        similarity_matrix = self.knn._similarity  # (known item, target item)
+        self.knn._similarity = sp.csr_matrix(borrow @ similarity_matrix @ borrow.T, dtype=np.float32)
+        self.borrowed_pop = (borrow @ self.pop).astype(np.float32)
 
 
 class ColdStartRecommender(Recommender):
@@ -111,6 +148,7 @@ class ColdStartRecommender(Recommender):
         training_prefixes: tuple[int, ...] = (1, 3),
         ranker_leaves: int = 7,
         ranker_min_child_samples: int = 200,
+        neighbours_for_new_items: int = 0,
         random_state: int = 0,
         encoder=None,
     ):
@@ -125,6 +163,7 @@ class ColdStartRecommender(Recommender):
         self.training_prefixes = tuple(training_prefixes)
         self.ranker_leaves = ranker_leaves
         self.ranker_min_child_samples = ranker_min_child_samples
+        self.neighbours_for_new_items = neighbours_for_new_items
         self.random_state = random_state
         self._encoder = encoder
 
@@ -270,6 +309,7 @@ class ColdStartRecommender(Recommender):
             log_pop=signals.pop[items],
             log_pop30=signals.pop30[items],
             log_item_events=signals.events[items],
+            borrowed_pop=signals.borrowed_pop[items],
             item_age_days=signals.age_days[items],
             decayed_pop=signals.decayed_pop[items],
             category_pop_share=signals.category_pop_share[items],
