@@ -8,7 +8,7 @@ import pytest
 from coldrec.data import InteractionLog, ItemCatalog, UserContext
 from coldrec.profile.interests import build_interest_profiles, cluster_interests
 from coldrec.recommend.coldstart import FEATURES, ColdStartRecommender
-from coldrec.recommend.ranking import top_n
+from coldrec.retrieve.ranking import top_n
 from tests.synthetic import FakeEncoder
 
 DAY = 86_400

@@ -13,7 +13,7 @@ from coldrec.data.datasets import Dataset
 from coldrec.data.split import Split, build_split, validation_split
 from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
-from coldrec.recommend.ranking import top_n
+from coldrec.retrieve.ranking import top_n
 from coldrec.recommend.registry import is_baseline, model_class
 
 DEPTH = 20  # ranks kept per user: enough for Recall@20

@@ -55,7 +55,7 @@ class Recommender(ABC):
         tie_break: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-n item positions and scores per user; excluded items never appear."""
-        from coldrec.recommend.ranking import top_n
+        from coldrec.retrieve.ranking import top_n
 
         scores = self.score(contexts)
         return top_n(scores, n, exclude=exclude, tie_break=tie_break)

@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from coldrec.retrieve import _order_keys
+from coldrec.retrieve.ranking import sortable_keys
 
 LANGUAGES = ("en", "zh")
 _EN_TOKEN = re.compile(r"(?u)\b\w\w+\b")
@@ -157,11 +157,11 @@ class BM25Index:
                 keep = vals > 0  # BM25 (lucene) weights are positive; 0 = no match
                 cols, vals = cols[keep], vals[keep]
                 if len(cols) > k:
-                    keys = _order_keys(vals) & ~np.int64(0xFFFFFFFF) | (n_items - 1 - cols)
+                    keys = sortable_keys(vals, tie_break=cols, n_ranks=n_items)
                     sel = np.argpartition(-keys, k - 1)[:k]
                     sel = sel[np.argsort(-keys[sel])]
                 elif len(cols):
-                    keys = _order_keys(vals) & ~np.int64(0xFFFFFFFF) | (n_items - 1 - cols)
+                    keys = sortable_keys(vals, tie_break=cols, n_ranks=n_items)
                     sel = np.argsort(-keys)
                 else:
                     sel = np.zeros(0, np.int64)

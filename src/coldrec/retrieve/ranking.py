@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def sortable_keys(scores: np.ndarray, tie_break: np.ndarray | None) -> np.ndarray:
+def sortable_keys(scores: np.ndarray, tie_break: np.ndarray | None, n_ranks: int | None = None) -> np.ndarray:
     """int64 keys whose order is (score desc, then tie_break rank asc), exact for float32.
 
     The float32 score's bits are mapped to an order-preserving int32 and put in the high
@@ -15,12 +15,14 @@ def sortable_keys(scores: np.ndarray, tie_break: np.ndarray | None) -> np.ndarra
     keys then gives exactly the order a full lexicographic sort would.
     """
     scores = np.ascontiguousarray(scores, dtype=np.float32) + np.float32(0)  # -0.0 ties with 0.0
+    scores = np.where(np.isnan(scores), np.float32(-np.inf), scores)  # NaN ranks last
     bits = scores.view(np.int32).astype(np.int64)
     ordered = np.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative floats: reverse their bit order
     n_items = scores.shape[-1]
     if tie_break is None:
         tie_break = np.arange(n_items)
-    return (ordered << 32) | (np.int64(n_items) - 1 - np.asarray(tie_break, np.int64))
+    n_ranks = n_items if n_ranks is None else n_ranks  # tie-break ranks lie in 0..n_ranks-1
+    return (ordered << 32) | (np.int64(n_ranks) - 1 - np.asarray(tie_break, np.int64))
 
 
 def top_n(
@@ -43,6 +45,8 @@ def top_n(
     else:
         allowed = np.full(scores.shape[0], scores.shape[1])
     n = min(n, scores.shape[1])
+    if n <= 0 or not len(scores):
+        return np.zeros((len(scores), max(n, 0)), np.int64), np.zeros((len(scores), max(n, 0)), np.float32)
     keys = sortable_keys(scores, tie_break)
     if n < scores.shape[1]:
         part = np.argpartition(-keys, n - 1, axis=1)[:, :n]
