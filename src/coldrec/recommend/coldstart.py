@@ -186,24 +186,29 @@ class ColdStartRecommender(Recommender):
 
         inner = build_split(log, catalog, remove_seen=False, onboarding=has_categories)
         self._signals = _Signals(inner.past, catalog, inner.cut, self)
-        features, labels, groups = [], [], []
+        self._fusion = LearnedFusion(
+            num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state
+        ).fit(*self._training_examples(inner, len(catalog)), list(FEATURES))
+        self._signals = _Signals(log, catalog, self.now, self)
+
+    def _training_examples(self, inner, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate rows, labels and group sizes from the inner cut's simulated shoppers."""
         rng = np.random.default_rng(self.random_state)
         segments = [s for name, s in inner.segments.items() if not name.startswith("cold k=") or name == "cold k=0"]
         # stating every future shopper's first category as onboarding was tried and lost on
         # validation (objective 0.0214 against 0.0250 without): only real onboarding users
         segments += [future_prefix_segment(inner, k) for k in self.training_prefixes]
+        features, labels, groups = [], [], []
         for segment in segments:
             rows = np.arange(len(segment))
             if len(rows) > self.max_training_users:
                 rows = np.sort(rng.choice(rows, self.max_training_users, replace=False))
-            contexts = [segment.contexts[r] for r in rows]
-            for start in range(0, len(contexts), 256):
-                batch = contexts[start : start + 256]
-                users, items, x = self._candidate_features(batch)
-                targets = [segment.targets[r] for r in rows[start : start + 256]]
-                is_target = np.zeros((len(batch), len(catalog)), bool)
-                for row, t in enumerate(targets):
-                    is_target[row, t] = True
+            for start in range(0, len(rows), 256):
+                batch = rows[start : start + 256]
+                users, items, x = self._candidate_features([segment.contexts[r] for r in batch])
+                is_target = np.zeros((len(batch), n_items), bool)
+                for row, r in enumerate(batch):
+                    is_target[row, segment.targets[r]] = True
                 y = is_target[users, items]
                 positive_users = np.unique(users[y])
                 # groups without a positive teach nothing; negatives are sampled per shopper
@@ -211,12 +216,7 @@ class ColdStartRecommender(Recommender):
                 features.append(x[keep])
                 labels.append(y[keep].astype(np.int32))
                 groups.append(np.bincount(users[keep], minlength=len(batch))[positive_users])
-        self._fusion = LearnedFusion(
-            num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state
-        ).fit(
-            np.concatenate(features), np.concatenate(labels), np.concatenate(groups), list(FEATURES)
-        )
-        self._signals = _Signals(log, catalog, self.now, self)
+        return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
 
     def _negative_rate(self, users: np.ndarray, is_target: np.ndarray) -> np.ndarray:
         negatives = np.bincount(users[~is_target], minlength=users.max(initial=0) + 1)
