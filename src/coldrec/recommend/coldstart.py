@@ -31,13 +31,13 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import build_split, future_prefix_segment
+from coldrec.encode.shared import UsesEncoder, item_vectors
 from coldrec.profile import build_interest_profiles
 from coldrec.profile.interests import item_weights
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.baselines.als import ALSRecommender
 from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
-from coldrec.recommend.baselines.text import default_encoder, item_vectors
 
 DAY = 86_400
 NOT_A_CANDIDATE = np.float32(-1e9)
@@ -126,7 +126,7 @@ class _Signals:
         self.borrowed_pop = (borrow @ self.pop).astype(np.float32)
 
 
-class ColdStartRecommender(Recommender):
+class ColdStartRecommender(UsesEncoder, Recommender):
     """Text + attributes + behaviour, fused by a ranker learned on the shop's own time cut."""
 
     name = "coldrec"
@@ -168,12 +168,6 @@ class ColdStartRecommender(Recommender):
         self._encoder = encoder
 
     # ------------------------------------------------------------------ fitting
-    @property
-    def encoder(self):
-        if self._encoder is None:
-            self._encoder = default_encoder()
-        return self._encoder
-
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
         self._item_vectors = self._text_vectors(catalog)
         leaves = np.char.lower(catalog.leaf_categories().astype(str))

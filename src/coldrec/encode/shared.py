@@ -1,0 +1,73 @@
+"""One encoder and one copy of each catalog's vectors per process, shared by every model."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_ENCODER: Any = None
+_LOCK = threading.Lock()
+# (encoder fingerprint, texts digest) -> item vectors; a few catalogs at most
+_ITEM_VECTORS: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_ITEM_VECTORS_MAX = 4
+
+
+def default_encoder():
+    """The packaged encoder on the default cache dir: ONNX, else torch; loaded once per process."""
+    global _DEFAULT_ENCODER
+    with _LOCK:
+        if _DEFAULT_ENCODER is None:
+            from coldrec.encode import default_cache_dir, load_encoder
+
+            try:
+                _DEFAULT_ENCODER = load_encoder("onnx", cache_dir=default_cache_dir())
+            except Exception as error:  # noqa: BLE001 - any backend failure falls back to torch
+                log.warning("onnx encoder unavailable (%s); using the torch backend", error)
+                _DEFAULT_ENCODER = load_encoder("torch", cache_dir=default_cache_dir())
+        return _DEFAULT_ENCODER
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def item_vectors(encoder, texts: list[str]) -> np.ndarray:
+    """Encoded item texts, cached in memory by (encoder fingerprint, texts)."""
+    digest = hashlib.sha1("\x1f".join(texts).encode("utf-8")).hexdigest()
+    key = (str(encoder.fingerprint), digest)
+    with _LOCK:
+        cached = _ITEM_VECTORS.get(key)
+        if cached is not None:
+            _ITEM_VECTORS.move_to_end(key)
+            return cached
+    vectors = normalise(np.asarray(encoder.encode(texts, show_progress=False), np.float32))
+    vectors.setflags(write=False)
+    with _LOCK:
+        _ITEM_VECTORS[key] = vectors
+        while len(_ITEM_VECTORS) > _ITEM_VECTORS_MAX:
+            _ITEM_VECTORS.popitem(last=False)
+    return vectors
+
+
+class UsesEncoder:
+    """For models taking an optional `encoder`: the process default when none is given.
+
+    The encoder is not a hyper-parameter, so it lives in `_encoder`, out of get_params.
+    """
+
+    _encoder = None
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = default_encoder()
+        return self._encoder
