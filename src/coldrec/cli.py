@@ -196,10 +196,15 @@ def evaluate(
 
     ds = _load_or_exit(dataset, data, skip_bad=False)
     if ds.judgments is not None:
-        from coldrec.evaluate.search import evaluate_search, render_search_table
+        from coldrec.evaluate.search import MODELS, evaluate_search, render_search_table
 
-        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in ("bm25", "dense", "rrf")) or ("bm25", "dense"))
+        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in MODELS) or ("bm25", "dense"))
         console.print(render_search_table(rows))
+        for row in rows:
+            if "tuned" in row and row["task"] == "retrieve":
+                tuned = row["tuned"]
+                console.print(f"{row['model']}: weights {tuned['weights']}, rrf k {tuned['rrf_k']:g} "
+                              f"(tuned on {tuned['tune_queries']:,} tuning-half queries, retrieve NDCG@10)")
         folder = out / ds.name
         folder.mkdir(parents=True, exist_ok=True)
         summary = [{k: v for k, v in row.items() if k != "per_query"} for row in rows]
@@ -225,6 +230,54 @@ def evaluate(
     console.print(timing)
     written = write_report(evaluation, out / ds.name)
     console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("search-bench")
+def search_bench(
+    data: Path = DataOption,
+    k: int = typer.Option(10, min=1, help="Results per query."),
+    fusion: str = typer.Option("weighted", help="weighted or rrf."),
+    limit: int = typer.Option(0, min=0, help="Time only the first N reporting-half queries (0: all)."),
+    warmup: int = typer.Option(20, min=0, help="Untimed queries run first."),
+    dense_index: str = typer.Option("ivf", help="exact (FAISS flat) or ivf (FAISS IVF, sqrt(n) lists)."),
+    nprobe: int = typer.Option(16, min=1, help="IVF lists probed per query."),
+) -> None:
+    """Search latency on homedepot-search: one reporting-half query at a time, query encoding included."""
+    import numpy as np
+
+    from coldrec.encode import load_encoder
+    from coldrec.encode.cache import CachedEncoder
+    from coldrec.encode.registry import default_cache_dir
+    from coldrec.evaluate.search import search_queries
+    from coldrec.search import Searcher
+
+    ds = _load_or_exit("homedepot-search", data, skip_bad=False)
+    items_encoder = load_encoder("onnx", cache_dir=default_cache_dir())  # titles: the on-disk cache
+    query_encoder = items_encoder.encoder if isinstance(items_encoder, CachedEncoder) else items_encoder  # queries: no cache
+    searcher = Searcher(encoder=items_encoder, query_encoder=query_encoder, fusion=fusion, dense_index=dense_index,
+                        nprobe=nprobe)
+    started = time.perf_counter()
+    searcher.fit(ds.catalog)
+    fit_s = time.perf_counter() - started
+    queries = search_queries(ds.judgments, "report").queries
+    queries = queries[:limit] if limit else queries
+    for query in queries[:warmup]:
+        searcher.search([query], k)
+    ms = np.empty(len(queries))
+    for i, query in enumerate(queries):
+        started = time.perf_counter()
+        searcher.search([query], k)
+        ms[i] = (time.perf_counter() - started) * 1000
+    table = Table(title=f"search latency: homedepot-search, {len(ds.catalog):,} titles, {fusion} fusion, "
+                        f"{dense_index} dense, k={k}")
+    for column in ("queries", "fit s", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"):
+        table.add_column(column, justify="right")
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    table.add_row(f"{len(ms):,}", f"{fit_s:.1f}", f"{p50:.2f}", f"{p90:.2f}", f"{p99:.2f}", f"{ms.max():.2f}",
+                  f"{ms.mean():.2f}")
+    console.print(table)
+    console.print(f"weights {searcher.weights}, rrf k {searcher.rrf_k:g}, signals: bm25"
+                  + (", char 3-gram bm25" if searcher.ngram is not None else "") + ", dense (query encoded uncached)")
 
 
 if __name__ == "__main__":

@@ -246,8 +246,44 @@ class RRFModel(SearchModel):
         return positions, scores
 
 
+class WeightedModel(SearchModel):
+    """`coldrec.search.Searcher`: BM25 + character 3-gram BM25 + dense, fused by a weighted sum of
+    per-query normalised scores (``fusion="weighted"``) or by RRF (``fusion="rrf"``).
+
+    `tune` picks the weights / RRF k on the *tuning* half (`Searcher.tune`); `evaluate_search`
+    calls it before scoring any other half.
+    """
+
+    name = "weighted"
+
+    def __init__(self, encoder=None, fusion: str = "weighted", name: str | None = None,
+                 dense_index: str = "exact") -> None:
+        from coldrec.search import Searcher
+
+        self.searcher = Searcher(encoder=encoder, fusion=fusion, dense_index=dense_index)
+        self.name = name or fusion
+        self.tuned: dict | None = None
+
+    def fit(self, catalog) -> WeightedModel:
+        self.searcher.fit(catalog)
+        return self
+
+    def tune(self, dataset) -> dict:
+        self.tuned = self.searcher.tune(dataset, half="tune")
+        return self.tuned
+
+    def score_candidates(self, queries, candidates):
+        return self.searcher.score(list(queries), list(candidates))
+
+    def retrieve(self, queries, k):
+        return self.searcher.search(list(queries), k)
+
+
+MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf")
+
+
 def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = None) -> SearchModel:
-    """'bm25', 'dense' or 'rrf' (BM25 + dense); ``cache`` shares fitted base models."""
+    """'bm25', 'dense', 'rrf' (BM25 + dense) or 'weighted' (`WeightedModel`); ``cache`` shares fitted base models."""
     cache = {} if cache is None else cache
     if name in cache:
         return cache[name]
@@ -257,8 +293,12 @@ def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = N
         model = DenseModel(encoder=encoder)
     elif name == "rrf":
         model = RRFModel([make_model("bm25", encoder, cache), make_model("dense", encoder, cache)])
+    elif name == "weighted":
+        model = WeightedModel(encoder=encoder)
+    elif name == "weighted-ivf":  # the same with an approximate (FAISS IVF) dense candidate list
+        model = WeightedModel(encoder=encoder, name=name, dense_index="ivf")
     else:
-        raise ValueError(f"unknown search model {name!r}; choose from bm25, dense, rrf")
+        raise ValueError(f"unknown search model {name!r}; choose from {', '.join(MODELS)}")
     cache[name] = model
     return model
 
@@ -292,6 +332,11 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
             if id(part) not in fitted:
                 part.fit(dataset.catalog)
                 fitted.add(id(part))
+        tuned = None
+        if isinstance(model, WeightedModel):
+            if half == "tune":
+                raise ValueError("the weighted model is tuned on the tuning half; evaluate it on another half")
+            tuned = model.tune(dataset)
         start = time.perf_counter()
         scores = model.score_candidates(qs.queries, qs.judged)
         rerank_ms = (time.perf_counter() - start) * 1000 / max(len(qs), 1)
@@ -302,6 +347,9 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
                                     ("retrieve", retrieve_metrics(qs, ranked), retrieve_ms)):
             row = {"model": name, "task": task, "half": half, "n_queries": len(qs), "ms_per_query": ms,
                    "per_query": per_query}
+            if tuned is not None:
+                row["tuned"] = {"weights": tuned["weights"], "rrf_k": tuned["rrf_k"], "tune_queries": tuned["n_queries"],
+                                "grid": list(model.searcher.tuning)}
             for metric, values in per_query.items():
                 row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
                 if metric.startswith("recall"):
@@ -339,7 +387,20 @@ def render_search_table(rows: Sequence[dict], title: str | None = None):
 
 
 __all__ = [
-    "BM25Model", "DenseModel", "RRFModel", "SearchModel", "SearchQueries", "evaluate_search", "gain",
-    "make_model", "ndcg_at_k", "paired_bootstrap", "query_half", "recall_at_k", "render_search_table",
+    "MODELS",
+    "BM25Model",
+    "DenseModel",
+    "RRFModel",
+    "SearchModel",
+    "SearchQueries",
+    "WeightedModel",
+    "evaluate_search",
+    "gain",
+    "make_model",
+    "ndcg_at_k",
+    "paired_bootstrap",
+    "query_half",
+    "recall_at_k",
+    "render_search_table",
     "search_queries",
 ]

@@ -1,0 +1,413 @@
+"""`Searcher`: one object that answers shoppers' queries over a catalog.
+
+Three signals are computed over the whole catalog for each query:
+
+- ``bm25``: word BM25 (`coldrec.retrieve.BM25Index`: stemming, stop words; jieba for Chinese);
+- ``ngram``: BM25 over character 3-grams of each word (``#drill#`` -> ``#dr dri ril ill ll#``),
+  which still matches misspelt words ("drlil", "cordles") — the typo-tolerant signal (English only);
+- ``dense``: the cosine of encoder vectors (default: the packaged MiniLM, ONNX); its top
+  ``depth`` comes from an exact FAISS scan (``dense_index="exact"``) or, faster, from a FAISS
+  IVF index (``"ivf"``: sqrt(n) lists, ``nprobe`` probed; approximate candidates, exact cosines).
+
+Candidates are the union of each signal's top ``depth`` (lexical signals: matching items
+only). Fusion:
+
+- ``"weighted"``: ``w_bm25 * bm25 / max_bm25 + w_ngram * ngram / max_ngram + w_dense * cosine``,
+  the maxima taken per query over the whole catalog (0 when nothing matches);
+- ``"rrf"``: sum over signals of ``1 / (rrf_k + rank)`` (rank from 1 in that signal's top ``depth``).
+
+Ties are broken by catalog position ascending. The weights and ``rrf_k`` are chosen by
+`Searcher.tune` on the *tuning* half of homedepot-search (never the reporting half).
+
+Queries are normalised before scoring (`normalize_query`: Unicode NFKC, lowercase,
+punctuation to spaces, whitespace collapsed, cut at `MAX_QUERY_CHARS`); the dense encoder
+gets the NFKC, whitespace-collapsed, cut text (case and punctuation kept: the encoder
+has its own tokenizer). Empty, punctuation-only, very long and non-Latin queries are
+answered (lexical scores 0, the dense signal still ranks).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from coldrec.retrieve.lexical import BM25Index
+
+#: Queries are cut to this many characters (after NFKC) before scoring.
+MAX_QUERY_CHARS = 512
+#: Queries scored together (bounds the (batch, n_items) score matrices).
+BATCH = 256
+SIGNALS = ("bm25", "ngram", "dense")
+FUSIONS = ("weighted", "rrf")
+#: What `tune` picked on the homedepot-search tuning half (retrieve NDCG@10); `tune` overwrites them.
+DEFAULT_WEIGHTS = {"bm25": 0.2, "ngram": 0.4, "dense": 0.4}
+
+_NON_WORD = re.compile(r"[^\w\s]+|_+")
+_WORD = re.compile(r"\w+")
+
+
+def _clean(text) -> str:
+    text = "" if text is None else str(text)
+    text = unicodedata.normalize("NFKC", text[: 4 * MAX_QUERY_CHARS])
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return " ".join(text.split())[:MAX_QUERY_CHARS]
+
+
+def normalize_query(text) -> str:
+    """NFKC, lowercase, punctuation -> space, whitespace collapsed, at most `MAX_QUERY_CHARS`."""
+    return " ".join(_NON_WORD.sub(" ", _clean(text).lower()).split())
+
+
+def char_ngrams(text: str, n: int = 3) -> list[str]:
+    """Character n-grams of each word, padded with '#': 'Drill' -> ['#dr', 'dri', 'ril', 'ill', 'll#']."""
+    out: list[str] = []
+    for word in _WORD.findall(normalize_query(text)):
+        padded = f"#{word}#"
+        if len(padded) <= n:
+            out.append(padded)
+        else:
+            out.extend(padded[i:i + n] for i in range(len(padded) - n + 1))
+    return out
+
+
+class CharNgramBM25(BM25Index):
+    """`BM25Index` whose tokens are the words' character n-grams (`char_ngrams`)."""
+
+    def __init__(self, n: int = 3, k1: float = 1.2, b: float = 0.75, method: str = "lucene") -> None:
+        super().__init__(language="en", k1=k1, b=b, method=method)
+        self.n = n
+
+    def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        return [char_ngrams(t, self.n) for t in texts]
+
+    def fit(self, texts: Sequence[str]) -> CharNgramBM25:
+        import bm25s
+
+        tokens = self._tokens(list(texts))
+        n_docs = len(tokens)
+        if n_docs == 0 or not any(tokens):
+            self.vocab = {}
+            self._weights = sp.csr_matrix((0, n_docs), dtype=np.float32)
+            return self
+        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        model.index(tokens, create_empty_token=False, show_progress=False)
+        s = model.scores
+        n_terms = len(s["indptr"]) - 1
+        self._weights = sp.csr_matrix(
+            (np.asarray(s["data"], np.float32), np.asarray(s["indices"], np.int32), np.asarray(s["indptr"], np.int64)),
+            shape=(n_terms, s["num_docs"]),
+        )
+        self.vocab = {t: int(i) for t, i in model.vocab_dict.items() if 0 <= i < n_terms}
+        return self
+
+    def _query_matrix(self, queries: Sequence[str]) -> sp.csr_matrix:
+        if isinstance(queries, str):
+            raise TypeError("pass a list of queries, not a single string")
+        rows, cols = [], []
+        for i, toks in enumerate(self._tokens(list(queries))):
+            ids = [self.vocab[t] for t in toks if t in self.vocab]
+            rows += [i] * len(ids)
+            cols += ids
+        data = np.ones(len(rows), np.float32)
+        q = sp.csr_matrix((data, (rows, cols)), shape=(len(queries), self._weights.shape[0]), dtype=np.float32)
+        q.sum_duplicates()
+        return q
+
+
+@dataclass
+class Candidates:
+    """One query's candidates (catalog positions, ascending) and their per-signal evidence."""
+
+    items: np.ndarray  # int64
+    features: np.ndarray  # (n, n_signals): bm25/max, ngram/max, cosine
+    rrf: np.ndarray  # (n, n_signals): 1/(rrf_k + rank) without the k: rank (0 = not in that top list)
+
+
+def _top(cols: np.ndarray, vals: np.ndarray, depth: int) -> np.ndarray:
+    """The ``depth`` columns of largest value, value desc then column asc."""
+    if len(cols) > depth:
+        part = np.argpartition(-vals, depth - 1)[:depth]
+        keep = vals >= vals[part].min()  # every tie at the cut, ordered exactly below
+        cols, vals = cols[keep], vals[keep]
+    return cols[np.lexsort((cols, -vals))[:depth]]
+
+
+class Searcher:
+    """BM25 + character 3-gram BM25 + dense search over a catalog, fused; see the module docstring."""
+
+    def __init__(self, encoder=None, fusion: str = "weighted", weights: dict[str, float] | None = None,
+                 rrf_k: float = 60.0, depth: int = 200, language: str = "en", ngram: bool | None = None,
+                 query_encoder=None, batch_size: int = 64, dense_index: str = "exact", nprobe: int = 16) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
+        self._encoder = encoder
+        self._query_encoder = query_encoder
+        self.fusion = fusion
+        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        unknown = set(self.weights) - set(SIGNALS)
+        if unknown:
+            raise ValueError(f"unknown signals {sorted(unknown)}; choose from {SIGNALS}")
+        self.rrf_k = float(rrf_k)
+        self.depth = int(depth)
+        self.language = language
+        self.use_ngram = (language == "en") if ngram is None else bool(ngram)
+        self.batch_size = batch_size
+        if dense_index not in ("exact", "ivf"):
+            raise ValueError(f"unknown dense_index {dense_index!r}; choose exact or ivf")
+        self.dense_index = dense_index
+        self.nprobe = int(nprobe)
+        self._dense = None  # DenseIndex (exact) or a FAISS IVF index
+        #: signals summed by RRF fusion
+        self.rrf_signals: tuple[str, ...] = ("bm25", "dense")
+        self.bm25: BM25Index | None = None
+        self.ngram: CharNgramBM25 | None = None
+        self.vectors: np.ndarray | None = None
+        self.tuning: list[dict] = []  # grid results of the last tune()
+
+    # ------------------------------------------------------------------ fitting
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            from coldrec.encode import default_cache_dir, load_encoder
+
+            self._encoder = load_encoder(backend="onnx", cache_dir=default_cache_dir())
+        return self._encoder
+
+    @property
+    def query_encoder(self):
+        return self._query_encoder if self._query_encoder is not None else self.encoder
+
+    @property
+    def n_items(self) -> int:
+        return 0 if self.vectors is None else len(self.vectors)
+
+    def fit(self, catalog, vectors: np.ndarray | None = None) -> Searcher:
+        """Index an `ItemCatalog` (its ``texts()``) or a list of texts; ``vectors``: precomputed item vectors."""
+        texts = list(catalog.texts()) if hasattr(catalog, "texts") else [str(t) for t in catalog]
+        self.bm25 = BM25Index(language=self.language).fit(texts)
+        self.ngram = CharNgramBM25().fit(texts) if self.use_ngram else None
+        if vectors is None:
+            vectors = self.encoder.encode(texts, batch_size=self.batch_size, show_progress=False) if texts else None
+        if vectors is None:
+            self.vectors = np.zeros((0, 1), np.float32)
+        else:
+            v = np.asarray(vectors, np.float32)
+            norms = np.linalg.norm(v, axis=1, keepdims=True)
+            self.vectors = np.ascontiguousarray(v / np.where(norms > 0, norms, 1), dtype=np.float32)
+        self._dense = self._build_dense() if len(self.vectors) else None
+        return self
+
+    def _build_dense(self):
+        from coldrec.retrieve.dense import DenseIndex
+
+        n, dim = self.vectors.shape
+        nlist = max(1, int(np.sqrt(n)))
+        if self.dense_index == "exact" or n < 39 * nlist:
+            return DenseIndex(normalize=False).add(self.vectors)
+        import faiss
+
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = 0
+        index.train(self.vectors)
+        index.add(self.vectors)
+        index.nprobe = self.nprobe
+        return index
+
+    def _dense_top(self, q: np.ndarray, depth: int) -> np.ndarray:
+        """(n, <=depth) dense top positions (exact: ties by position; IVF: approximate, -1 padded)."""
+        from coldrec.retrieve.dense import DenseIndex
+
+        if isinstance(self._dense, DenseIndex):
+            return self._dense.search(q, depth)[0]
+        scores, positions = self._dense.search(np.ascontiguousarray(q, np.float32), depth)
+        order = np.lexsort((positions, -scores), axis=-1)
+        return np.take_along_axis(positions.astype(np.int64), order, axis=1)
+
+    # ------------------------------------------------------------------ signals
+
+    def _signals(self, queries: Sequence[str]) -> dict[str, np.ndarray]:
+        """Per batch of raw queries: sparse (n, n_items) lexical scores and the normalised query vectors."""
+        if self.vectors is None:
+            raise RuntimeError("Searcher is not fitted; call fit(catalog) first")
+        lexical = [normalize_query(q) for q in queries]
+        n, n_items = len(queries), self.n_items
+        out = {"bm25": self._lexical(self.bm25, lexical, n, n_items)}
+        if self.ngram is not None:
+            out["ngram"] = self._lexical(self.ngram, lexical, n, n_items)
+        if n_items:
+            q = self.query_encoder.encode([_clean(t) for t in queries], batch_size=self.batch_size, show_progress=False)
+            q = np.asarray(q, np.float32)
+            norms = np.linalg.norm(q, axis=1, keepdims=True)
+            out["query"] = np.ascontiguousarray(q / np.where(norms > 0, norms, 1), dtype=np.float32)
+        else:
+            out["query"] = np.zeros((n, 1), np.float32)
+        return out
+
+    @staticmethod
+    def _lexical(index: BM25Index, queries: list[str], n: int, n_items: int) -> sp.csr_matrix:
+        if index is None or index.vocab == {}:
+            return sp.csr_matrix((n, n_items), dtype=np.float32)
+        m = index.score_all(queries).tocsr()
+        m.sum_duplicates()  # also sorts the column indices of each row
+        return m
+
+    @staticmethod
+    def _row(m: sp.csr_matrix, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column indices (ascending) and values of row i, positive values only."""
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        cols, vals = m.indices[lo:hi].astype(np.int64), m.data[lo:hi]
+        keep = vals > 0
+        return (cols, vals) if keep.all() else (cols[keep], vals[keep])
+
+    def _features(self, sig: dict[str, np.ndarray], i: int, items: np.ndarray) -> np.ndarray:
+        cols = []
+        for name in SIGNALS:
+            if name == "dense":
+                cols.append((self.vectors[items] @ sig["query"][i]).astype(np.float64) if len(items) else np.zeros(0))
+                continue
+            if name not in sig:
+                cols.append(np.zeros(len(items), np.float64))
+                continue
+            ind, data = self._row(sig[name], i)
+            vals = np.zeros(len(items), np.float64)
+            if len(ind) and len(items):
+                at = np.minimum(np.searchsorted(ind, items), len(ind) - 1)
+                hit = ind[at] == items
+                vals[hit] = data[at[hit]] / float(data.max())
+            cols.append(vals)
+        return np.stack(cols, axis=1) if len(items) else np.zeros((0, len(SIGNALS)))
+
+    def _candidates(self, queries: Sequence[str], depth: int) -> list[Candidates]:
+        out: list[Candidates] = []
+        for start in range(0, len(queries), BATCH):
+            batch = list(queries[start:start + BATCH])
+            sig = self._signals(batch)
+            dense_top = self._dense_top(sig["query"], depth)
+            for i in range(len(batch)):
+                tops = {name: _top(*self._row(sig[name], i), depth) for name in ("bm25", "ngram") if name in sig}
+                tops["dense"] = dense_top[i][dense_top[i] >= 0]
+                items = np.unique(np.concatenate([t for t in tops.values()] or [np.zeros(0, np.int64)])).astype(np.int64)
+                ranks = np.zeros((len(items), len(SIGNALS)))
+                for j, name in enumerate(SIGNALS):
+                    if name in tops and len(tops[name]):
+                        where = np.searchsorted(items, tops[name])
+                        ranks[where, j] = np.arange(1, len(tops[name]) + 1)
+                out.append(Candidates(items, self._features(sig, i, items), ranks))
+        return out
+
+    # ------------------------------------------------------------------ fusion
+
+    def _weight_vector(self, weights: dict[str, float] | None = None) -> np.ndarray:
+        w = self.weights if weights is None else weights
+        return np.array([float(w.get(name, 0.0)) for name in SIGNALS])
+
+    def fuse(self, features: np.ndarray, ranks: np.ndarray, fusion: str | None = None,
+             weights: dict[str, float] | None = None, rrf_k: float | None = None) -> np.ndarray:
+        """Fused scores of candidates from their features (weighted) or ranks (rrf)."""
+        fusion = fusion or self.fusion
+        if fusion == "weighted":
+            return features @ self._weight_vector(weights)
+        k = self.rrf_k if rrf_k is None else rrf_k
+        active = np.array([name in self.rrf_signals for name in SIGNALS], np.float64)
+        contrib = np.where(ranks > 0, 1.0 / (k + np.maximum(ranks, 1)), 0.0)
+        return contrib @ active
+
+    @staticmethod
+    def _order(items: np.ndarray, fused: np.ndarray, k: int) -> np.ndarray:
+        return np.lexsort((items, -fused))[:k]
+
+    def search(self, queries: Sequence[str], k: int, user=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k catalog positions (int64) and fused scores (float32) per query.
+
+        Every row has ``min(k, n_items)`` real positions (the dense signal ranks every
+        item). ``user`` (a `coldrec.data.UserContext`) is accepted for the interface and
+        not used yet.
+        """
+        if isinstance(queries, str):
+            raise TypeError("pass a list of queries, not a single string")
+        if self.vectors is None:
+            raise RuntimeError("Searcher is not fitted; call fit(catalog) first")
+        k = max(0, min(int(k), self.n_items))
+        positions = np.full((len(queries), k), -1, np.int64)
+        scores = np.zeros((len(queries), k), np.float32)
+        if k == 0:
+            return positions, scores
+        for i, c in enumerate(self._candidates(list(queries), max(self.depth, k))):
+            fused = self.fuse(c.features, c.rrf)
+            order = self._order(c.items, fused, k)
+            positions[i, : len(order)] = c.items[order]
+            scores[i, : len(order)] = fused[order]
+        return positions, scores
+
+    def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Fused scores of given candidates (re-ranking); rrf ranks are taken within each candidate set."""
+        if len(candidates) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(candidates)} candidate sets")
+        cands = [np.asarray(c, np.int64).ravel() for c in candidates]
+        out: list[np.ndarray] = []
+        for start in range(0, len(queries), BATCH):
+            sig = self._signals(list(queries[start:start + BATCH]))
+            for i, items in enumerate(cands[start:start + BATCH]):
+                feats = self._features(sig, i, items)
+                if self.fusion == "weighted":
+                    out.append(self.fuse(feats, None).astype(np.float64))
+                    continue
+                ranks = np.zeros_like(feats)
+                for j in range(feats.shape[1]):
+                    order = np.lexsort((items, -feats[:, j]))
+                    ranks[order, j] = np.arange(1, len(items) + 1)
+                out.append(self.fuse(feats, ranks))
+        return out
+
+    # ------------------------------------------------------------------ tuning
+
+    def tune(self, dataset, half: str = "tune", weight_grid: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+             ngram_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), rrf_grid: Sequence[float] = (10, 30, 60, 100),
+             metric: str = "ndcg@10") -> dict:
+        """Pick the weights (and ``rrf_k``) maximising retrieve ``metric`` on ``half`` (default: tuning half).
+
+        Weighted grid: ``w_bm25`` in ``weight_grid``, ``w_ngram`` in ``ngram_grid`` (0 only when
+        the n-gram index is off), ``w_dense = 1 - w_bm25 - w_ngram`` (points with a negative
+        dense weight are skipped). Ties keep the first grid point. Sets ``self.weights`` and
+        ``self.rrf_k``, stores every point in ``self.tuning`` and returns the best of each.
+        """
+        from coldrec.evaluate.search import RECALL_K, retrieve_metrics, search_queries
+
+        if half == "report":
+            raise ValueError("tuning on the reporting half is not allowed")
+        qs = search_queries(dataset.judgments, half)
+        if len(qs) == 0:
+            return {"weights": dict(self.weights), "rrf_k": self.rrf_k, "n_queries": 0}
+        cands = self._candidates(qs.queries, max(self.depth, RECALL_K))
+        grid_ngram = tuple(ngram_grid) if self.ngram is not None else (0.0,)
+        points = []
+        for wb in weight_grid:
+            for wn in grid_ngram:
+                wd = round(1.0 - wb - wn, 10)
+                if wd >= 0:
+                    wd = max(wd, 0.0) + 0.0  # no -0.0
+                    points.append(("weighted", {"bm25": float(wb), "ngram": float(wn), "dense": wd}, None))
+        points += [("rrf", dict(self.weights), float(k)) for k in rrf_grid]
+        self.tuning = []
+        for fusion, weights, rrf_k in points:
+            ranked = [c.items[self._order(c.items, self.fuse(c.features, c.rrf, fusion, weights, rrf_k), RECALL_K)]
+                      for c in cands]
+            per_query = retrieve_metrics(qs, ranked)
+            self.tuning.append({"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "n_queries": len(qs),
+                                **{m: float(np.nanmean(v)) for m, v in per_query.items()}})
+        best_w = max((r for r in self.tuning if r["fusion"] == "weighted"), key=lambda r: r[metric])
+        best_r = max((r for r in self.tuning if r["fusion"] == "rrf"), key=lambda r: r[metric])
+        self.weights = dict(best_w["weights"])
+        self.rrf_k = float(best_r["rrf_k"])
+        return {"weights": dict(self.weights), "rrf_k": self.rrf_k, "n_queries": len(qs),
+                "weighted": best_w, "rrf": best_r}
+
+
+__all__ = ["CharNgramBM25", "Searcher", "char_ngrams", "normalize_query"]
