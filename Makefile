@@ -30,7 +30,8 @@ test-all: install
 bench: install
 	$(VENV)/bin/coldrec evaluate --data $(DATA) -d amazon14-office --models all
 	$(VENV)/bin/coldrec evaluate --data $(DATA) -d uci-online-retail --models all
-	$(VENV)/bin/coldrec evaluate --data $(DATA) -d homedepot-search --models bm25,dense,rrf
+	$(VENV)/bin/coldrec evaluate --data $(DATA) -d homedepot-search --models bm25,dense,rrf,weighted
+	$(VENV)/bin/coldrec search-bench --data $(DATA)
 
 bench-encode: install
 	$(VENV)/bin/coldrec encode --bench --data $(DATA)

@@ -153,15 +153,17 @@ def _toy_dataset():
 
 
 def test_tune_uses_the_tuning_half_only():
+    from coldrec.evaluate.search import WeightedModel, query_half
+
     ds = _toy_dataset()
-    s = Searcher(encoder=FakeEncoder()).fit(ds.catalog)
-    with pytest.raises(ValueError):
-        s.tune(ds, half="report")
+    model = WeightedModel(encoder=FakeEncoder()).fit(ds.catalog)
+    s = model.searcher
     seen = []
     original = s._candidates
     s._candidates = lambda queries, depth: seen.extend(queries) or original(queries, depth)
-    best = s.tune(ds, weight_grid=(0.2, 0.5, 0.8), ngram_grid=(0.0, 0.2), rrf_grid=(10, 60))
-    from coldrec.evaluate.search import query_half
+    s.tune = lambda queries, metrics, depth, **kw: Searcher.tune(
+        s, queries, metrics, depth, weight_grid=(0.2, 0.5, 0.8), ngram_grid=(0.0, 0.2), rrf_grid=(10, 60))
+    best = model.tune(ds)
 
     assert seen and all(query_half(q) == "tune" for q in seen)
     assert len(s.tuning) == 3 * 2 + 2

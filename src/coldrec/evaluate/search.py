@@ -269,7 +269,9 @@ class WeightedModel(SearchModel):
         return self
 
     def tune(self, dataset) -> dict:
-        self.tuned = self.searcher.tune(dataset, half="tune")
+        """Fusion weights from the tuning half of the queries only (retrieve NDCG@10)."""
+        qs = search_queries(dataset.judgments, "tune")
+        self.tuned = self.searcher.tune(qs.queries, lambda ranked: retrieve_metrics(qs, ranked), RECALL_K)
         return self.tuned
 
     def score_candidates(self, queries, candidates):

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -368,24 +368,22 @@ class Searcher:
 
     # ------------------------------------------------------------------ tuning
 
-    def tune(self, dataset, half: str = "tune", weight_grid: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    def tune(self, queries: Sequence[str], metrics: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
+             depth: int = 100, weight_grid: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
              ngram_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), rrf_grid: Sequence[float] = (10, 30, 60, 100),
              metric: str = "ndcg@10") -> dict:
-        """Pick the weights (and ``rrf_k``) maximising retrieve ``metric`` on ``half`` (default: tuning half).
+        """Pick the weights (and ``rrf_k``) maximising ``metric`` over tuning ``queries``.
 
-        Weighted grid: ``w_bm25`` in ``weight_grid``, ``w_ngram`` in ``ngram_grid`` (0 only when
-        the n-gram index is off), ``w_dense = 1 - w_bm25 - w_ngram`` (points with a negative
-        dense weight are skipped). Ties keep the first grid point. Sets ``self.weights`` and
-        ``self.rrf_k``, stores every point in ``self.tuning`` and returns the best of each.
+        ``metrics(ranked)`` scores one top-``depth`` list per query (the caller's judgments:
+        this module knows none). Weighted grid: ``w_bm25`` in ``weight_grid``, ``w_ngram`` in
+        ``ngram_grid`` (0 only when the n-gram index is off), ``w_dense = 1 - w_bm25 - w_ngram``
+        (points with a negative dense weight are skipped). Ties keep the first grid point. Sets
+        ``self.weights`` and ``self.rrf_k``, stores every point in ``self.tuning`` and returns
+        the best of each.
         """
-        from coldrec.evaluate.search import RECALL_K, retrieve_metrics, search_queries
-
-        if half == "report":
-            raise ValueError("tuning on the reporting half is not allowed")
-        qs = search_queries(dataset.judgments, half)
-        if len(qs) == 0:
+        if len(queries) == 0:
             return {"weights": dict(self.weights), "rrf_k": self.rrf_k, "n_queries": 0}
-        cands = self._candidates(qs.queries, max(self.depth, RECALL_K))
+        cands = self._candidates(list(queries), max(self.depth, depth))
         grid_ngram = tuple(ngram_grid) if self.ngram is not None else (0.0,)
         points = []
         for wb in weight_grid:
@@ -397,16 +395,16 @@ class Searcher:
         points += [("rrf", dict(self.weights), float(k)) for k in rrf_grid]
         self.tuning = []
         for fusion, weights, rrf_k in points:
-            ranked = [c.items[self._order(c.items, self.fuse(c.features, c.rrf, fusion, weights, rrf_k), RECALL_K)]
+            ranked = [c.items[self._order(c.items, self.fuse(c.features, c.rrf, fusion, weights, rrf_k), depth)]
                       for c in cands]
-            per_query = retrieve_metrics(qs, ranked)
-            self.tuning.append({"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "n_queries": len(qs),
+            per_query = metrics(ranked)
+            self.tuning.append({"fusion": fusion, "weights": weights, "rrf_k": rrf_k, "n_queries": len(queries),
                                 **{m: float(np.nanmean(v)) for m, v in per_query.items()}})
         best_w = max((r for r in self.tuning if r["fusion"] == "weighted"), key=lambda r: r[metric])
         best_r = max((r for r in self.tuning if r["fusion"] == "rrf"), key=lambda r: r[metric])
         self.weights = dict(best_w["weights"])
         self.rrf_k = float(best_r["rrf_k"])
-        return {"weights": dict(self.weights), "rrf_k": self.rrf_k, "n_queries": len(qs),
+        return {"weights": dict(self.weights), "rrf_k": self.rrf_k, "n_queries": len(queries),
                 "weighted": best_w, "rrf": best_r}
 
 
