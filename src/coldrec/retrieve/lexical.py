@@ -91,10 +91,14 @@ class BM25Index:
     def n_items(self) -> int:
         return 0 if self._weights is None else self._weights.shape[1]
 
+    def _tokens(self, texts: list[str]) -> list[list[str]]:
+        """Index terms of each text (subclasses change the analysis, e.g. character n-grams)."""
+        return tokenize(texts, self.language)
+
     def fit(self, texts: Sequence[str]) -> BM25Index:
         import bm25s
 
-        tokens = tokenize(list(texts), self.language)
+        tokens = self._tokens(list(texts))
         n_docs = len(tokens)
         if n_docs == 0 or not any(tokens):
             self.vocab = {}
@@ -117,7 +121,7 @@ class BM25Index:
         if isinstance(queries, str):
             raise TypeError("pass a list of queries, not a single string")
         rows, cols = [], []
-        for i, toks in enumerate(tokenize(list(queries), self.language)):
+        for i, toks in enumerate(self._tokens(list(queries))):
             ids = [self.vocab[t] for t in toks if t in self.vocab]
             rows += [i] * len(ids)
             cols += ids

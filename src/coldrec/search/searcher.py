@@ -85,39 +85,6 @@ class CharNgramBM25(BM25Index):
     def _tokens(self, texts: Sequence[str]) -> list[list[str]]:
         return [char_ngrams(t, self.n) for t in texts]
 
-    def fit(self, texts: Sequence[str]) -> CharNgramBM25:
-        import bm25s
-
-        tokens = self._tokens(list(texts))
-        n_docs = len(tokens)
-        if n_docs == 0 or not any(tokens):
-            self.vocab = {}
-            self._weights = sp.csr_matrix((0, n_docs), dtype=np.float32)
-            return self
-        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(tokens, create_empty_token=False, show_progress=False)
-        s = model.scores
-        n_terms = len(s["indptr"]) - 1
-        self._weights = sp.csr_matrix(
-            (np.asarray(s["data"], np.float32), np.asarray(s["indices"], np.int32), np.asarray(s["indptr"], np.int64)),
-            shape=(n_terms, s["num_docs"]),
-        )
-        self.vocab = {t: int(i) for t, i in model.vocab_dict.items() if 0 <= i < n_terms}
-        return self
-
-    def _query_matrix(self, queries: Sequence[str]) -> sp.csr_matrix:
-        if isinstance(queries, str):
-            raise TypeError("pass a list of queries, not a single string")
-        rows, cols = [], []
-        for i, toks in enumerate(self._tokens(list(queries))):
-            ids = [self.vocab[t] for t in toks if t in self.vocab]
-            rows += [i] * len(ids)
-            cols += ids
-        data = np.ones(len(rows), np.float32)
-        q = sp.csr_matrix((data, (rows, cols)), shape=(len(queries), self._weights.shape[0]), dtype=np.float32)
-        q.sum_duplicates()
-        return q
-
 
 @dataclass
 class Candidates:
