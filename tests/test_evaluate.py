@@ -175,3 +175,19 @@ def test_cli_evaluate_rejects_unknown_models(data_root, tmp_path):
 
     result = CliRunner().invoke(app, ["evaluate", "--data", str(data_root), "--models", "pop,nonsense", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "nonsense" in result.output
+
+
+def test_cli_evaluate_chinese_pools(data_root, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from coldrec.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--data", str(data_root), "-d", "zh-multicpr", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    rows = {r["model"]: r for r in json.loads((tmp_path / "zh-multicpr" / "pools.json").read_text())}
+    assert set(rows) == {"bm25", "dense", "weighted", "rrf"}
+    assert all(r["n_queries"] > 100 for r in rows.values())
+    # random ranking of pools of 2-3 titles would put the relevant one first about 40% of the time
+    assert rows["weighted"]["top1_strict"] >= 0.8
