@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldrec.search.searcher import SIGNALS, Searcher
+from coldrec.search.searcher import SIGNALS, Searcher, ranks_within
 
 MODELS = ("bm25", "dense", "weighted", "rrf")
 
@@ -25,11 +25,7 @@ def pool_scores(searcher: Searcher, queries: list[str], pools: list[np.ndarray])
         out["bm25"].append(feats[:, SIGNALS.index("bm25")])
         out["dense"].append(feats[:, SIGNALS.index("dense")])
         out["weighted"].append(searcher.fuse(feats, None, "weighted"))
-        ranks = np.zeros_like(feats)
-        for j in range(feats.shape[1]):
-            order = np.lexsort((items, -feats[:, j]))
-            ranks[order, j] = np.arange(1, len(items) + 1)
-        out["rrf"].append(searcher.fuse(feats, ranks, "rrf"))
+        out["rrf"].append(searcher.fuse(feats, ranks_within(items, feats), "rrf"))
     return out
 
 

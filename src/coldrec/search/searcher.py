@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from coldrec.encode.shared import UsesEncoder
 from coldrec.retrieve.lexical import BM25Index
 
 #: Queries are cut to this many characters (after NFKC) before scoring.
@@ -95,6 +96,15 @@ class Candidates:
     rrf: np.ndarray  # (n, n_signals): 1/(rrf_k + rank) without the k: rank (0 = not in that top list)
 
 
+def ranks_within(items: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Rank (1 = best) of each candidate under each signal, ties by catalog position: RRF's input."""
+    ranks = np.zeros_like(features)
+    for j in range(features.shape[1]):
+        order = np.lexsort((items, -features[:, j]))
+        ranks[order, j] = np.arange(1, len(items) + 1)
+    return ranks
+
+
 def _top(cols: np.ndarray, vals: np.ndarray, depth: int) -> np.ndarray:
     """The ``depth`` columns of largest value, value desc then column asc."""
     if len(cols) > depth:
@@ -104,7 +114,7 @@ def _top(cols: np.ndarray, vals: np.ndarray, depth: int) -> np.ndarray:
     return cols[np.lexsort((cols, -vals))[:depth]]
 
 
-class Searcher:
+class Searcher(UsesEncoder):
     """BM25 + character 3-gram BM25 + dense search over a catalog, fused; see the module docstring."""
 
     def __init__(self, encoder=None, fusion: str = "weighted", weights: dict[str, float] | None = None,
@@ -137,14 +147,6 @@ class Searcher:
         self.tuning: list[dict] = []  # grid results of the last tune()
 
     # ------------------------------------------------------------------ fitting
-
-    @property
-    def encoder(self):
-        if self._encoder is None:
-            from coldrec.encode import default_cache_dir, load_encoder
-
-            self._encoder = load_encoder(backend="onnx", cache_dir=default_cache_dir())
-        return self._encoder
 
     @property
     def query_encoder(self):
@@ -326,11 +328,7 @@ class Searcher:
                 if self.fusion == "weighted":
                     out.append(self.fuse(feats, None).astype(np.float64))
                     continue
-                ranks = np.zeros_like(feats)
-                for j in range(feats.shape[1]):
-                    order = np.lexsort((items, -feats[:, j]))
-                    ranks[order, j] = np.arange(1, len(items) + 1)
-                out.append(self.fuse(feats, ranks))
+                out.append(self.fuse(feats, ranks_within(items, feats)))
         return out
 
     # ------------------------------------------------------------------ tuning
