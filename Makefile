@@ -2,10 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
+MODEL ?= models/amazon14-office
+HOST ?= 127.0.0.1
+PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-all bench bench-encode lock clean
+.PHONY: install demo build serve loadtest test test-all bench bench-encode lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,8 +21,25 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install
-	$(VENV)/bin/coldrec data stats --data $(DATA)
+# the main job: set up, build the Office model once, serve it with the demo page
+demo: serve
+
+# built once; `rm -r $(MODEL)` to rebuild
+$(MODEL)/.built: | $(VENV)/.installed
+	$(VENV)/bin/coldrec build -d amazon14-office --data $(DATA) --out $(MODEL)
+	touch $@
+
+build: $(MODEL)/.built
+
+serve: install build
+	@echo "coldrec demo page: http://$(HOST):$(PORT)/  (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
+	$(VENV)/bin/coldrec serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+# /recommend and /search at 100 req/s and at peak, on the Office model and on a synthetic 100k-item shop;
+# each run starts its own server process with a throw-away state
+loadtest: install build
+	$(VENV)/bin/coldrec loadtest --model $(MODEL) --out reports/loadtest-office.png
+	$(VENV)/bin/coldrec loadtest --synthetic 100000 --out reports/loadtest-synthetic-100k.png
 
 test: install
 	$(PY) -m pytest -q

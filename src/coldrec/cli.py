@@ -304,5 +304,120 @@ def search_bench(
                   + (", char 3-gram bm25" if searcher.ngram is not None else "") + ", dense (query encoded uncached)")
 
 
+@app.command("build")
+def build(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on."),
+    data: Path = DataOption,
+    out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
+) -> None:
+    """Fit the service's engine on a data set and seed its store (pseudonymised) with the catalog and events."""
+    import os
+
+    from coldrec.serve.engine import Engine
+    from coldrec.serve.store import Store
+
+    ds = _load_or_exit(dataset, data, skip_bad=False)
+    started = time.perf_counter()
+    engine = Engine.build(ds.catalog, ds.log)
+    engine.save(out / "model")
+    store = Store.open(out / "state", os.environ.get("COLDREC_ID_KEY"))
+    store.seed(ds.catalog, ds.log)
+    counts = store.counts()
+    store.close()
+    console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'model'} and "
+                  f"{out / 'state'} ({counts['items']:,} items, {counts['events']:,} events)")
+
+
+@app.command("serve")
+def serve(
+    model: Path = typer.Option(None, "--model", help="A folder written by `coldrec build` (or its model/ folder)."),
+    data: Path = DataOption,
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Without --model: build on this data set."),
+    synthetic: int = typer.Option(0, "--synthetic", min=0, help="Serve a synthetic engine of N items (load tests)."),
+    state: Path = typer.Option(None, "--state", help="SQLite store and id.key (default: MODEL/state or ./coldrec-state)."),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    api_key: str = typer.Option(None, "--api-key", envvar="COLDREC_API_KEY", show_envvar=True,
+                                help="Require this X-API-Key header on the API (off by default)."),
+    access_log: bool = typer.Option(True, help="Log each request (route template, status, ms; never ids)."),
+) -> None:
+    """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
+    import logging
+
+    import uvicorn
+
+    from coldrec.serve.app import create_app
+    from coldrec.serve.settings import Settings
+    from coldrec.serve.store import Store
+
+    if state is None:
+        state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
+    settings = Settings.from_env(state_dir=state, host=host, port=port, api_key=api_key)
+    store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None)
+    started = time.perf_counter()
+    engine = _serving_engine(model, data, dataset, synthetic, store)
+    # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir),
+    # then the engine learns the items added or deleted live
+    model_items = engine.catalog.frame
+    missing = ~model_items["item_id"].isin(store.items_frame()["item_id"]).to_numpy()
+    if missing.any():
+        store.upsert_items(model_items[missing])
+    engine.sync_items(store.items_frame())
+    counts = store.counts()
+    console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
+                  f"{counts['events']:,} events in {settings.database_path}")
+    console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + ("  [API key required]" if api_key else ""))
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
+    uvicorn.run(create_app(engine, store, settings), host=host, port=port, access_log=False, log_level="info")
+    store.close()
+
+
+def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthetic: int, store):
+    """The engine from a saved model, a synthetic shop, or built on a data set (seeding an empty store)."""
+    from coldrec.serve.engine import Engine
+
+    if model is not None:
+        directory = model / "model" if (model / "model").is_dir() else model
+        if not (directory / "model.pkl").is_file():
+            console.print(f"[red]error:[/red] no model.pkl in {directory} (write one with `coldrec build`)")
+            raise typer.Exit(2)
+        return Engine.load(directory)
+    if synthetic:
+        from coldrec.serve.synthetic import synthetic_engine
+
+        return synthetic_engine(n_items=synthetic)
+    ds = _load_or_exit(dataset, data, skip_bad=False)
+    console.print(f"building the engine on {ds.name} ({len(ds.catalog):,} items, {len(ds.log):,} events)")
+    engine = Engine.build(ds.catalog, ds.log)
+    if store.item_count() == 0:
+        store.seed(ds.catalog, ds.log)
+    return engine
+
+
+@app.command("loadtest")
+def loadtest(
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="A running `coldrec serve`."),
+    synthetic: int = typer.Option(0, "--synthetic", min=0, help="Start a server on a synthetic N-item shop instead."),
+    model: Path = typer.Option(None, "--model", help="Start a server on this `coldrec build` folder instead."),
+    endpoint: list[str] = typer.Option(["recommend", "search"], "--endpoint", help="recommend and/or search."),
+    mode: list[str] = typer.Option(["rate", "peak"], "--mode", help="rate (open loop) and/or peak (closed loop)."),
+    rate: float = typer.Option(100.0, "--rate", min=1, help="Requests per second in rate mode."),
+    concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Concurrent clients in peak mode."),
+    duration: float = typer.Option(20.0, "--duration", min=1, help="Seconds per endpoint and mode."),
+    users: int = typer.Option(200, "--users", min=0, help="Users given a history first (and half as many sessions)."),
+    out: Path = typer.Option(Path("reports/loadtest.png"), "--out", help="Latency histogram/CDF PNG (+ .json figures)."),
+    api_key: str = typer.Option(None, "--api-key", envvar="COLDREC_API_KEY", help="The server's X-API-Key, if any."),
+) -> None:
+    """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak."""
+    from coldrec.serve.loadtest import main
+
+    for value, allowed, name in ((endpoint, ("recommend", "search"), "--endpoint"), (mode, ("rate", "peak"), "--mode")):
+        if not set(value) <= set(allowed):
+            raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
+    main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
+         seconds=duration, users=users, out=out, api_key=api_key, console=console)
+
+
 if __name__ == "__main__":
     app()

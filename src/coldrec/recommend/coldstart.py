@@ -21,8 +21,8 @@ is a new context.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +38,9 @@ from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.baselines.als import ALSRecommender
 from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DAY = 86_400
 NOT_A_CANDIDATE = np.float32(-1e9)
@@ -197,8 +200,10 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             rows = np.arange(len(segment))
             if len(rows) > self.max_training_users:
                 rows = np.sort(rng.choice(rows, self.max_training_users, replace=False))
-            for start in range(0, len(rows), 256):
-                batch = rows[start : start + 256]
+            # 256 shoppers per batch of dense (shoppers x items) matrices; fewer on big catalogs
+            size = max(1, min(256, 10_000_000 // max(1, n_items)))
+            for start in range(0, len(rows), size):
+                batch = rows[start : start + size]
                 users, items, x = self._candidate_features([segment.contexts[r] for r in batch])
                 is_target = np.zeros((len(batch), n_items), bool)
                 for row, r in enumerate(batch):
@@ -293,6 +298,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         for popularity in (signals.pop, signals.pop30):
             candidate[:, np.argsort(-popularity, kind="stable")[:k]] = True
         candidate |= scores["seen_weight"] > 0
+        removed = getattr(self, "_removed", None)
+        if removed is not None and removed.any():
+            candidate[:, removed] = False
         users, items = np.nonzero(candidate)
         n_known = np.array([len(np.unique(c.items)) for c in contexts], np.float32)
         has_stated = np.array([bool(c.interests or c.queries) for c in contexts], np.float32)
@@ -323,6 +331,239 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             users, items, features = self._candidate_features(chunk)
             out[start + users, items] = self._fusion.predict(features)
         return out
+
+    # ------------------------------------------------------------------ one shopper, fast
+    def rank_candidates(
+        self,
+        context: UserContext,
+        nearest: Callable[[np.ndarray, int], np.ndarray] | None = None,
+        extra: np.ndarray | None = None,
+        encode_texts: Callable[[list[str]], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One shopper's candidates (ascending positions), their feature rows and ranker scores.
+
+        The same candidates and scores as `score` (up to float rounding), without its dense
+        (1 x n_items) text products: the text sources' top items come from `nearest(queries,
+        k)` ((q, k) positions, -1 padded; exact numpy by default, a FAISS index when serving),
+        and every feature is computed on the candidates only. `extra` items join the candidates;
+        `encode_texts` replaces `_encode_texts` for stated interests and queries (a cache).
+        """
+        vectors, signals = self._item_vectors, self._signals
+        k = min(self.candidates_per_source, len(vectors))
+        encode = encode_texts or self._encode_texts
+        profiles = build_interest_profiles([context], vectors, encode, self.decay, self.max_interests)
+        interests = profiles.interests[0]
+        queries = np.vstack([interests, profiles.mean, profiles.stated])
+        found = (nearest or self._exact_nearest)(queries, k)
+        pool = np.unique(found[found >= 0])
+        per_interest = interests @ vectors[pool].T
+        best = np.argmax(per_interest, axis=0)
+        text_max = per_interest[best, np.arange(len(pool))]
+
+        known = np.asarray(context.items, np.int64)
+        weights = item_weights(context, self.decay)
+        seen, occurrence = np.unique(known, return_inverse=True)
+        seen_weight = np.bincount(occurrence, weights=weights, minlength=len(seen)).astype(np.float32)
+        total = float(seen_weight.sum())
+        category_of_user = np.zeros(len(self._category_names), np.float64)
+        brand_of_user = np.zeros(int(self._brand.max()) + 1 if len(self._brand) else 1, np.float64)
+        if total > 0:
+            np.add.at(category_of_user, self._category[seen], seen_weight / total)
+            np.add.at(brand_of_user, self._brand[seen], seen_weight / total)
+        for text in context.interests:
+            code = self._category_lookup.get(text.strip().lower())
+            if code is not None:
+                category_of_user[code] = 1.0
+        item_factors = signals.als._model.item_factors
+        als = item_factors @ self._fold_in(seen) if len(seen) else None
+        # item-kNN: the sparse sum of the known items' rows (only co-bought items are non-zero)
+        knn = sp.csr_matrix((np.ones(len(seen), np.float32), (np.zeros(len(seen), np.int64), seen)), shape=(1, len(vectors)))
+        knn = knn @ signals.knn._similarity
+        knn.sum_duplicates()
+
+        def top(values: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
+            if len(values) > k:
+                picked = np.argpartition(-values, k - 1)[:k]
+            else:
+                picked = np.arange(len(values))
+            picked = picked[values[picked] > 0]
+            return picked if among is None else among[picked]
+
+        parts = [
+            top(text_max, pool),
+            top(profiles.mean[0] @ vectors[pool].T, pool),
+            top(profiles.stated[0] @ vectors[pool].T, pool),
+            top(als) if als is not None else [],
+            top(knn.data, knn.indices),
+            top(category_of_user[self._category]) if category_of_user.any() else [],
+            self._popular_items(k),
+            seen,
+        ]
+        if extra is not None:
+            parts.append(np.asarray(extra, np.int64))
+        items = np.unique(np.concatenate([np.asarray(p, np.int64) for p in parts]))
+        removed = getattr(self, "_removed", None)
+        if removed is not None:
+            items = items[~removed[items]]
+
+        item_vectors_ = vectors[items]
+        per_interest = interests @ item_vectors_.T
+        best = np.argmax(per_interest, axis=0)
+        last = int(known[-1]) if len(known) else -1
+        seen_weights = np.zeros(len(items), np.float32)
+        present = np.isin(seen, items)
+        seen_weights[np.searchsorted(items, seen[present])] = seen_weight[present]
+        now = context.now or signals.now
+        columns = {
+            "text_interest_max": per_interest[best, np.arange(len(items))],
+            "text_interest_weight": profiles.weights[0][best],
+            "text_mean": item_vectors_ @ profiles.mean[0],
+            "text_last": item_vectors_ @ vectors[last] if last >= 0 else np.zeros(len(items)),
+            "text_stated": item_vectors_ @ profiles.stated[0],
+            "category_share": category_of_user[self._category[items]],
+            "brand_share": brand_of_user[self._brand[items]] * self._has_brand[items],
+            "als": als[items] if als is not None else np.zeros(len(items), np.float32),
+            "itemknn": knn[:, items].toarray()[0],
+            "seen_weight": seen_weights,
+            "log_pop": signals.pop[items],
+            "log_pop30": signals.pop30[items],
+            "log_item_events": signals.events[items],
+            "borrowed_pop": signals.borrowed_pop[items],
+            "item_age_days": signals.age_days[items],
+            "decayed_pop": signals.decayed_pop[items],
+            "category_pop_share": signals.category_pop_share[items],
+            "log_user_items": np.full(len(items), np.log1p(np.float32(len(seen)))),
+            "request_gap_days": np.full(len(items), np.float32((now - signals.now) / DAY)),
+            "has_stated": np.full(len(items), np.float32(bool(context.interests or context.queries))),
+        }
+        features = np.column_stack([np.asarray(columns[name]).astype(np.float32) for name in FEATURES])
+        booster = self._fusion.model_.booster_
+        scores = (
+            booster.predict(features, num_iteration=self._fusion.best_iteration_, num_threads=1).astype(np.float32)
+            if len(items)
+            else np.zeros(0, np.float32)
+        )
+        return items, features, scores
+
+    def _exact_nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
+        scores = queries @ self._item_vectors.T
+        return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+    def _fold_in(self, known: np.ndarray) -> np.ndarray:
+        """One shopper's ALS factors from their distinct known items: implicit's least-squares
+        solve (confidence alpha per known item), without its per-call thread-pool set-up."""
+        model = self._signals.als._model
+        y = np.asarray(model.item_factors[known], np.float64)
+        gram = getattr(self, "_als_gram", None)
+        if gram is None or gram[0] is not model.item_factors:
+            factors = np.asarray(model.item_factors, np.float64)
+            gram = self._als_gram = (model.item_factors, factors.T @ factors + model.regularization * np.eye(factors.shape[1]))
+        a = gram[1] + (model.alpha - 1.0) * (y.T @ y)
+        return np.linalg.solve(a, model.alpha * y.sum(axis=0)).astype(np.float32)
+
+    def _popular_items(self, k: int) -> np.ndarray:
+        cached = getattr(self, "_popular_cache", None)
+        if cached is None or cached[0] != (k, len(self._item_vectors)):
+            signals = self._signals
+            top = [np.argsort(-p, kind="stable")[:k] for p in (signals.pop, signals.pop30)]
+            cached = ((k, len(self._item_vectors)), np.unique(np.concatenate(top)))
+            self._popular_cache = cached
+        return cached[1]
+
+    # ------------------------------------------------------------------ live catalog
+    def add_items(self, items: ItemCatalog | pd.DataFrame) -> np.ndarray:
+        """Add new items, or re-encode existing ids in place; no refit. Returns their positions.
+
+        A new item gets its text vector, category and brand codes (unseen ones get new
+        codes) and no behaviour: zero popularity and events, no age, zero ALS factors, an
+        empty item-kNN row and column. It is scored by text and attributes at once. Scores
+        of the existing items for existing contexts do not change.
+        """
+        import pandas as pd
+
+        frame = (items.frame if isinstance(items, ItemCatalog) else ItemCatalog(items).frame).drop_duplicates(
+            "item_id", keep="last"
+        )
+        old = self.catalog
+        n_old = len(old)
+        self.prepare_live_updates()
+        at = old.index_of(frame["item_id"])
+        updated, fresh = frame[at >= 0], frame[at < 0]
+        merged = old.frame.copy()
+        for column in merged.columns:
+            merged.iloc[at[at >= 0], merged.columns.get_loc(column)] = updated[column].to_numpy()
+        catalog = ItemCatalog(pd.concat([merged, fresh], ignore_index=True))
+        m = len(fresh)
+        positions = at.copy()
+        positions[at < 0] = n_old + np.arange(m)
+
+        rows = ItemCatalog(frame)
+        vectors = self._item_text_vectors(rows.texts())
+        leaves = np.char.lower(rows.leaf_categories().astype(str))
+        brands = np.char.lower(rows.frame["brand"].fillna("").to_numpy(dtype=str))
+        category = np.array([self._code(leaf, "_category_names") for leaf in leaves], np.int64)
+        brand = np.array([self._code(b, "_brand_names") for b in brands], np.int64)
+        self._category_lookup = {name: code for code, name in enumerate(self._category_names) if name}
+
+        def grown(array: np.ndarray, fill) -> np.ndarray:
+            return np.concatenate([array, np.full((m, *array.shape[1:]), fill, array.dtype)])
+
+        item_vectors_ = grown(self._item_vectors, 0)
+        item_vectors_[positions] = vectors
+        codes, brand_codes, has_brand = grown(self._category, 0), grown(self._brand, 0), grown(self._has_brand, False)
+        codes[positions], brand_codes[positions], has_brand[positions] = category, brand, brands != ""
+        signals = self._signals
+        for name in ("pop", "pop30", "events", "decayed_pop", "category_pop_share", "borrowed_pop"):
+            setattr(signals, name, grown(getattr(signals, name), 0))
+        signals.age_days = grown(signals.age_days, np.nan)
+        model = signals.als._model
+        model.item_factors = grown(np.asarray(model.item_factors), 0)
+        model._YtY = None
+        sim = signals.knn._similarity
+        n = n_old + m
+        signals.knn._similarity = sp.csr_matrix(
+            (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(m, sim.indptr[-1])])), shape=(n, n)
+        )
+        self._removed = grown(self._removed, False)
+        self._removed[positions] = False
+        self._item_vectors, self._category, self._brand, self._has_brand = item_vectors_, codes, brand_codes, has_brand
+        self.catalog = signals.als.catalog = signals.knn.catalog = catalog
+        self._popular_cache = None
+        return positions
+
+    def prepare_live_updates(self) -> None:
+        """The state `add_items` and `remove_items` keep (brand names, the removed mask); built once."""
+        if not hasattr(self, "_brand_names"):
+            self._brand_names = np.unique(np.char.lower(self.catalog.frame["brand"].fillna("").to_numpy(dtype=str)))
+        if not hasattr(self, "_removed"):
+            self._removed = np.zeros(len(self._item_vectors), bool)
+
+    def remove_items(self, positions: Sequence[int]) -> None:
+        """Never rank these items again (they keep their positions, vectors and factors)."""
+        self.prepare_live_updates()
+        self._removed[np.asarray(positions, np.int64)] = True
+
+    @property
+    def removed(self) -> np.ndarray:
+        """Mask of removed items (one entry per catalog position)."""
+        self.prepare_live_updates()
+        return self._removed
+
+    def _code(self, name: str, vocabulary: str) -> int:
+        names = getattr(self, vocabulary)
+        found = np.flatnonzero(names == name)
+        if len(found):
+            return int(found[0])
+        setattr(self, vocabulary, np.append(names, name))
+        return len(names)
+
+    def _item_text_vectors(self, texts: list[str]) -> np.ndarray:
+        vectors = np.asarray(self.encoder.encode(texts, show_progress=False), np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if getattr(self, "_pca", None) is not None:
+            vectors = self._pca.transform(vectors).astype(np.float32)
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors
 
     def explain_importance(self) -> dict[str, Any]:
         """Share of the ranker's total gain per feature: which sources the shop's data trusts."""

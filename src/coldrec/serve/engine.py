@@ -1,0 +1,509 @@
+"""`Engine`: the fitted recommender, the searcher and a FAISS index over the live catalog.
+
+It holds no per-user data: a request brings its shopper as a `UserContext` (built by
+`context` from the store's events and profile), so an event changes the next answer
+with no refit, and erasing a user needs nothing here. Items can be added, updated and
+removed live: they are encoded and indexed before the call returns.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coldrec.data.catalog import CATALOG_COLUMNS, CATEGORY_SEPARATOR, ItemCatalog
+from coldrec.data.context import UserContext
+from coldrec.data.interactions import EventType, InteractionLog
+from coldrec.profile import build_interest_profiles
+from coldrec.recommend.coldstart import ColdStartRecommender
+from coldrec.serve.reasons import explain
+
+#: From this many items on, FAISS answers with an IVF index (approximate candidates) instead of a flat scan.
+IVF_FROM = 20_000
+#: Search queries kept per shopper (most recent last).
+MAX_QUERIES = 5
+#: On big catalogs the lexical indexes are refit in the background this long after an add.
+LEXICAL_DELAY_S = 1.0
+#: Encoded interest and query texts kept in memory.
+TEXT_CACHE_SIZE = 10_000
+#: How much the shopper's text profile counts in a personalised search.
+SEARCH_PERSONAL_WEIGHT = 0.1
+
+
+@dataclass
+class Recommendation:
+    """One recommended, similar or found item."""
+
+    item_id: str
+    title: str
+    score: float
+    reason: str
+    category: str
+    price: float | None
+
+
+class Engine:
+    """The fitted ColdStartRecommender + Searcher + FAISS index over the live catalog. Holds no per-user data."""
+
+    def __init__(self, model: ColdStartRecommender, searcher, index=None, live_index=None):
+        import faiss
+
+        self.model = model
+        self.searcher = searcher
+        self._lock = threading.RLock()
+        # the fitted catalog (IVF on big catalogs: approximate) + the items added live (exact, always found)
+        self._index = index if index is not None else self._build_index(model._item_vectors)
+        dim = model._item_vectors.shape[1]
+        self._live = live_index if live_index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._lexical_generation, self._lexical_running = 0, False
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        _forget_users(model)
+        model.prepare_live_updates()
+        _one_thread_per_request()
+        self._attach_searcher()
+        self._refresh_item_arrays()
+        self._warm_text_cache()
+
+    # ------------------------------------------------------------------ building and storage
+    @classmethod
+    def build(
+        cls,
+        catalog: ItemCatalog,
+        log: InteractionLog,
+        profiles: dict | None = None,
+        *,
+        encoder=None,
+        now: int | None = None,
+        model_params: dict | None = None,
+    ) -> Engine:
+        from coldrec.encode.shared import item_vectors
+        from coldrec.search import Searcher
+
+        model = ColdStartRecommender(encoder=encoder, **(model_params or {})).fit(log, catalog, profiles, now=now)
+        searcher = Searcher(encoder=model.encoder)
+        if getattr(model, "_pca", None) is None:  # the engine's vectors and index serve the dense signal
+            engine = cls(model, searcher)
+            engine._refit_lexical(catalog, engine._lexical_generation)
+            return engine
+        searcher.dense_index = "ivf" if len(catalog) >= IVF_FROM else "exact"
+        searcher.fit(catalog, vectors=item_vectors(model.encoder, catalog.texts()))
+        return cls(model, searcher)
+
+    def save(self, directory: Path) -> None:
+        """model.pkl (recommender + searcher, no encoder, no user factors) and items.faiss."""
+        import faiss
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            encoder = self.model._encoder
+            kept = _picklable(encoder)
+            saved = {"model": self.model, "searcher": self.searcher, "encoder": kept}
+            detached = (self.model._encoder, self.searcher._encoder, self.searcher._query_encoder, self.searcher._dense)
+            self.model._encoder = self.searcher._encoder = self.searcher._query_encoder = self.searcher._dense = None
+            try:
+                payload = pickle.dumps(saved, protocol=pickle.HIGHEST_PROTOCOL)
+            finally:
+                self.model._encoder, self.searcher._encoder, self.searcher._query_encoder, self.searcher._dense = detached
+            (directory / "model.pkl.tmp").write_bytes(payload)
+            (directory / "model.pkl.tmp").replace(directory / "model.pkl")
+            for index, name in ((self._index, "items.faiss"), (self._live, "items_live.faiss")):
+                faiss.write_index(index, str(directory / f"{name}.tmp"))
+                (directory / f"{name}.tmp").replace(directory / name)
+
+    @classmethod
+    def load(cls, directory: Path, encoder=None) -> Engine:
+        import faiss
+
+        directory = Path(directory)
+        saved = pickle.loads((directory / "model.pkl").read_bytes())
+        model, searcher = saved["model"], saved["searcher"]
+        model._encoder = searcher._encoder = encoder if encoder is not None else saved["encoder"]
+        index = faiss.read_index(str(directory / "items.faiss"))
+        _set_nprobe(index)
+        live = directory / "items_live.faiss"
+        return cls(model, searcher, index, faiss.read_index(str(live)) if live.exists() else None)
+
+    @staticmethod
+    def _build_index(vectors: np.ndarray):
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        n, dim = vectors.shape
+        if n >= IVF_FROM:
+            nlist = int(np.sqrt(n))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed, index.cp.niter, index.cp.max_points_per_centroid = 0, 10, 64
+            index.train(vectors)
+        else:
+            index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        index.add_with_ids(vectors, np.arange(n, dtype=np.int64))
+        _set_nprobe(index)
+        return index
+
+    def _refresh_item_arrays(self, positions: np.ndarray | None = None) -> None:
+        """Per-position ids, titles, category paths, prices and stock, for filters and results.
+
+        With `positions`, only those rows are (re)read: an add stays cheap on a big catalog.
+        """
+        catalog = self.catalog
+        if positions is None:
+            frame, positions = catalog.frame, np.arange(len(catalog))
+            self._ids, self._titles, self._paths = (np.zeros(0, object) for _ in range(3))
+            self._price, self._available = np.zeros(0), np.zeros(0, bool)
+            self._path_names, self._path_code, self._path_lookup = np.zeros(0, object), np.zeros(0, np.int64), {}
+        else:
+            frame = catalog.frame.iloc[positions]
+        grow = len(catalog) - len(self._ids)
+        fills = {"_ids": "", "_titles": "", "_paths": "", "_price": np.nan, "_available": False, "_path_code": 0}
+        for name, fill in fills.items():
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
+        self._ids[positions] = frame["item_id"].to_numpy(dtype=object)
+        self._titles[positions] = frame["title"].fillna("").to_numpy(dtype=object)
+        paths = frame["category"].fillna("").to_numpy(dtype=object)
+        self._paths[positions] = paths
+        self._price[positions] = frame["price"].to_numpy(dtype=np.float64)
+        self._available[positions] = frame["available"].to_numpy(dtype=bool)
+        distinct, inverse = np.unique(paths.astype(str), return_inverse=True)
+        codes = np.array([self._path_lookup.setdefault(path, len(self._path_lookup)) for path in distinct], np.int64)
+        self._path_code[positions] = codes[inverse] if len(distinct) else inverse
+        self._path_names = np.array(list(self._path_lookup), dtype=object)
+        leaf_of_path = np.array([path.split(CATEGORY_SEPARATOR)[-1] for path in self._path_names], dtype=object)
+        self._leaves = leaf_of_path[self._path_code] if len(leaf_of_path) else np.zeros(0, object)
+
+    # ------------------------------------------------------------------ the live catalog
+    @property
+    def catalog(self) -> ItemCatalog:
+        return self.model.catalog
+
+    def has_item(self, item_id: str) -> bool:
+        position = int(self.catalog.index_of([item_id])[0])
+        return position >= 0 and not self.model.removed[position]
+
+    def add_items(self, frame: pd.DataFrame) -> list[str]:
+        """Encode and index new items (an existing id is updated in place, re-encoded); no refit."""
+        frame = _catalog_frame(frame)
+        with self._lock:
+            positions = self.model.add_items(frame)
+            vectors = np.ascontiguousarray(self.model._item_vectors[positions], np.float32)
+            ids = np.asarray(positions, np.int64)
+            self._index.remove_ids(ids)
+            self._live.remove_ids(ids)
+            self._live.add_with_ids(vectors, ids)
+            self._update_searcher(positions)
+            self._refresh_item_arrays(np.asarray(positions))
+        return [str(i) for i in frame["item_id"]]
+
+    def _attach_searcher(self) -> None:
+        """The searcher's dense signal reads the engine's vectors and FAISS index (one copy of each)."""
+        if getattr(self.model, "_pca", None) is None:
+            self.searcher.vectors = self.model._item_vectors
+            self.searcher._dense = _EngineIndex(self)
+        elif self.searcher._dense is None and self.searcher.vectors is not None and len(self.searcher.vectors):
+            self.searcher._dense = self.searcher._build_dense()
+
+    def _update_searcher(self, positions: np.ndarray) -> None:
+        """Dense at once; the lexical indexes are refit (in the background on big catalogs)."""
+        if getattr(self.model, "_pca", None) is not None:
+            from coldrec.encode.shared import normalise
+
+            vectors = np.zeros((len(self.catalog), self.searcher.vectors.shape[1]), np.float32)
+            vectors[: len(self.searcher.vectors)] = self.searcher.vectors
+            texts = self.catalog.subset(positions).texts()
+            vectors[positions] = normalise(np.asarray(self.model.encoder.encode(texts, show_progress=False), np.float32))
+            self.searcher.vectors, self.searcher._dense = vectors, None
+        self._attach_searcher()
+        self._lexical_generation += 1
+        if len(self.catalog) < IVF_FROM:
+            self._refit_lexical(self.catalog, self._lexical_generation)
+        elif not self._lexical_running:
+            # seconds on big catalogs: one background worker, which catches up with every add;
+            # the dense signal finds the new items meanwhile
+            self._lexical_running = True
+            threading.Thread(target=self._lexical_catch_up, daemon=True).start()
+
+    def _lexical_catch_up(self) -> None:
+        behind = True
+        while behind:
+            time.sleep(LEXICAL_DELAY_S)  # a burst of adds costs one refit
+            with self._lock:
+                catalog, generation = self.catalog, self._lexical_generation
+            behind = self._refit_lexical(catalog, generation)
+
+    def _refit_lexical(self, catalog: ItemCatalog, generation: int) -> bool:
+        """Refit BM25 and the n-gram index on `catalog`; True when the catalog changed meanwhile
+        (else the background worker, if any, is marked stopped, under the same lock)."""
+        from coldrec.retrieve.lexical import BM25Index
+        from coldrec.search.searcher import CharNgramBM25
+
+        texts = catalog.texts()
+        bm25 = BM25Index(language=self.searcher.language).fit(texts)
+        ngram = CharNgramBM25().fit(texts) if self.searcher.use_ngram else None
+        with self._lock:
+            self.searcher.bm25, self.searcher.ngram = bm25, ngram
+            behind = generation != self._lexical_generation
+            self._lexical_running = self._lexical_running and behind
+            return behind
+
+    def remove_item(self, item_id: str) -> bool:
+        """Never returned afterwards; False when unknown or already removed."""
+        with self._lock:
+            if not self.has_item(item_id):
+                return False
+            position = int(self.catalog.index_of([item_id])[0])
+            self.model.remove_items([position])
+            self._index.remove_ids(np.array([position], np.int64))
+            self._live.remove_ids(np.array([position], np.int64))
+            return True
+
+    def sync_items(self, items_frame: pd.DataFrame) -> None:
+        """Reconcile with the store's items (incl. a `deleted` column): add missing, re-apply deletions."""
+        if not len(items_frame):
+            return
+        known = self.catalog.index_of(items_frame["item_id"])
+        deleted = items_frame["deleted"].to_numpy(bool) if "deleted" in items_frame else np.zeros(len(items_frame), bool)
+        missing = items_frame[(known < 0)]
+        if len(missing):
+            self.add_items(missing)
+        for item_id in items_frame["item_id"][deleted]:
+            self.remove_item(str(item_id))
+
+    def categories(self) -> list[str]:
+        """Leaf categories, for the demo page's interest picker."""
+        return sorted({str(leaf) for leaf in self._leaves[~self.model.removed] if leaf})
+
+    # ------------------------------------------------------------------ requests
+    def context(self, events: pd.DataFrame, interests: list[str], now: int | None = None) -> UserContext:
+        """A shopper's context from the store's events (time order); unknown or removed item ids are skipped."""
+        queries: list[str] = []
+        if events is None or not len(events):
+            return UserContext(interests=list(interests or []), now=now)
+        event = events["event"].to_numpy(np.int8)
+        if "query" in events:
+            searched = events["query"][(event == EventType.SEARCH)].dropna().astype(str)
+            queries = [q for q in searched.tolist() if q.strip()][-MAX_QUERIES:]
+        item_ids = events["item_id"].astype(object).where(events["item_id"].notna(), "")
+        positions = self.catalog.index_of(item_ids.astype(str))
+        valid = positions >= 0
+        valid[valid] = ~self.model.removed[positions[valid]]
+        return UserContext(
+            items=positions[valid],
+            times=events["time"].to_numpy(np.int64)[valid],
+            events=event[valid],
+            interests=list(interests or []),
+            queries=queries,
+            now=now,
+        )
+
+    def recommend(
+        self,
+        context: UserContext,
+        n: int = 10,
+        *,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        in_stock: bool | None = None,
+        include_bought: bool = False,
+    ) -> list[Recommendation]:
+        with self._lock:
+            allowed = self._filter(category, min_price, max_price, in_stock)
+            extra = None
+            if allowed is not None:  # candidates that pass the filters, in case the sources' tops do not
+                extra = self._top_popular(allowed, max(n, self.model.candidates_per_source))
+            items, features, scores = self.model.rank_candidates(
+                context, nearest=self._nearest, extra=extra, encode_texts=self._encode_texts
+            )
+            keep = np.ones(len(items), bool) if allowed is None else allowed[items]
+            if not include_bought and len(context.items):
+                bought = context.items[np.isin(context.events, (EventType.PURCHASE, EventType.RATING))]
+                keep &= ~np.isin(items, bought)
+            items, features, scores = items[keep], features[keep], scores[keep]
+            order = np.lexsort((items, -scores))[:n]
+            reasons = explain(
+                self.model, context, items[order], features[order], self._titles, self._leaves, self._encode_texts
+            )
+            return [self._result(int(i), float(s), r) for i, s, r in zip(items[order], scores[order], reasons)]
+
+    def similar(self, item_id: str, n: int = 10) -> list[Recommendation]:
+        """Nearest items by text vector (inner product); KeyError for an unknown or removed id."""
+        with self._lock:
+            if not self.has_item(item_id):
+                raise KeyError(item_id)
+            position = int(self.catalog.index_of([item_id])[0])
+            query = np.ascontiguousarray(self.model._item_vectors[[position]], np.float32)
+            scores, found = self._search(query, n + 1)
+            scores, found = scores[0], found[0]
+            keep = (found >= 0) & (found != position)
+            title = self._titles[position]
+            return [self._result(int(i), float(s), f"similar to {title}") for i, s in zip(found[keep][:n], scores[keep][:n])]
+
+    def search(self, query: str, n: int = 10, context: UserContext | None = None) -> list[Recommendation]:
+        """The searcher's top items; with a context, lightly re-ranked by the shopper's text profile."""
+        with self._lock:
+            depth = n + 50 if context is not None else n + 20
+            found, scores = self.searcher.search([query], depth)
+            found, scores = found[0], scores[0].astype(np.float64)
+            keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
+            found, scores = found[keep], scores[keep]
+            if context is not None and len(found):
+                profiles = build_interest_profiles(
+                    [context], self.model._item_vectors, self._encode_texts, self.model.decay, self.model.max_interests
+                )
+                profile = profiles.mean[0] + profiles.stated[0]
+                norm = np.linalg.norm(profile)
+                if norm > 0:
+                    scores = scores + SEARCH_PERSONAL_WEIGHT * (self.model._item_vectors[found] @ (profile / norm))
+            order = np.lexsort((found, -scores))[:n]
+            return [self._result(int(found[i]), float(scores[i]), "matches your search") for i in order]
+
+    # ------------------------------------------------------------------ helpers
+    def _warm_text_cache(self) -> None:
+        """Encode the leaf categories once: the demo's interest picker offers them, so requests need not."""
+        leaves = self.categories()
+        if len(leaves) <= TEXT_CACHE_SIZE // 2:
+            for start in range(0, len(leaves), 256):
+                self._encode_texts(leaves[start : start + 256])
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """The model's text vectors, memoised per text (stated interests repeat across requests).
+
+        The cache lives in the engine, never in the saved model: interests and queries are per-user data.
+        """
+        missing = [text for text in dict.fromkeys(texts) if text not in self._text_cache]
+        if missing:
+            for text, vector in zip(missing, self.model._encode_texts(missing)):
+                self._text_cache[text] = vector
+            while len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.model._item_vectors.shape[1]), np.float32)
+        return np.stack([self._text_cache[text] for text in texts])
+
+    def _nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
+        out = np.full((len(queries), k), -1, np.int64)
+        asked = np.flatnonzero(np.abs(queries).sum(axis=1) > 0)
+        if len(asked):
+            out[asked] = self._search(queries[asked], k)[1]
+        return out
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (inner products, positions; -1 padded) over the fitted and the live index."""
+        queries = np.ascontiguousarray(queries, np.float32)
+        scores, found = self._index.search(queries, k)
+        if self._live.ntotal:
+            live_scores, live_found = self._live.search(queries, min(k, self._live.ntotal))
+            scores, found = np.hstack([scores, live_scores]), np.hstack([found, live_found])
+            scores = np.where(found >= 0, scores, -np.inf)
+            best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, found = np.take_along_axis(scores, best, axis=1), np.take_along_axis(found, best, axis=1)
+        return scores, found
+
+    def _filter(self, category, min_price, max_price, in_stock) -> np.ndarray | None:
+        if category is None and min_price is None and max_price is None and in_stock is None:
+            return None
+        allowed = ~self.model.removed
+        if category:
+            allowed &= np.isin(self._path_code, np.flatnonzero(_path_matches(self._path_names, category)))
+        if min_price is not None:
+            allowed &= self._price >= min_price
+        if max_price is not None:
+            allowed &= self._price <= max_price
+        if in_stock is not None:
+            allowed &= self._available == bool(in_stock)
+        return allowed
+
+    def _top_popular(self, allowed: np.ndarray, k: int) -> np.ndarray:
+        candidates = np.flatnonzero(allowed)
+        popularity = self.model._signals.pop[candidates]
+        if len(candidates) > k:
+            candidates = candidates[np.argpartition(-popularity, k - 1)[:k]]
+        return candidates
+
+    def _result(self, position: int, score: float, reason: str) -> Recommendation:
+        price = self._price[position]
+        return Recommendation(
+            item_id=str(self._ids[position]),
+            title=str(self._titles[position]),
+            score=score,
+            reason=reason,
+            category=str(self._paths[position]),
+            price=None if np.isnan(price) else float(price),
+        )
+
+
+class _EngineIndex:
+    """The engine's indexes as the searcher's dense signal (a FAISS-like `search`)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.engine._search(queries, k)
+
+
+def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:
+    """Category paths equal to `category`, under it, or having it as one of their levels (case-insensitive)."""
+    wanted = category.strip().lower()
+    lowered = np.char.lower(paths.astype(str))
+    levels = [{level.strip() for level in p.split(CATEGORY_SEPARATOR.strip())} for p in lowered]
+    return np.array(
+        [p == wanted or p.startswith(wanted + CATEGORY_SEPARATOR) or wanted in lv for p, lv in zip(lowered, levels)], bool
+    )
+
+
+def _catalog_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The catalog columns of `frame`, with defaults for the missing ones."""
+    frame = frame.copy()
+    defaults = {"title": "", "description": "", "brand": "", "category": "", "price": np.nan, "available": True,
+                "created_at": pd.NaT, "attributes": None}
+    for column, default in defaults.items():
+        if column not in frame:
+            frame[column] = default
+    return ItemCatalog(frame[list(CATALOG_COLUMNS)]).frame
+
+
+def _one_thread_per_request() -> None:
+    """BLAS and FAISS on one thread for this process: a request's work is small, and their
+    thread teams spinning against concurrent requests on a few cores cost ten times the work."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(1)
+    threadpool_limits(1, "blas")
+
+
+def _forget_users(model: ColdStartRecommender) -> None:
+    """Drop the fitted users' ALS factors: per-user data, and never needed (every request is folded in)."""
+    als = model._signals.als._model
+    als.user_factors = np.zeros((0, als.factors), np.float32)
+    for cache in ("_user_norms", "_XtX"):
+        if hasattr(als, cache):
+            setattr(als, cache, None)
+
+
+def _picklable(encoder):
+    """The encoder itself when it pickles (a small hashing encoder), else None (a language model: reloaded)."""
+    if encoder is None:
+        return None
+    try:
+        payload = pickle.dumps(encoder)
+    except Exception:  # noqa: BLE001 - any failure: not stored
+        return None
+    return encoder if len(payload) < 10_000_000 else None
+
+
+def _set_nprobe(index, nprobe: int = 16) -> None:
+    if hasattr(index, "nprobe"):
+        index.nprobe = nprobe
+
+
+__all__ = ["Engine", "Recommendation"]
