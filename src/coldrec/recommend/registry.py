@@ -16,7 +16,21 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
     "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),
+    # the same model with its language model adapted to the shop (coldrec.adapt)
+    "coldrec-adapter": ("coldrec.recommend.adapted", "AdaptedColdStartRecommender", False),
+    "coldrec-adapter-noaug": ("coldrec.recommend.adapted", "AdapterNoAugmentation", False),
+    "coldrec-adapter-noseq": ("coldrec.recommend.adapted", "AdapterNoSequenceAugmentation", False),
+    "coldrec-adapter-noqueries": ("coldrec.recommend.adapted", "AdapterNoSyntheticQueries", False),
+    "coldrec-adapter-nopseudo": ("coldrec.recommend.adapted", "AdapterNoPseudoLabels", False),
+    "coldrec-adapter-norefit": ("coldrec.recommend.adapted", "AdapterWithoutRefit", False),
+    "coldrec-adapter-mlp": ("coldrec.recommend.adapted", "ResidualAdapter", False),
+    "coldrec-lora": ("coldrec.recommend.adapted", "LoraAdapted", False),
+    "coldrec-full": ("coldrec.recommend.adapted", "FullyFineTuned", False),
 }
+
+
+# ablation and slow variants: named explicitly, left out of "all"
+NOT_IN_ALL = frozenset(name for name in MODELS if name.startswith("coldrec-") and name != "coldrec-adapter")
 
 
 def model_class(name: str) -> type[Recommender]:
@@ -32,7 +46,7 @@ def is_baseline(name: str) -> bool:
 
 def resolve_names(spec: str) -> list[str]:
     """'all' or a comma-separated list of names, validated."""
-    names = list(MODELS) if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    names = [n for n in MODELS if n not in NOT_IN_ALL] if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
