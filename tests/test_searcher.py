@@ -228,3 +228,171 @@ def test_pool_top1_chinese_counts_ties_against_the_model():
     # BM25 finds the drill and the hose; "绿色植物" matches nothing: a tie, a miss when strict
     assert rows["bm25"]["top1_strict"] == pytest.approx(2 / 3)
     assert rows["bm25"]["top1_position_ties"] == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- learned ranker
+
+
+def test_learned_fusion_learns_an_obvious_graded_signal():
+    from coldrec.rank.learned import LearnedFusion
+    from coldrec.search.ltr import label_gain, relevance_labels
+
+    rng = np.random.default_rng(0)
+    groups = np.full(200, 10)
+    X = rng.normal(size=(groups.sum(), 3))
+    rel = np.clip(1 + np.round((X[:, 1] + 1.5) / 1.5 * 4) / 4, 1, 3)  # relevance follows feature 1 only
+    labels = relevance_labels(rel)
+    assert labels.min() >= 0 and labels.max() <= 24 and len(label_gain()) == 25
+    assert label_gain()[relevance_labels(np.array([3.0]))[0]] == pytest.approx(3.0)  # 2^(3-1) - 1
+    model = LearnedFusion(num_leaves=7, min_child_samples=20, n_estimators=100,
+                          label_gain=label_gain()).fit(X, labels, groups, ["a", "b", "c"])
+    assert max(model.importance(), key=model.importance().get) == "b"
+    test = rng.normal(size=(500, 3))
+    assert np.corrcoef(model.predict(test), test[:, 1])[0, 1] > 0.9
+    assert model.best_score_ > 0.8
+
+
+def _duplicate_shop():
+    """Each thing sold twice under the same title: the later copy is good (3), the earlier poor (1)."""
+    things = ["drill", "hose", "fan", "paint", "lamp", "saw", "rake", "mower", "ladder", "faucet", "sink", "grill",
+              "heater", "shelf", "mulch", "valve", "hammer", "glove", "timer", "chain"]
+    titles = [f"{t} model" for t in things for _ in range(2)]
+    queries, judged, relevance = [], [], []
+    for i, t in enumerate(things):
+        other = (i + 1) % len(things)
+        for q in (t, f"{t} model", f"best {t}", f"{t} deal", f"cheap {t}", f"{t} price"):
+            queries.append(q)
+            judged.append(np.array([2 * i, 2 * i + 1, 2 * other, 2 * other + 1]))
+            relevance.append(np.array([1.0, 3.0, 1.0, 1.0]))
+    return things, titles, queries, judged, relevance
+
+
+def test_ltr_ranker_learns_text_match_and_the_product_prior():
+    things, titles, queries, judged, relevance = _duplicate_shop()
+    s = Searcher(encoder=FakeEncoder()).fit(titles)
+    s.fit_ranker(queries, judged, relevance, n_estimators=60, num_leaves=7, min_child_samples=5,
+                 rerank_params={"num_leaves": 7, "min_child_samples": 5})
+    assert s.fusion == "learned" and set(s.ranker.models) == {"retrieve", "rerank"}
+    new = [f"{t} for sale" for t in things]  # phrasings never judged
+    pos, scores = s.search(new, k=3)
+    for i in range(len(things)):
+        # the good copy first (only the prior tells the copies apart; ties alone would put 2i first)
+        assert pos[i, :2].tolist() == [2 * i + 1, 2 * i]
+    assert (np.diff(scores, axis=1) <= 1e-6).all()
+    out = s.score(new[:3], [np.array([2 * i, 2 * i + 1, 2 * ((i + 5) % 20)]) for i in range(3)])
+    assert all(o.argmax() == 1 for o in out)
+    # the default `search(queries, k)` call and odd queries still work under the learned fusion
+    odd = ["", "!!! ??? ...", "x" * 5000, "дрель", "電動ドリル", "🔨", "1/2 in. x 10 ft."]
+    pos, scores = s.search(odd, 3)
+    assert pos.shape == (len(odd), 3) and (pos >= 0).all() and np.isfinite(scores).all()
+
+
+def test_product_prior_is_leave_one_query_out():
+    from coldrec.search.ltr import ProductPrior
+
+    prior = ProductPrior().fit(["a", "b", "c"], [np.array([0, 1]), np.array([0, 2]), np.array([0])],
+                               [np.array([3.0, 2.0]), np.array([1.0, 3.0]), np.array([2.0])], n_items=4)
+    mean, count = prior.lookup(np.array([0, 1, 2, 3]))
+    np.testing.assert_allclose(mean[:3], [2.0, 2.0, 3.0])
+    np.testing.assert_allclose(count, [3, 1, 1, 0])
+    assert np.isnan(mean[3])  # never judged
+    mean, count = prior.lookup(np.array([0, 1, 2, 3]), exclude="a")
+    assert mean[0] == pytest.approx(1.5) and count[0] == 2  # (1 + 2) / 2: a's own 3.0 left out
+    assert np.isnan(mean[1]) and count[1] == 0  # only "a" judged item 1
+    assert mean[2] == pytest.approx(3.0)
+    mean, _ = prior.lookup(np.array([0]), exclude="unseen query")
+    assert mean[0] == pytest.approx(2.0)
+
+
+def test_ltr_training_rows_never_see_their_own_label():
+    from coldrec.search.ltr import FEATURES, LearnedRanker
+
+    _, titles, queries, judged, relevance = _duplicate_shop()
+    s = Searcher(encoder=FakeEncoder()).fit(titles)
+    ranker = LearnedRanker(n_estimators=5, num_leaves=7, min_child_samples=5,
+                           rerank_params={"num_leaves": 7, "min_child_samples": 5})
+    seen = []
+    original = ranker.features
+
+    def spy(searcher, query, cand, exclude=None):
+        X = original(searcher, query, cand, exclude)
+        seen.append((query, exclude, cand.items, X[:, FEATURES.index("prior_count")]))
+        return X
+
+    ranker.features = spy
+    ranker.fit(s, queries, judged, relevance)
+    assert seen and all(q == ex for q, ex, _, _ in seen)
+    for q, _, items, count in seen:  # each judged product: 6 queries of its thing + 6 as "other"; one is q's own
+        mask = np.isin(items, judged[queries.index(q)])
+        assert (count[mask] == 11).all()
+
+
+def test_number_tokens_match_units_as_people_type_them():
+    from coldrec.search.ltr import number_tokens
+
+    assert number_tokens("1/2 in. x 10 ft.") == ["1/2in", "10ft"]
+    assert number_tokens('1/2 inch pipe') == number_tokens('1/2" pipe') == ["1/2in"]
+    assert number_tokens("1-1/4 in. PVC") == ["1-1/4in"]
+    assert number_tokens("DEWALT 20V MAX 3.5-GPM") == ["20v", "3.5gpm"]
+    assert number_tokens("2x4 stud") == ["2", "4"]
+    assert number_tokens("10.0 lbs") == ["10lb"] and number_tokens("no numbers") == []
+
+
+def test_evaluate_search_reports_ltr():
+    from coldrec.evaluate.search import MODELS, LTRModel, evaluate_search, make_model
+
+    assert "ltr" in MODELS and isinstance(make_model("ltr", FakeEncoder()), LTRModel)
+    ds = _toy_dataset()
+    out = evaluate_search(ds, models=("bm25", "ltr"), half="report", encoder=FakeEncoder(), bootstrap_resamples=100)
+    assert [(r["model"], r["task"]) for r in out] == [(m, t) for m in ("bm25", "ltr") for t in ("rerank", "retrieve")]
+    for r in out:
+        assert 0 <= r["ndcg@10"] <= 1
+        if r["model"] == "ltr":
+            assert r["tuned"]["ltr"]["retrieve"]["trees"] >= 1 and r["tuned"]["tune_queries"] > 0
+            mean, low, high = r["vs_bm25"]["ndcg@10"]
+            assert low <= mean <= high
+    with pytest.raises(ValueError):
+        evaluate_search(ds, models=("ltr",), half="tune", encoder=FakeEncoder())
+
+
+# ---------------------------------------------------------------------------- personalised re-rank
+
+
+def test_profile_pulls_matching_products_up_among_equal_lexical_matches():
+    titles = ["red drill kit", "blue drill kit", "green drill kit", "garden hose reel"]
+    enc = FakeEncoder()
+    s = Searcher(encoder=enc, weights={"bm25": 1.0}, ngram=False).fit(titles)
+    pos, _ = s.search(["drill"], k=4)
+    assert pos[0, :3].tolist() == [0, 1, 2]  # equal BM25: ties by position
+    blue = enc.encode(["blue"])[0]
+    pos, _ = s.search(["drill"], k=4, profiles=[blue])
+    assert pos[0, 0] == 1 and set(pos[0, :3].tolist()) == {0, 1, 2}
+    # bounded: a profile for hoses cannot lift the non-matching hose over the drills
+    hose = enc.encode(["garden hose reel"])[0]
+    pos, _ = s.search(["drill"], k=4, profiles=[hose])
+    assert pos[0, 3] == 3
+    # weight 0, or a zero / missing profile: no change
+    base, base_scores = s.search(["drill", "hose"], k=4)
+    for profiles, weight in (([blue, blue], 0.0), ([None, np.zeros_like(blue)], None)):
+        p, sc = s.search(["drill", "hose"], k=4, profiles=profiles, profile_weight=weight)
+        np.testing.assert_array_equal(p, base)
+        np.testing.assert_array_equal(sc, base_scores)
+    # re-ranking given candidates works the same way
+    got = s.score(["drill"], [np.array([0, 1, 2])], profiles=[blue])[0]
+    assert got.argmax() == 1
+    with pytest.raises(ValueError):
+        s.search(["drill"], 3, profiles=[blue, blue])
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+def test_no_profile_gives_identical_results(searcher, fusion):
+    s = Searcher(encoder=FakeEncoder(), fusion=fusion).fit(TITLES)
+    queries = ["cordless drill", "garden hose", "", "drill bits concrete"]
+    pos, scores = s.search(queries, k=5)
+    for kwargs in ({"profiles": None}, {"profiles": [None] * 4}, {"user": None, "profiles": None}):
+        p, sc = s.search(queries, 5, **kwargs)
+        np.testing.assert_array_equal(p, pos)
+        np.testing.assert_array_equal(sc, scores)
+    cands = [np.array([0, 1, 7]), np.array([1, 2]), np.array([3]), np.array([0, 7])]
+    for a, b in zip(s.score(queries, cands), s.score(queries, cands, profiles=[None] * 4)):
+        np.testing.assert_array_equal(a, b)

@@ -199,15 +199,18 @@ def evaluate(
         _evaluate_pools(ds, out)
         return
     if ds.judgments is not None:
-        from coldrec.evaluate.search import MODELS, evaluate_search, render_search_table
+        from coldrec.evaluate.search import (
+            MODELS,
+            describe_tuning,
+            evaluate_search,
+            render_search_table,
+        )
 
         rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in MODELS) or ("bm25", "dense"))
         console.print(render_search_table(rows))
         for row in rows:
             if "tuned" in row and row["task"] == "retrieve":
-                tuned = row["tuned"]
-                console.print(f"{row['model']}: weights {tuned['weights']}, rrf k {tuned['rrf_k']:g} "
-                              f"(tuned on {tuned['tune_queries']:,} tuning-half queries, retrieve NDCG@10)")
+                console.print(describe_tuning(row))
         folder = out / ds.name
         folder.mkdir(parents=True, exist_ok=True)
         summary = [{k: v for k, v in row.items() if k != "per_query"} for row in rows]

@@ -281,11 +281,36 @@ class WeightedModel(SearchModel):
         return self.searcher.search(list(queries), k)
 
 
-MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf")
+class LTRModel(WeightedModel):
+    """`Searcher` with ``fusion="learned"``: LightGBM LambdaRank over per-(query, product) features
+    (`coldrec.search.ltr`), candidates the union of each signal's top ``depth``.
+
+    `tune` fits it on the *tuning* half only (the product prior too: leave-one-query-out there);
+    a fifth of the tuning queries is held out for early stopping. ``prior=False``: without the
+    product prior (text and signal features only).
+    """
+
+    def __init__(self, encoder=None, name: str = "ltr", prior: bool = True, depth: int = 300,
+                 dense_index: str = "exact") -> None:
+        super().__init__(encoder=encoder, fusion="weighted", name=name, dense_index=dense_index)
+        self.prior = prior
+        self.depth = depth
+
+    def tune(self, dataset) -> dict:
+        qs = search_queries(dataset.judgments, "tune")
+        self.searcher.fit_ranker(qs.queries, qs.judged, qs.relevance, prior=self.prior, depth=self.depth)
+        ranker = self.searcher.ranker
+        self.tuned = {"weights": dict(self.searcher.weights), "rrf_k": self.searcher.rrf_k, "n_queries": len(qs),
+                      "ltr": {"prior": self.prior, "depth": self.depth, **ranker.info}}
+        return self.tuned
+
+
+MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf", "ltr", "ltr-noprior")
 
 
 def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = None) -> SearchModel:
-    """'bm25', 'dense', 'rrf' (BM25 + dense) or 'weighted' (`WeightedModel`); ``cache`` shares fitted base models."""
+    """'bm25', 'dense', 'rrf' (BM25 + dense), 'weighted' (`WeightedModel`) or 'ltr' (`LTRModel`); ``cache``
+    shares fitted base models."""
     cache = {} if cache is None else cache
     if name in cache:
         return cache[name]
@@ -299,6 +324,10 @@ def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = N
         model = WeightedModel(encoder=encoder)
     elif name == "weighted-ivf":  # the same with an approximate (FAISS IVF) dense candidate list
         model = WeightedModel(encoder=encoder, name=name, dense_index="ivf")
+    elif name == "ltr":
+        model = LTRModel(encoder=encoder)
+    elif name == "ltr-noprior":  # the learned ranker without the product prior: text and signals only
+        model = LTRModel(encoder=encoder, name=name, prior=False)
     else:
         raise ValueError(f"unknown search model {name!r}; choose from {', '.join(MODELS)}")
     cache[name] = model
@@ -352,6 +381,8 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
             if tuned is not None:
                 row["tuned"] = {"weights": tuned["weights"], "rrf_k": tuned["rrf_k"], "tune_queries": tuned["n_queries"],
                                 "grid": list(model.searcher.tuning)}
+                if "ltr" in tuned:
+                    row["tuned"]["ltr"] = tuned["ltr"]
             for metric, values in per_query.items():
                 row[metric] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
                 if metric.startswith("recall"):
@@ -363,6 +394,24 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
             ref = reference[row["task"]]["per_query"]
             row["vs_bm25"] = {m: paired_bootstrap(v, ref[m], bootstrap_resamples, seed) for m, v in row["per_query"].items()}
     return rows
+
+
+def describe_tuning(row: dict) -> str:
+    """One line on what a tuned row's model learned on the tuning half."""
+    tuned = row["tuned"]
+    if "ltr" in tuned:
+        ltr = tuned["ltr"]
+        parts = []
+        for task in ("retrieve", "rerank"):
+            if task in ltr:
+                info = ltr[task]
+                top = ", ".join(f"{name} {share:.2f}" for name, share in list(info["importance"].items())[:4])
+                parts.append(f"{task}: {info['trees']} trees, held-out NDCG@10 {info['valid_ndcg@10']:.4f} "
+                             f"({info['queries']:,} queries, {info['rows']:,} rows; top gain: {top})")
+        return (f"{row['model']}: LambdaRank fitted on {tuned['tune_queries']:,} tuning-half queries "
+                f"(prior {'on' if ltr['prior'] else 'off'}, candidates top {ltr['depth']} a signal); " + "; ".join(parts))
+    return (f"{row['model']}: weights {tuned['weights']}, rrf k {tuned['rrf_k']:g} "
+            f"(tuned on {tuned['tune_queries']:,} tuning-half queries, retrieve NDCG@10)")
 
 
 def render_search_table(rows: Sequence[dict], title: str | None = None):
@@ -392,10 +441,12 @@ __all__ = [
     "MODELS",
     "BM25Model",
     "DenseModel",
+    "LTRModel",
     "RRFModel",
     "SearchModel",
     "SearchQueries",
     "WeightedModel",
+    "describe_tuning",
     "evaluate_search",
     "gain",
     "make_model",

@@ -8,9 +8,10 @@ import numpy as np
 class LearnedFusion:
     """Learns how much each source counts, given what is known about the shopper and the item.
 
-    `fit` takes one group of candidate rows per shopper with binary labels; a fifth of the
-    groups is held out for early stopping on NDCG@10, so the number of trees is chosen on
-    data the trees did not see.
+    `fit` takes one group of candidate rows per shopper (or query) with integer labels
+    (binary, or graded with ``label_gain`` giving each label's gain); a fifth of the groups
+    (``held_out_share``) is held out for early stopping on NDCG@10, so the number of trees
+    is chosen on data the trees did not see.
     """
 
     def __init__(
@@ -22,6 +23,8 @@ class LearnedFusion:
         early_stopping_rounds: int = 40,
         random_state: int = 0,
         n_jobs: int = 2,
+        label_gain: list[float] | None = None,
+        held_out_share: float = 0.2,
     ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -30,13 +33,20 @@ class LearnedFusion:
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
         self.n_jobs = n_jobs
+        #: gain of each integer label (LightGBM's default, 2^label - 1, when None): graded relevance
+        self.label_gain = label_gain
+        self.held_out_share = held_out_share
 
     def fit(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, feature_names: list[str]) -> LearnedFusion:
         import lightgbm as lgb
 
         groups = np.asarray(groups, np.int64)
         rng = np.random.default_rng(self.random_state)
-        held_out = rng.random(len(groups)) < 0.2
+        held_out = rng.random(len(groups)) < self.held_out_share
+        if len(groups) >= 2 and not held_out.any():  # tiny inputs: still one group to stop on
+            held_out[len(groups) - 1] = True
+        if held_out.all():
+            held_out[0] = False
         row_group = np.repeat(np.arange(len(groups)), groups)
         train_rows = ~held_out[row_group]
         self.model_ = lgb.LGBMRanker(
@@ -51,20 +61,26 @@ class LearnedFusion:
             random_state=self.random_state,
             n_jobs=self.n_jobs,
             verbose=-1,
+            **({} if self.label_gain is None else {"label_gain": list(self.label_gain)}),
         )
+        stopping = {
+            "eval_X": (features[~train_rows],),
+            "eval_y": (labels[~train_rows],),
+            "eval_group": [groups[held_out]],
+            "eval_at": [10],
+            "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        } if held_out.any() else {}
         self.model_.fit(
             features[train_rows],
             labels[train_rows],
             group=groups[~held_out],
-            eval_X=(features[~train_rows],),
-            eval_y=(labels[~train_rows],),
-            eval_group=[groups[held_out]],
-            eval_at=[10],
             feature_name=feature_names,
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            **stopping,
         )
         self.feature_names_ = list(feature_names)
         self.best_iteration_ = int(self.model_.best_iteration_ or self.n_estimators)
+        scores = self.model_.best_score_.get("valid_0", {})
+        self.best_score_ = float(scores.get("ndcg@10", np.nan)) if scores else float("nan")
         return self
 
     def predict(self, features: np.ndarray) -> np.ndarray:

@@ -14,7 +14,18 @@ only). Fusion:
 
 - ``"weighted"``: ``w_bm25 * bm25 / max_bm25 + w_ngram * ngram / max_ngram + w_dense * cosine``,
   the maxima taken per query over the whole catalog (0 when nothing matches);
-- ``"rrf"``: sum over signals of ``1 / (rrf_k + rank)`` (rank from 1 in that signal's top ``depth``).
+- ``"rrf"``: sum over signals of ``1 / (rrf_k + rank)`` (rank from 1 in that signal's top ``depth``);
+- ``"learned"``: a LightGBM LambdaRank model over per-(query, product) features (the signals, their
+  ranks, title coverage, numbers and units, a product prior from judged queries; see
+  `coldrec.search.ltr`), fitted by `Searcher.fit_ranker` on judged queries (the tuning half),
+  its candidates the union of each signal's top ``ranker.depth`` (300).
+
+Personalised re-rank: `search` / `score` take an optional shopper profile per query (a vector in
+the item-vector space: e.g. the mean of the vectors of the shopper's recent items and stated
+interests). The candidates' fused scores get ``profile_weight * spread * cos(profile, item)``,
+``spread`` the max - min fused score over the query's candidates: bounded to ``profile_weight``
+(default `PROFILE_WEIGHT` = 0.1) of the query's score range, so it reorders close matches but
+cannot lift a poor match over a clearly better one. Without a profile, results are unchanged.
 
 Ties are broken by catalog position ascending. The weights and ``rrf_k`` are chosen by
 `Searcher.tune` on the *tuning* half of homedepot-search (never the reporting half).
@@ -44,7 +55,9 @@ MAX_QUERY_CHARS = 512
 #: Queries scored together (bounds the (batch, n_items) score matrices).
 BATCH = 256
 SIGNALS = ("bm25", "ngram", "dense")
-FUSIONS = ("weighted", "rrf")
+FUSIONS = ("weighted", "rrf", "learned")
+#: Default weight of the shopper-profile term (`Searcher.search` ``profiles``): a share of the query's score range.
+PROFILE_WEIGHT = 0.1
 #: What `tune` picked on the homedepot-search tuning half (retrieve NDCG@10); `tune` overwrites them.
 DEFAULT_WEIGHTS = {"bm25": 0.2, "ngram": 0.4, "dense": 0.4}
 
@@ -94,6 +107,7 @@ class Candidates:
     items: np.ndarray  # int64
     features: np.ndarray  # (n, n_signals): bm25/max, ngram/max, cosine
     rrf: np.ndarray  # (n, n_signals): 1/(rrf_k + rank) without the k: rank (0 = not in that top list)
+    maxima: np.ndarray | None = None  # (2,): the query's raw catalog maxima of bm25 and ngram (0: no match)
 
 
 def ranks_within(items: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -119,9 +133,15 @@ class Searcher(UsesEncoder):
 
     def __init__(self, encoder=None, fusion: str = "weighted", weights: dict[str, float] | None = None,
                  rrf_k: float = 60.0, depth: int = 200, language: str = "en", ngram: bool | None = None,
-                 query_encoder=None, batch_size: int = 64, dense_index: str = "exact", nprobe: int = 16) -> None:
+                 query_encoder=None, batch_size: int = 64, dense_index: str = "exact", nprobe: int = 16,
+                 ranker=None, profile_weight: float = PROFILE_WEIGHT) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
+        #: a fitted `coldrec.search.ltr.LearnedRanker` (``fusion="learned"``; `fit_ranker` makes one)
+        self.ranker = ranker
+        if not 0.0 <= float(profile_weight) <= 1.0:
+            raise ValueError("profile_weight must be in [0, 1]")
+        self.profile_weight = float(profile_weight)
         self._encoder = encoder
         self._query_encoder = query_encoder
         self.fusion = fusion
@@ -144,6 +164,8 @@ class Searcher(UsesEncoder):
         self.bm25: BM25Index | None = None
         self.ngram: CharNgramBM25 | None = None
         self.vectors: np.ndarray | None = None
+        self.texts: list[str] = []
+        self._matcher = None  # TitleMatcher, built on first use by the learned ranker
         self.tuning: list[dict] = []  # grid results of the last tune()
 
     # ------------------------------------------------------------------ fitting
@@ -159,6 +181,8 @@ class Searcher(UsesEncoder):
     def fit(self, catalog, vectors: np.ndarray | None = None) -> Searcher:
         """Index an `ItemCatalog` (its ``texts()``) or a list of texts; ``vectors``: precomputed item vectors."""
         texts = list(catalog.texts()) if hasattr(catalog, "texts") else [str(t) for t in catalog]
+        self.texts = texts
+        self._matcher = None
         self.bm25 = BM25Index(language=self.language).fit(texts)
         self.ngram = CharNgramBM25().fit(texts) if self.use_ngram else None
         if vectors is None:
@@ -171,6 +195,24 @@ class Searcher(UsesEncoder):
             self.vectors = np.ascontiguousarray(v / np.where(norms > 0, norms, 1), dtype=np.float32)
         self._dense = self._build_dense() if len(self.vectors) else None
         return self
+
+    @property
+    def matcher(self):
+        """Per-title evidence for the learned ranker's coverage features (`coldrec.search.ltr.TitleMatcher`)."""
+        if self._matcher is None:
+            from coldrec.search.ltr import TitleMatcher
+
+            self._matcher = TitleMatcher(self.texts)
+        return self._matcher
+
+    @property
+    def title_stems(self) -> np.ndarray:
+        """Distinct BM25 terms per title."""
+        if getattr(self, "_title_stems", None) is None or len(self._title_stems) != self.n_items:
+            w = self.bm25._weights if self.bm25 is not None else None
+            self._title_stems = (np.zeros(self.n_items) if w is None or w.shape[0] == 0
+                                 else np.asarray((w > 0).sum(axis=0)).ravel().astype(np.float64))
+        return self._title_stems
 
     def _build_dense(self):
         from coldrec.retrieve.dense import DenseIndex
@@ -253,6 +295,25 @@ class Searcher(UsesEncoder):
             cols.append(vals)
         return np.stack(cols, axis=1) if len(items) else np.zeros((0, len(SIGNALS)))
 
+    def _maxima(self, sig: dict[str, np.ndarray], i: int) -> np.ndarray:
+        out = np.zeros(2)
+        for j, name in enumerate(("bm25", "ngram")):
+            if name in sig:
+                vals = self._row(sig[name], i)[1]
+                out[j] = float(vals.max()) if len(vals) else 0.0
+        return out
+
+    def _given_candidates(self, queries: Sequence[str], candidates: Sequence[np.ndarray]) -> list[Candidates]:
+        """`Candidates` of given item sets (re-ranking): ranks are taken within each set."""
+        out: list[Candidates] = []
+        cands = [np.asarray(c, np.int64).ravel() for c in candidates]
+        for start in range(0, len(queries), BATCH):
+            sig = self._signals(list(queries[start:start + BATCH]))
+            for i, items in enumerate(cands[start:start + BATCH]):
+                feats = self._features(sig, i, items)
+                out.append(Candidates(items, feats, ranks_within(items, feats), self._maxima(sig, i)))
+        return out
+
     def _candidates(self, queries: Sequence[str], depth: int) -> list[Candidates]:
         out: list[Candidates] = []
         for start in range(0, len(queries), BATCH):
@@ -268,7 +329,7 @@ class Searcher(UsesEncoder):
                     if name in tops and len(tops[name]):
                         where = np.searchsorted(items, tops[name])
                         ranks[where, j] = np.arange(1, len(tops[name]) + 1)
-                out.append(Candidates(items, self._features(sig, i, items), ranks))
+                out.append(Candidates(items, self._features(sig, i, items), ranks, self._maxima(sig, i)))
         return out
 
     # ------------------------------------------------------------------ fusion
@@ -292,44 +353,96 @@ class Searcher(UsesEncoder):
     def _order(items: np.ndarray, fused: np.ndarray, k: int) -> np.ndarray:
         return np.lexsort((items, -fused))[:k]
 
-    def search(self, queries: Sequence[str], k: int, user=None) -> tuple[np.ndarray, np.ndarray]:
+    def _fused(self, query: str, cand: Candidates, task: str) -> np.ndarray:
+        """Fused scores of one query's candidates under ``self.fusion`` (``task``: the learned model to use)."""
+        if self.fusion == "learned":
+            if self.ranker is None:
+                raise RuntimeError('fusion="learned" needs a fitted ranker: call fit_ranker(...) or pass ranker=')
+            return self.ranker.predict(task, self.ranker.features(self, query, cand))
+        return self.fuse(cand.features, cand.rrf)
+
+    def _profile_rows(self, profiles, n: int) -> list[np.ndarray | None]:
+        """One unit vector (or None: no profile) per query."""
+        if profiles is None:
+            return [None] * n
+        if len(profiles) != n:
+            raise ValueError(f"{n} queries but {len(profiles)} profiles")
+        out: list[np.ndarray | None] = []
+        for p in profiles:
+            if p is None:
+                out.append(None)
+                continue
+            p = np.asarray(p, np.float64).ravel()
+            norm = np.linalg.norm(p) if np.isfinite(p).all() else 0.0
+            if p.shape[0] != self.vectors.shape[1] and norm > 0:
+                raise ValueError(f"profile dimension {p.shape[0]} != item vector dimension {self.vectors.shape[1]}")
+            out.append(p / norm if norm > 0 else None)
+        return out
+
+    def personalise(self, items: np.ndarray, fused: np.ndarray, profile: np.ndarray | None,
+                    weight: float | None = None) -> np.ndarray:
+        """``fused + weight * spread * cos(profile, item)``; ``spread`` is the max - min fused score over
+        the candidates (1 if they all tie), so a profile moves a score by at most ``weight`` of the
+        query's score range whatever the fusion: it reorders close lexical matches, it cannot lift a
+        poor match over a clearly better one. No profile (None): ``fused`` unchanged."""
+        if profile is None or not len(items):
+            return fused
+        weight = self.profile_weight if weight is None else float(weight)
+        spread = float(fused.max() - fused.min())
+        sim = self.vectors[items] @ profile.astype(np.float32)
+        return fused + weight * (spread if spread > 0 else 1.0) * np.clip(sim.astype(np.float64), -1.0, 1.0)
+
+    def search(self, queries: Sequence[str], k: int, user=None, profiles=None,
+               profile_weight: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k catalog positions (int64) and fused scores (float32) per query.
 
         Every row has ``min(k, n_items)`` real positions (the dense signal ranks every
-        item). ``user`` (a `coldrec.data.UserContext`) is accepted for the interface and
-        not used yet.
+        item). ``profiles``: optional shopper profile per query (a vector in the item-vector
+        space, e.g. the mean of the shopper's recent items' and stated interests' vectors;
+        None or a zero row: not known), added to the fused score of the candidates by
+        `personalise` with ``profile_weight`` (default ``self.profile_weight`` = `PROFILE_WEIGHT`).
+        ``user`` (a `coldrec.data.UserContext`) is accepted for the interface and not used.
         """
         if isinstance(queries, str):
             raise TypeError("pass a list of queries, not a single string")
         if self.vectors is None:
             raise RuntimeError("Searcher is not fitted; call fit(catalog) first")
+        queries = list(queries)
+        rows = self._profile_rows(profiles, len(queries))
         k = max(0, min(int(k), self.n_items))
         positions = np.full((len(queries), k), -1, np.int64)
         scores = np.zeros((len(queries), k), np.float32)
         if k == 0:
             return positions, scores
-        for i, c in enumerate(self._candidates(list(queries), max(self.depth, k))):
-            fused = self.fuse(c.features, c.rrf)
+        depth = max(self.ranker.depth if self.fusion == "learned" and self.ranker is not None else self.depth, k)
+        for i, c in enumerate(self._candidates(queries, depth)):
+            fused = self.personalise(c.items, self._fused(queries[i], c, "retrieve"), rows[i], profile_weight)
             order = self._order(c.items, fused, k)
             positions[i, : len(order)] = c.items[order]
             scores[i, : len(order)] = fused[order]
         return positions, scores
 
-    def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Fused scores of given candidates (re-ranking); rrf ranks are taken within each candidate set."""
+    def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray], profiles=None,
+              profile_weight: float | None = None) -> list[np.ndarray]:
+        """Fused scores of given candidates (re-ranking); rrf ranks are taken within each candidate set.
+        ``profiles`` as in `search`."""
         if len(candidates) != len(queries):
             raise ValueError(f"{len(queries)} queries but {len(candidates)} candidate sets")
-        cands = [np.asarray(c, np.int64).ravel() for c in candidates]
-        out: list[np.ndarray] = []
-        for start in range(0, len(queries), BATCH):
-            sig = self._signals(list(queries[start:start + BATCH]))
-            for i, items in enumerate(cands[start:start + BATCH]):
-                feats = self._features(sig, i, items)
-                if self.fusion == "weighted":
-                    out.append(self.fuse(feats, None).astype(np.float64))
-                    continue
-                out.append(self.fuse(feats, ranks_within(items, feats)))
-        return out
+        queries = list(queries)
+        rows = self._profile_rows(profiles, len(queries))
+        return [self.personalise(c.items, self._fused(queries[i], c, "rerank").astype(np.float64), rows[i],
+                                 profile_weight)
+                for i, c in enumerate(self._given_candidates(queries, candidates))]
+
+    def fit_ranker(self, queries: Sequence[str], judged: Sequence[np.ndarray], relevance: Sequence[np.ndarray],
+                   **params) -> Searcher:
+        """Fit a `coldrec.search.ltr.LearnedRanker` on judged queries (tuning data only) and switch
+        to ``fusion="learned"``; ``params`` go to `LearnedRanker`."""
+        from coldrec.search.ltr import LearnedRanker
+
+        self.ranker = LearnedRanker(**params).fit(self, queries, judged, relevance)
+        self.fusion = "learned"
+        return self
 
     # ------------------------------------------------------------------ tuning
 
@@ -373,4 +486,4 @@ class Searcher(UsesEncoder):
                 "weighted": best_w, "rrf": best_r}
 
 
-__all__ = ["CharNgramBM25", "Searcher", "char_ngrams", "normalize_query"]
+__all__ = ["PROFILE_WEIGHT", "CharNgramBM25", "Searcher", "char_ngrams", "normalize_query"]
