@@ -34,7 +34,6 @@ LEXICAL_DELAY_S = 1.0
 #: Encoded interest and query texts kept in memory.
 TEXT_CACHE_SIZE = 10_000
 #: How much the shopper's text profile counts in a personalised search.
-SEARCH_PERSONAL_WEIGHT = 0.1
 
 
 @dataclass
@@ -347,23 +346,18 @@ class Engine:
             return [self._result(int(i), float(s), f"similar to {title}") for i, s in zip(found[keep][:n], scores[keep][:n])]
 
     def search(self, query: str, n: int = 10, context: UserContext | None = None) -> list[Recommendation]:
-        """The searcher's top items; with a context, lightly re-ranked by the shopper's text profile."""
+        """The searcher's top items; with a context, re-ranked by the shopper's text profile (`Searcher.search`)."""
         with self._lock:
-            depth = n + 50 if context is not None else n + 20
-            found, scores = self.searcher.search([query], depth)
-            found, scores = found[0], scores[0].astype(np.float64)
-            keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
-            found, scores = found[keep], scores[keep]
-            if context is not None and len(found):
-                profiles = build_interest_profiles(
+            profiles = None
+            if context is not None:
+                built = build_interest_profiles(
                     [context], self.model._item_vectors, self._encode_texts, self.model.decay, self.model.max_interests
                 )
-                profile = profiles.mean[0] + profiles.stated[0]
-                norm = np.linalg.norm(profile)
-                if norm > 0:
-                    scores = scores + SEARCH_PERSONAL_WEIGHT * (self.model._item_vectors[found] @ (profile / norm))
-            order = np.lexsort((found, -scores))[:n]
-            return [self._result(int(found[i]), float(scores[i]), "matches your search") for i in order]
+                profiles = built.mean + built.stated
+            found, scores = self.searcher.search([query], n + 20, profiles=profiles)
+            found, scores = found[0], scores[0]
+            keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
+            return [self._result(int(i), float(s), "matches your search") for i, s in zip(found[keep][:n], scores[keep][:n])]
 
     # ------------------------------------------------------------------ helpers
     def _warm_text_cache(self) -> None:
