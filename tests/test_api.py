@@ -78,7 +78,8 @@ class FakeEngine:
         self.add_items(items_frame[self.catalog.index_of(items_frame["item_id"]) < 0].drop(columns="deleted"))
         self.removed[self.catalog.index_of(items_frame["item_id"][items_frame["deleted"]])] = True
 
-    def context(self, events: pd.DataFrame, interests: list[str], now: int | None = None) -> UserContext:
+    def context(self, events, interests: list[str], now: int | None = None) -> UserContext:
+        events = pd.DataFrame(events)
         positions = self.catalog.index_of(events["item_id"].fillna("").astype(str))
         known = positions >= 0
         queries = events["query"][events["event"] == EventType.SEARCH].dropna().tolist()

@@ -151,7 +151,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     ShopperId = Annotated[str | None, Query(min_length=1, max_length=256)]
 
     def shopper_context(user: str | None, session: str | None):
-        events = store.user_events(user, session)
+        events = store.user_event_columns(user, session)
         interests = store.profile(user) if user is not None else []
         return engine.context(events, interests, now=int(time.time()))
 

@@ -280,22 +280,23 @@ class Engine:
         return sorted({str(leaf) for leaf in self._leaves[~self.model.removed] if leaf})
 
     # ------------------------------------------------------------------ requests
-    def context(self, events: pd.DataFrame, interests: list[str], now: int | None = None) -> UserContext:
-        """A shopper's context from the store's events (time order); unknown or removed item ids are skipped."""
-        queries: list[str] = []
-        if events is None or not len(events):
+    def context(self, events, interests: list[str], now: int | None = None) -> UserContext:
+        """A shopper's context from the store's events in time order (a DataFrame or a mapping of columns:
+        item_id, time, event, query); unknown or removed item ids are skipped."""
+        if events is None or not len(events["event"]):
             return UserContext(interests=list(interests or []), now=now)
-        event = events["event"].to_numpy(np.int8)
+        event = np.asarray(events["event"], np.int8)
+        queries: list[str] = []
         if "query" in events:
-            searched = events["query"][(event == EventType.SEARCH)].dropna().astype(str)
-            queries = [q for q in searched.tolist() if q.strip()][-MAX_QUERIES:]
-        item_ids = events["item_id"].astype(object).where(events["item_id"].notna(), "")
-        positions = self.catalog.index_of(item_ids.astype(str))
+            searched = np.asarray(events["query"], object)[event == EventType.SEARCH]
+            queries = [str(q) for q in searched if isinstance(q, str) and q.strip()][-MAX_QUERIES:]
+        item_ids = ["" if i is None or i != i else str(i) for i in np.asarray(events["item_id"], object)]
+        positions = self.catalog.index_of(item_ids)
         valid = positions >= 0
         valid[valid] = ~self.model.removed[positions[valid]]
         return UserContext(
             items=positions[valid],
-            times=events["time"].to_numpy(np.int64)[valid],
+            times=np.asarray(events["time"], np.int64)[valid],
             events=event[valid],
             interests=list(interests or []),
             queries=queries,

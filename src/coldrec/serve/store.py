@@ -223,6 +223,10 @@ class Store:
 
         Given both ids, the events of the user and of the session together.
         """
+        return _as_frame(self.user_event_columns(user_id, session_id), USER_EVENT_COLUMNS)
+
+    def user_event_columns(self, user_id: str | None = None, session_id: str | None = None) -> dict[str, np.ndarray]:
+        """`user_events` as numpy columns: the per-request path, where building a DataFrame costs more than the query."""
         keys = ([self.ids.user(user_id)] if user_id is not None else []) + (
             [self.ids.session(session_id)] if session_id is not None else []
         )
@@ -231,7 +235,7 @@ class Store:
             "ORDER BY time, rowid",
             (json.dumps(keys),),
         )
-        return _events_frame(rows, USER_EVENT_COLUMNS)
+        return _events_columns(rows, USER_EVENT_COLUMNS)
 
     def events_log(self) -> pd.DataFrame:
         """Every event in time order: user_key, item_id, time (int64), event (int8), query (for rebuilds)."""
@@ -310,10 +314,20 @@ def _sql_values(values: pd.Series) -> list:
     return values.where(values.notna(), None).tolist()
 
 
-def _events_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
-    """Rows to typed columns in one pass (a request reads one shopper's events: keep pandas work minimal)."""
+def _events_columns(rows: list[tuple], columns: list[str]) -> dict[str, np.ndarray]:
+    """Rows to typed numpy columns in one pass."""
     values = list(zip(*rows)) if rows else [()] * len(columns)
-    data = {name: pd.Series(column, dtype=object) for name, column in zip(columns, values)}
+    data = {name: np.array(column, dtype=object) for name, column in zip(columns, values)}
     data["time"] = np.array(values[columns.index("time")], dtype=np.float64).astype(np.int64)
     data["event"] = np.array(values[columns.index("event")], dtype=np.int8)
-    return pd.DataFrame(data, columns=columns)
+    return data
+
+
+def _events_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    return _as_frame(_events_columns(rows, columns), columns)
+
+
+def _as_frame(data: dict[str, np.ndarray], columns: list[str]) -> pd.DataFrame:
+    # object columns through pd.Series keep None as None (a plain DataFrame would turn it into NaN)
+    series = {name: pd.Series(values, dtype=values.dtype) for name, values in data.items()}
+    return pd.DataFrame(series, columns=columns)
