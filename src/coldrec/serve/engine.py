@@ -367,6 +367,9 @@ class Engine:
         if len(leaves) <= TEXT_CACHE_SIZE // 2:
             for start in range(0, len(leaves), 256):
                 self._encode_texts(leaves[start : start + 256])
+        # the first POST /items would otherwise pay for loading the on-disk embedding cache and the
+        # encoder's first run (about 0.5 s): pay it at start-up instead
+        self.model.encoder.encode(["coldrec start-up"], show_progress=False)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         """The model's text vectors, memoised per text (stated interests repeat across requests).
