@@ -277,6 +277,7 @@ def search_bench(
     from coldrec.encode.registry import default_cache_dir
     from coldrec.evaluate.search import search_queries
     from coldrec.search import Searcher
+    from coldrec.search.bench import time_queries
 
     ds = _load_or_exit("homedepot-search", data, skip_bad=False)
     items_encoder = load_encoder("onnx", cache_dir=default_cache_dir())  # titles: the on-disk cache
@@ -288,13 +289,7 @@ def search_bench(
     fit_s = time.perf_counter() - started
     queries = search_queries(ds.judgments, "report").queries
     queries = queries[:limit] if limit else queries
-    for query in queries[:warmup]:
-        searcher.search([query], k)
-    ms = np.empty(len(queries))
-    for i, query in enumerate(queries):
-        started = time.perf_counter()
-        searcher.search([query], k)
-        ms[i] = (time.perf_counter() - started) * 1000
+    ms = time_queries(searcher, queries, k, warmup)
     table = Table(title=f"search latency: homedepot-search, {len(ds.catalog):,} titles, {fusion} fusion, "
                         f"{dense_index} dense, k={k}")
     for column in ("queries", "fit s", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"):
