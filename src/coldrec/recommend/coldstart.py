@@ -375,7 +375,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             if code is not None:
                 category_of_user[code] = 1.0
         item_factors = signals.als._model.item_factors
-        als = item_factors @ self._fold_in(seen) if len(seen) else None
+        user_factors = self._fold_in(seen) if len(seen) else None
+        # only items with factors can score above 0: the ALS top-k is taken among them (a fraction of a big catalog)
+        with_factors = self._items_with_factors(item_factors)
         # item-kNN: the sparse sum of the known items' rows (only co-bought items are non-zero)
         knn = sp.csr_matrix((np.ones(len(seen), np.float32), (np.zeros(len(seen), np.int64), seen)), shape=(1, len(vectors)))
         knn = knn @ signals.knn._similarity
@@ -393,7 +395,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             top(text_max, pool),
             top(profiles.mean[0] @ vectors[pool].T, pool),
             top(profiles.stated[0] @ vectors[pool].T, pool),
-            top(als) if als is not None else [],
+            top(item_factors[with_factors] @ user_factors, with_factors) if user_factors is not None else [],
             top(knn.data, knn.indices),
             top(category_of_user[self._category]) if category_of_user.any() else [],
             self._popular_items(k),
@@ -422,7 +424,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             "text_stated": item_vectors_ @ profiles.stated[0],
             "category_share": category_of_user[self._category[items]],
             "brand_share": brand_of_user[self._brand[items]] * self._has_brand[items],
-            "als": als[items] if als is not None else np.zeros(len(items), np.float32),
+            "als": item_factors[items] @ user_factors if user_factors is not None else np.zeros(len(items), np.float32),
             "itemknn": knn[:, items].toarray()[0],
             "seen_weight": seen_weights,
             "log_pop": signals.pop[items],
@@ -448,6 +450,15 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def _exact_nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
         scores = queries @ self._item_vectors.T
         return np.argpartition(-scores, k - 1, axis=1)[:, :k]
+
+    def _items_with_factors(self, item_factors: np.ndarray) -> np.ndarray:
+        """Positions whose ALS factors are not all zero (items nobody bought have none); cached per factor matrix."""
+        key = (id(item_factors), item_factors.shape)
+        cached = getattr(self, "_with_factors_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, np.flatnonzero(np.any(item_factors != 0, axis=1)))
+            self._with_factors_cache = cached
+        return cached[1]
 
     def _fold_in(self, known: np.ndarray) -> np.ndarray:
         """One shopper's ALS factors from their distinct known items: implicit's least-squares
