@@ -267,3 +267,19 @@ def test_big_catalog_lexical_refit_catches_up(fresh_engine, monkeypatch):
     assert not engine._lexical_running
     assert engine.searcher.bm25.n_items == len(engine.catalog)
     assert ids(engine.search("qwertz", 1)) == ["zx2"]
+
+
+def test_shoppers_texts_never_reach_the_disk_cache(fitted, tmp_path):
+    """Interests and queries are per-user data: encoded in memory; catalog texts still use the disk cache."""
+    from coldrec.encode.cache import CachedEncoder, EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    engine = Engine.load(fitted, encoder=CachedEncoder(FakeEncoder(), cache))
+    secret = "my private interest in ergonomic staplers"
+    engine.recommend(engine.context(None, [secret]), 5)
+    engine.search("a private query about binders", 5, context=engine.context(None, [secret]))
+    _, found = cache.get_many("fake-bow-256", [secret, "a private query about binders"])
+    assert not found.any()
+    engine.add_items(pd.DataFrame({"item_id": ["cached"], "title": ["stapler for the disk cache"]}))
+    _, found = cache.get_many("fake-bow-256", [engine.catalog.subset([len(engine.catalog) - 1]).texts()[0]])
+    assert found.all()

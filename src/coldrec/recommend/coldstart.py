@@ -233,8 +233,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             self._pca = None
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        vectors = np.asarray(self.encoder.encode(texts, show_progress=False), np.float32)
+    def _encode_texts(self, texts: list[str], encoder=None) -> np.ndarray:
+        vectors = np.asarray((encoder or self.encoder).encode(texts, show_progress=False), np.float32)
         if self._pca is not None:
             vectors = self._pca.transform(vectors).astype(np.float32)
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -66,6 +66,10 @@ class Engine:
         _forget_users(model)
         model.prepare_live_updates()
         _one_thread_per_request()
+        # shoppers' interests and queries are per-user data: encoded without the on-disk embedding cache
+        # (which also costs an O(cache) rewrite per new text), memoised in memory only
+        self._request_encoder = _without_disk_cache(model.encoder)
+        searcher._query_encoder = self._request_encoder
         self._attach_searcher()
         self._refresh_item_arrays()
         self._warm_text_cache()
@@ -380,7 +384,7 @@ class Engine:
         """
         missing = [text for text in dict.fromkeys(texts) if text not in self._text_cache]
         if missing:
-            for text, vector in zip(missing, self.model._encode_texts(missing)):
+            for text, vector in zip(missing, self.model._encode_texts(missing, encoder=self._request_encoder)):
                 self._text_cache[text] = vector
             while len(self._text_cache) > TEXT_CACHE_SIZE:
                 self._text_cache.popitem(last=False)
@@ -499,6 +503,12 @@ def _picklable(encoder):
     except Exception:  # noqa: BLE001 - any failure: not stored
         return None
     return encoder if len(payload) < 10_000_000 else None
+
+
+def _without_disk_cache(encoder):
+    from coldrec.encode.cache import CachedEncoder
+
+    return encoder.encoder if isinstance(encoder, CachedEncoder) else encoder
 
 
 def _set_nprobe(index, nprobe: int = 32) -> None:
