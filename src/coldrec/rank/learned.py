@@ -83,11 +83,19 @@ class LearnedFusion:
         self.best_score_ = float(scores.get("ndcg@10", np.nan)) if scores else float("nan")
         return self
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Scores of the rows (`num_threads`: default n_jobs; one for a single request's few hundred rows)."""
         if not len(features):
             return np.zeros(0, np.float32)
         booster = self.model_.booster_
-        return booster.predict(features, num_iteration=self.best_iteration_, num_threads=self.n_jobs).astype(np.float32)
+        threads = self.n_jobs if num_threads is None else num_threads
+        return booster.predict(features, num_iteration=self.best_iteration_, num_threads=threads).astype(np.float32)
+
+    def contributions(self, features: np.ndarray, num_threads: int = 1) -> np.ndarray:
+        """Per-row, per-feature contributions to the score (SHAP values; the bias column dropped)."""
+        booster = self.model_.booster_
+        out = booster.predict(features, num_iteration=self.best_iteration_, num_threads=num_threads, pred_contrib=True)
+        return out[:, : len(self.feature_names_)]
 
     def importance(self) -> dict[str, float]:
         gains = self.model_.booster_.feature_importance(importance_type="gain")

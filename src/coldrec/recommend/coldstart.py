@@ -439,13 +439,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             "has_stated": np.full(len(items), np.float32(bool(context.interests or context.queries))),
         }
         features = np.column_stack([np.asarray(columns[name]).astype(np.float32) for name in FEATURES])
-        booster = self._fusion.model_.booster_
-        scores = (
-            booster.predict(features, num_iteration=self._fusion.best_iteration_, num_threads=1).astype(np.float32)
-            if len(items)
-            else np.zeros(0, np.float32)
-        )
-        return items, features, scores
+        return items, features, self._fusion.predict(features, num_threads=1)
 
     def _exact_nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
         scores = queries @ self._item_vectors.T

@@ -312,7 +312,8 @@ class LearnedRanker:
         model = self.models.get(task) or next(iter(self.models.values()))
         if not len(X):
             return np.zeros(0)
-        # one query's few hundred rows: a second thread costs more than it saves
+        # one query's few hundred rows: a second thread costs more than it saves; float64 scores
+        # straight from the booster (LearnedFusion.predict rounds to float32, which would add ties)
         threads = 1 if len(X) < 5000 else model.n_jobs
         return model.model_.booster_.predict(X, num_iteration=model.best_iteration_, num_threads=threads).astype(np.float64)
 

@@ -49,10 +49,7 @@ def explain(
         titles = model.catalog.frame["title"].fillna("").to_numpy(dtype=object)
     if leaves is None:
         leaves = model.catalog.leaf_categories()
-    fusion = model._fusion
-    contributions = fusion.model_.booster_.predict(
-        features, num_iteration=fusion.best_iteration_, num_threads=1, pred_contrib=True
-    )[:, : len(FEATURES)]
+    contributions = model._fusion.contributions(features)
     category = FEATURES.index("category_share")
     stated_category = _stated_category_mask(model, context, items)
     history = contributions[:, _columns(HISTORY)].sum(axis=1)
