@@ -31,7 +31,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import build_split, future_prefix_segment
-from coldrec.encode.shared import UsesEncoder, item_vectors
+from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
 from coldrec.profile import build_interest_profiles
 from coldrec.profile.interests import item_weights
 from coldrec.rank.learned import LearnedFusion
@@ -223,22 +223,21 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 
     def _text_vectors(self, catalog: ItemCatalog) -> np.ndarray:
         vectors = item_vectors(self.encoder, catalog.texts())
+        self._pca = None
         if self.pca_dim and self.pca_dim < vectors.shape[1]:
             from sklearn.decomposition import PCA
 
             self._pca = PCA(self.pca_dim, random_state=self.random_state).fit(vectors)
-            reduced = self._pca.transform(vectors).astype(np.float32)
-            vectors = reduced / np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-12)
-        else:
-            self._pca = None
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        return np.ascontiguousarray(self._reduced(vectors), dtype=np.float32)
 
     def _encode_texts(self, texts: list[str], encoder=None) -> np.ndarray:
-        vectors = np.asarray((encoder or self.encoder).encode(texts, show_progress=False), np.float32)
-        if self._pca is not None:
-            vectors = self._pca.transform(vectors).astype(np.float32)
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        return self._reduced(np.asarray((encoder or self.encoder).encode(texts, show_progress=False), np.float32))
+
+    def _reduced(self, vectors: np.ndarray) -> np.ndarray:
+        """Encoder vectors in the model's space: PCA-reduced and re-normalised when a PCA is fitted."""
+        if getattr(self, "_pca", None) is None:
+            return vectors
+        return normalise(self._pca.transform(vectors).astype(np.float32))
 
     # ------------------------------------------------------------------ scoring
     def _source_scores(self, contexts: Sequence[UserContext]) -> dict[str, np.ndarray]:
@@ -563,12 +562,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return len(names)
 
     def _item_text_vectors(self, texts: list[str]) -> np.ndarray:
-        vectors = np.asarray(self.encoder.encode(texts, show_progress=False), np.float32)
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        if getattr(self, "_pca", None) is not None:
-            vectors = self._pca.transform(vectors).astype(np.float32)
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors
+        return self._reduced(normalise(np.asarray(self.encoder.encode(texts, show_progress=False), np.float32)))
 
     def explain_importance(self) -> dict[str, Any]:
         """Share of the ranker's total gain per feature: which sources the shop's data trusts."""
