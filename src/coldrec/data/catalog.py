@@ -23,6 +23,19 @@ CATALOG_COLUMNS = {
 }
 
 
+#: What a catalog column holds where a source does not give it.
+CATALOG_DEFAULTS = {
+    "title": "",
+    "description": "",
+    "brand": "",
+    "category": "",
+    "price": np.nan,
+    "available": True,
+    "created_at": pd.NaT,
+    "attributes": None,
+}
+
+
 @dataclass(frozen=True)
 class TextTemplate:
     """How an item becomes one string for the language model.
@@ -73,6 +86,12 @@ class ItemCatalog:
             raise ValueError(f"duplicate item_id {frame['item_id'][duplicated].iloc[0]!r}")
         self.frame = frame.astype({k: v for k, v in CATALOG_COLUMNS.items() if k != "attributes"})
         self._index = pd.Index(self.frame["item_id"])
+
+    @classmethod
+    def from_partial(cls, frame: pd.DataFrame) -> ItemCatalog:
+        """A catalog from a frame with `item_id` and any of the other columns; missing ones take CATALOG_DEFAULTS."""
+        missing = {name: default for name, default in CATALOG_DEFAULTS.items() if name not in frame.columns}
+        return cls(frame.assign(**missing) if missing else frame)
 
     @classmethod
     def from_records(

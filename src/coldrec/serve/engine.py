@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coldrec.data.catalog import CATALOG_COLUMNS, CATEGORY_SEPARATOR, ItemCatalog
+from coldrec.data.catalog import CATEGORY_SEPARATOR, ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.profile import build_interest_profiles
@@ -33,7 +33,6 @@ MAX_QUERIES = 5
 LEXICAL_DELAY_S = 1.0
 #: Encoded interest and query texts kept in memory.
 TEXT_CACHE_SIZE = 10_000
-#: How much the shopper's text profile counts in a personalised search.
 
 
 @dataclass
@@ -195,7 +194,7 @@ class Engine:
 
     def add_items(self, frame: pd.DataFrame) -> list[str]:
         """Encode and index new items (an existing id is updated in place, re-encoded); no refit."""
-        frame = _catalog_frame(frame)
+        frame = ItemCatalog.from_partial(frame).frame
         with self._lock:
             positions = self.model.add_items(frame)
             vectors = np.ascontiguousarray(self.model._item_vectors[positions], np.float32)
@@ -462,17 +461,6 @@ def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:
     return np.array(
         [p == wanted or p.startswith(wanted + CATEGORY_SEPARATOR) or wanted in lv for p, lv in zip(lowered, levels)], bool
     )
-
-
-def _catalog_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The catalog columns of `frame`, with defaults for the missing ones."""
-    frame = frame.copy()
-    defaults = {"title": "", "description": "", "brand": "", "category": "", "price": np.nan, "available": True,
-                "created_at": pd.NaT, "attributes": None}
-    for column, default in defaults.items():
-        if column not in frame:
-            frame[column] = default
-    return ItemCatalog(frame[list(CATALOG_COLUMNS)]).frame
 
 
 def _one_thread_per_request() -> None:

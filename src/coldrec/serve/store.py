@@ -127,7 +127,7 @@ class Store:
 
         Upserting a deleted item brings it back.
         """
-        catalog = ItemCatalog(_with_catalog_columns(frame))
+        catalog = ItemCatalog.from_partial(frame)
         table = catalog.frame
         created = table["created_at"].astype("datetime64[s]")
         columns = {
@@ -298,14 +298,6 @@ class Store:
             "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), (SELECT COUNT(*) FROM profiles)"
         )
         return {"items": items, "deleted_items": deleted, "events": events, "users": users, "profiles": profiles}
-
-
-def _with_catalog_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fill catalog columns a partial frame lacks with their empty values."""
-    defaults = {"title": "", "description": "", "brand": "", "category": "", "price": np.nan, "available": True,
-                "created_at": pd.NaT, "attributes": None}
-    missing = {name: default for name, default in defaults.items() if name not in frame.columns}
-    return frame.assign(**missing) if missing else frame
 
 
 def _sql_values(values: pd.Series) -> list:
