@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from coldrec.data import EventType, ItemCatalog, UserContext
 from coldrec.serve.app import create_app
+from coldrec.serve.process import free_port, start_server, stop_server
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import Store
 from tests.synthetic import FakeEncoder, make_catalog, make_log
@@ -470,37 +469,15 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
 # kill -9 durability
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _start_server(model_dir: Path, state_dir: Path, port: int) -> subprocess.Popen:
     """`coldrec serve --model` in a child process; PYTHONPATH lets it unpickle the model's FakeEncoder."""
-    log_path = state_dir / "server.log"
-    with open(log_path, "a") as server_log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("coldrec")), "serve", "--model", str(model_dir), "--state",
-             str(state_dir), "--port", str(port), "--no-access-log"],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=server_log, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("server did not start in 60 s")
+    return start_server(["--model", str(model_dir), "--state", str(state_dir), "--no-access-log"], port,
+                        state_dir / "server.log", env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, timeout=60)
 
 
 def test_kill_9_loses_no_acknowledged_event(tmp_path, real_model):
     """Post batches from threads, SIGKILL the server mid-load, restart: every acknowledged event is there."""
-    port = _free_port()
+    port = free_port()
     server = _start_server(real_model[1], tmp_path, port)
     acknowledged: list[str] = []
     stop = threading.Event()
@@ -538,7 +515,6 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path, real_model):
         stored = {row[0] for row in database.execute("SELECT event_id FROM events WHERE event_id LIKE 'w%'")}
         database.close()
     finally:
-        restarted.terminate()
-        restarted.wait(10)
+        stop_server(restarted)
     missing = set(acknowledged) - stored
     assert not missing, f"{len(missing)} acknowledged events lost, e.g. {sorted(missing)[:3]}"

@@ -7,14 +7,13 @@ starts in seconds; the page talks to it exactly as in `make demo`.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from coldrec.serve.process import free_port, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
     reason=f"{CHROMIUM} missing: install the Debian packages chromium and chromium-driver (.ci/run does)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _build_model(out: Path) -> None:
@@ -52,31 +45,16 @@ def _build_model(out: Path) -> None:
 def server(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     _build_model(out)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "COLDREC_ID_KEY": ID_KEY, "PYTHONPATH": str(ROOT)}  # PYTHONPATH: the pickled fake encoder
-    command = [sys.executable, "-m", "coldrec.cli", "serve", "--model", str(out), "--port", str(port)]
-    log_path = out / "server.log"
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(command, env=env, cwd=out, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield url
+        process = start_server(["--model", str(out)], port, out / "server.log", env=env, cwd=out, timeout=60)
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")

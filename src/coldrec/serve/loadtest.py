@@ -23,8 +23,6 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -305,44 +303,20 @@ def local_server(serve_args: list[str], what: str, log: Callable[[str], None] = 
     The state is fresh (items from the engine's catalog, no events, a random id key), so the
     load's own users and events never reach a real store.
     """
-    import httpx
+    from coldrec.serve.process import free_port, start_server, stop_server
 
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory(prefix="coldrec-loadtest-") as state:
-        command = [sys.executable, "-m", "coldrec.cli", "serve", *serve_args, "--port", str(port), "--state", state]
-        log_path = Path(state) / "server.log"
-        with open(log_path, "w") as server_log:
-            process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT,
-                                       env={**os.environ, "COLDREC_ID_KEY": secrets.token_hex(16)})
-        url = f"http://127.0.0.1:{port}"
         started = time.perf_counter()
-        log(f"starting a server on {what} in process {process.pid} ...")
+        log(f"starting a server on {what} ...")
+        process = start_server([*serve_args, "--state", state], port, Path(state) / "server.log",
+                               env={**os.environ, "COLDREC_ID_KEY": secrets.token_hex(16)})
+        url = f"http://127.0.0.1:{port}"
+        log(f"server ready at {url} (process {process.pid}) after {time.perf_counter() - started:.0f} s")
         try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.5)
-            log(f"server ready at {url} after {time.perf_counter() - started:.0f} s")
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+            stop_server(process, wait=15)
 
 
 # ---------------------------------------------------------------- entry point (the CLI calls this)
