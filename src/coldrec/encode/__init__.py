@@ -5,8 +5,9 @@ Everything is imported lazily, so ``import coldrec.encode`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coldrec._lazy import lazy_exports
 
 _EXPORTS = {
     "TextEncoder": ".base",
@@ -33,13 +34,4 @@ if TYPE_CHECKING:
     from .usem3_backend import Usem3Encoder
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
