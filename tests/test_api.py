@@ -16,7 +16,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,6 +26,7 @@ from fastapi.testclient import TestClient
 
 from coldrec.data import EventType, ItemCatalog, UserContext
 from coldrec.serve.app import create_app
+from coldrec.serve.engine import Recommendation
 from coldrec.serve.process import free_port, start_server, stop_server
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import Store
@@ -34,16 +34,6 @@ from tests.synthetic import FakeEncoder, make_catalog, make_log
 
 RAW_USER = "bob.secret-user@example.com"
 REPO = Path(__file__).resolve().parents[1]
-
-
-@dataclass
-class FakeRecommendation:
-    item_id: str
-    title: str
-    score: float
-    reason: str
-    category: str
-    price: float | None
 
 
 class FakeEngine:
@@ -85,10 +75,10 @@ class FakeEngine:
         return UserContext(items=positions[known], times=events["time"].to_numpy()[known],
                            events=events["event"].to_numpy()[known], interests=interests, queries=queries, now=now)
 
-    def _rows(self, mask: np.ndarray, n: int, reason: str) -> list[FakeRecommendation]:
+    def _rows(self, mask: np.ndarray, n: int, reason: str) -> list[Recommendation]:
         frame = self.catalog.frame
         positions = np.flatnonzero(mask & ~self.removed)[::-1][:n]
-        return [FakeRecommendation(frame["item_id"][p], frame["title"][p], float(n - rank), reason,
+        return [Recommendation(frame["item_id"][p], frame["title"][p], float(n - rank), reason,
                                    frame["category"][p], None if np.isnan(frame["price"][p]) else frame["price"][p])
                 for rank, p in enumerate(positions)]
 
