@@ -63,9 +63,13 @@ class FakeEngine:
         self.removed[self.catalog.index_of([item_id])[0]] = True
         return True
 
-    def sync_items(self, items_frame: pd.DataFrame) -> None:
-        self.add_items(items_frame[self.catalog.index_of(items_frame["item_id"]) < 0].drop(columns="deleted"))
-        self.removed[self.catalog.index_of(items_frame["item_id"][items_frame["deleted"]])] = True
+    def sync_items(self, items_frame: pd.DataFrame) -> int:
+        missing = items_frame[self.catalog.index_of(items_frame["item_id"]) < 0].drop(columns="deleted")
+        self.add_items(missing)
+        deleted = self.catalog.index_of(items_frame["item_id"][items_frame["deleted"]])
+        newly_deleted = int((~self.removed[deleted]).sum())
+        self.removed[deleted] = True
+        return len(missing) + newly_deleted
 
     def context(self, events, interests: list[str], now: int | None = None) -> UserContext:
         events = pd.DataFrame(events)
@@ -133,7 +137,6 @@ def make_service(state_dir: Path, engine=None, **settings) -> tuple:
     if store.item_count() == 0:
         store.seed(make_catalog(), make_log())
     engine = engine or FakeEngine(make_catalog())
-    engine.sync_items(store.items_frame())
     return create_app(engine, store, settings), store
 
 
@@ -454,6 +457,57 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
     assert store.counts()["events"] == len(make_log()) and store.item_count() == len(make_catalog())
     assert len(store.user_events("u0")) > 0
     store.close()
+
+
+def test_processes_sharing_a_store_see_each_others_items(tmp_path, real_model):
+    """Two apps (as two worker processes would run) over one store file, each with its own engine:
+    an item added or deleted through one is added to or removed from the other's answers."""
+    from coldrec.serve.engine import Engine
+
+    first, store_a = make_service(tmp_path, engine=Engine.load(real_model[1] / "model"))
+    second, store_b = make_service(tmp_path, engine=Engine.load(real_model[1] / "model"))
+    with TestClient(first) as a, TestClient(second) as b:
+        body = {"items": [{"item_id": "shared", "title": "router cable keyboard shared", "category": "Office > Electronics"}]}
+        assert a.post("/items", json=body).status_code == 200
+        assert "shared" in [r["item_id"] for r in b.get("/similar/i13", params={"n": 10}).json()["items"]]
+        assert b.get("/similar/shared").status_code == 200
+        unfiltered = b.get("/recommend", params={"n": 100, "category": "Electronics"}).json()["items"]
+        assert "shared" in [r["item_id"] for r in unfiltered]
+        assert b.delete("/items/shared").status_code == 200
+        assert a.get("/similar/shared").status_code == 404
+        assert "shared" not in [r["item_id"] for r in a.get("/similar/i13", params={"n": 30}).json()["items"]]
+    store_a.close()
+    store_b.close()
+
+
+def test_serve_with_two_workers(tmp_path, real_model):
+    """`coldrec serve --workers 2`: every answer (fresh connections, so both processes serve) sees an item
+    posted through either; the load-test client runs against it without errors."""
+    import asyncio
+
+    from coldrec.serve.loadtest import run_load
+
+    port = free_port()
+    server = start_server(["--model", str(real_model[1]), "--state", str(tmp_path), "--no-access-log", "--workers", "2"],
+                          port, tmp_path / "server.log", env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO,
+                          timeout=120)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for round_ in range(3):
+            item = f"worker-item-{round_}"
+            added = httpx.post(f"{url}/items", json={"items": [{"item_id": item, "title": f"router cable {item}",
+                                                                "category": "Office > Electronics"}]})
+            assert added.status_code == 200
+            for _ in range(6):  # a new connection each time
+                found = httpx.get(f"{url}/similar/i13", params={"n": 30}).json()["items"]
+                assert item in [r["item_id"] for r in found]
+        phases = asyncio.run(run_load(url, endpoints=["recommend", "search"], modes=["peak"], rate=10, concurrency=4,
+                                      seconds=1, users=10, warmup=0.5, log=lambda _: None))
+        assert [p.endpoint for p in phases] == ["recommend", "search"]
+        assert all(p.latencies_ms and not p.errors for p in phases), [p.summary() for p in phases]
+    finally:
+        stop_server(server)
+    assert "Traceback" not in (tmp_path / "server.log").read_text()
 
 
 # kill -9 durability

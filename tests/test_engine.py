@@ -214,8 +214,24 @@ def test_sync_items(data, fresh_engine):
     frame["deleted"] = False
     frame.loc[3, "deleted"] = True
     extra = frame.iloc[[0]].assign(item_id="later", title="mouse monitor adapter", deleted=False)
-    engine.sync_items(pd.concat([frame, extra], ignore_index=True))
+    assert engine.sync_items(pd.concat([frame, extra], ignore_index=True)) == 2
     assert engine.has_item("later") and not engine.has_item("i3")
+
+
+def test_sync_items_reencodes_changed_rows_only(data, fresh_engine):
+    """Rows in step with the engine cost nothing; a changed row is re-encoded (new text, new neighbours)."""
+    catalog, _ = data
+    engine = fresh_engine
+    in_step = engine.catalog.frame.assign(deleted=False)
+    assert engine.sync_items(in_step) == 0
+    a_item, b_item = f"i{A_ITEMS[0]}", f"i{B_ITEMS[0]}"
+    b_titles = set(catalog.frame["title"][B_ITEMS])
+    assert not {r.title for r in engine.similar(a_item, 5)} & b_titles
+    moved = in_step[in_step["item_id"] == a_item].assign(title=engine.catalog.frame["title"][B_ITEMS[0]] + " moved",
+                                                         category="Office > Electronics")
+    assert engine.sync_items(moved) == 1 and engine.sync_items(moved) == 0
+    assert engine.catalog.frame["title"][A_ITEMS[0]].endswith("moved")
+    assert b_item in ids(engine.similar(a_item, 3))
 
 
 def test_reasons(engine):

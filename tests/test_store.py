@@ -205,3 +205,40 @@ def test_seed_is_fast(tmp_path):
     assert time.perf_counter() - started < 5
     assert store.counts()["events"] == n and store.counts()["users"] == 5_000
     store.close()
+
+
+def test_items_version_counts_item_writes(tmp_path):
+    """Every item write bumps items_version; `items_frame(changed_since=v)` holds exactly the rows written after v."""
+    store = Store.open(tmp_path)
+    assert store.items_version() == 0
+    store.upsert_items(make_catalog().frame)
+    seeded = store.items_version()
+    assert seeded == 1 and store.items_frame(changed_since=seeded).empty
+    store.upsert_items(pd.DataFrame({"item_id": ["i2", "brand-new"], "title": ["i2 renamed", "hello"]}))
+    assert store.delete_item("i5") and not store.delete_item("i5") and not store.delete_item("nope")
+    assert store.items_version() == seeded + 2  # the refused deletes wrote nothing
+    changed = store.items_frame(changed_since=seeded)
+    assert changed["item_id"].tolist() == ["i2", "i5", "brand-new"]  # position order
+    assert changed["deleted"].tolist() == [False, True, False] and changed["title"][0] == "i2 renamed"
+    assert store.items_frame(changed_since=seeded + 1)["item_id"].tolist() == ["i5"]
+    assert len(store.items_frame()) == len(make_catalog()) + 1
+    store.close()
+
+
+def test_a_store_written_before_items_version_opens(tmp_path):
+    """An items table without the `changed` column (and no meta table) is migrated in place, its rows kept."""
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "coldrec.sqlite")
+    old.executescript(
+        "CREATE TABLE items (position INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT, description TEXT,"
+        " brand TEXT, category TEXT, price REAL, available INTEGER NOT NULL DEFAULT 1, created_at INTEGER,"
+        " attributes TEXT, deleted INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO items (position, item_id, title) VALUES (0, 'old', 'an old item');"
+    )
+    old.close()
+    store = Store.open(tmp_path)
+    assert store.items_version() == 0 and store.items_frame()["item_id"].tolist() == ["old"]
+    store.upsert_items(pd.DataFrame({"item_id": ["new"], "title": ["a new item"]}))
+    assert store.items_frame(changed_since=0)["item_id"].tolist() == ["new"]
+    store.close()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -309,7 +313,6 @@ def build(
     out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
 ) -> None:
     """Fit the service's engine on a data set and seed its store (pseudonymised) with the catalog and events."""
-    import os
 
     from coldrec.serve.engine import Engine
     from coldrec.serve.store import Store
@@ -338,6 +341,7 @@ def serve(
     api_key: str = typer.Option(None, "--api-key", envvar="COLDREC_API_KEY", show_envvar=True,
                                 help="Require this X-API-Key header on the API (off by default)."),
     access_log: bool = typer.Option(True, help="Log each request (route template, status, ms; never ids)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (one engine each, one shared store)."),
 ) -> None:
     """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
     import logging
@@ -354,21 +358,53 @@ def serve(
     store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None)
     started = time.perf_counter()
     engine = _serving_engine(model, data, dataset, synthetic, store)
-    # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir),
-    # then the engine learns the items added or deleted live
+    # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
+    # the app's CatalogSync then teaches the engine the items added or deleted live
     model_items = engine.catalog.frame
     missing = ~model_items["item_id"].isin(store.items_frame()["item_id"]).to_numpy()
     if missing.any():
         store.upsert_items(model_items[missing])
-    engine.sync_items(store.items_frame())
     counts = store.counts()
     console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
                   f"{counts['events']:,} events in {settings.database_path}")
-    console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + ("  [API key required]" if api_key else ""))
+    console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + ("  [API key required]" if api_key else "")
+                  + (f"  [{workers} worker processes]" if workers > 1 else ""))
     logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
-    uvicorn.run(create_app(engine, store, settings), host=host, port=port, access_log=False, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(engine, store, settings), host=host, port=port, access_log=False, log_level="info")
+    else:
+        store.close()
+        with _saved_model(engine, model, settings.state_dir) as directory:
+            del engine  # each worker loads its own
+            _serve_workers(directory, settings, workers, access_log)
     store.close()
+
+
+@contextmanager
+def _saved_model(engine, model: Path | None, scratch_parent: Path) -> Iterator[Path]:
+    """The engine's saved folder: --model's own, or a scratch folder (removed afterwards) for a built or synthetic one."""
+    if model is not None:
+        yield _model_directory(model)
+        return
+    with tempfile.TemporaryDirectory(prefix="coldrec-workers-", dir=scratch_parent) as scratch:
+        engine.save(Path(scratch))
+        yield Path(scratch)
+
+
+def _serve_workers(directory: Path, settings, workers: int, access_log: bool) -> None:
+    """uvicorn's worker processes, each loading the engine saved in `directory` and opening the shared store."""
+    import uvicorn
+
+    from coldrec.serve.worker import worker_environment
+
+    os.environ.update(worker_environment(directory, settings, access_log))
+    uvicorn.run("coldrec.serve.worker:create_worker_app", factory=True, workers=workers, host=settings.host,
+                port=settings.port, access_log=False, log_level="info")
+
+
+def _model_directory(model: Path) -> Path:
+    return model / "model" if (model / "model").is_dir() else model
 
 
 def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthetic: int, store):
@@ -376,7 +412,7 @@ def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthet
     from coldrec.serve.engine import Engine
 
     if model is not None:
-        directory = model / "model" if (model / "model").is_dir() else model
+        directory = _model_directory(model)
         if not (directory / "model.pkl").is_file():
             console.print(f"[red]error:[/red] no model.pkl in {directory} (write one with `coldrec build`)")
             raise typer.Exit(2)
@@ -406,6 +442,7 @@ def loadtest(
     users: int = typer.Option(200, "--users", min=0, help="Users given a history first (and half as many sessions)."),
     out: Path = typer.Option(Path("reports/loadtest.png"), "--out", help="Latency histogram/CDF PNG (+ .json figures)."),
     api_key: str = typer.Option(None, "--api-key", envvar="COLDREC_API_KEY", help="The server's X-API-Key, if any."),
+    workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),
 ) -> None:
     """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak."""
     from coldrec.serve.loadtest import main
@@ -414,7 +451,7 @@ def loadtest(
         if not set(value) <= set(allowed):
             raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
-         seconds=duration, users=users, out=out, api_key=api_key, console=console)
+         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console)
 
 
 if __name__ == "__main__":

@@ -240,8 +240,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return normalise(self._pca.transform(vectors).astype(np.float32))
 
     # ------------------------------------------------------------------ scoring
-    def _source_scores(self, contexts: Sequence[UserContext]) -> dict[str, np.ndarray]:
-        """Dense (shoppers x items) matrices of every source for one batch."""
+    def _source_scores(self, contexts: Sequence[UserContext]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Dense (shoppers x items) matrices of every source for one batch, and each shopper's category shares."""
         n_items = len(self._item_vectors)
         profiles = build_interest_profiles(contexts, self._item_vectors, self._encode_texts, self.decay, self.max_interests)
         per_interest = np.einsum("umd,nd->umn", profiles.interests, self._item_vectors, optimize=True)
@@ -274,7 +274,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             "als": signals.als.score(contexts),
             "itemknn": signals.knn.score(contexts),
             "seen_weight": weights.toarray(),
-        }
+        }, category_of_user
 
     def _known_item_weights(self, contexts: Sequence[UserContext], n_items: int) -> sp.csr_matrix:
         rows = np.repeat(np.arange(len(contexts)), [len(c.items) for c in contexts])
@@ -284,16 +284,18 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 
     def _candidate_features(self, contexts: Sequence[UserContext]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(shopper row, item, feature row) for the union of every source's top items."""
-        scores = self._source_scores(contexts)
+        scores, category_of_user = self._source_scores(contexts)
         signals = self._signals
         n_users, n_items = len(contexts), len(self._item_vectors)
         k = min(self.candidates_per_source, n_items)
         candidate = np.zeros((n_users, n_items), bool)
         rows = np.arange(n_users)[:, None]
-        for name in ("text_interest_max", "text_mean", "text_stated", "als", "itemknn", "category_share"):
+        for name in ("text_interest_max", "text_mean", "text_stated", "als", "itemknn"):
             top = np.argpartition(-scores[name], k - 1, axis=1)[:, :k]
             useful = np.take_along_axis(scores[name], top, axis=1) > 0
             candidate[np.broadcast_to(rows, top.shape)[useful], top[useful]] = True
+        for row in range(n_users):
+            candidate[row, self._category_candidates(category_of_user[row], k)] = True
         for popularity in (signals.pop, signals.pop30):
             candidate[:, np.argsort(-popularity, kind="stable")[:k]] = True
         candidate |= scores["seen_weight"] > 0
@@ -376,7 +378,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         item_factors = signals.als._model.item_factors
         user_factors = self._fold_in(seen) if len(seen) else None
         # only items with factors can score above 0: the ALS top-k is taken among them (a fraction of a big catalog)
-        with_factors = self._items_with_factors(item_factors)
+        with_factors, factors_with = self._items_with_factors(item_factors)
         # item-kNN: the sparse sum of the known items' rows (only co-bought items are non-zero)
         knn = sp.csr_matrix((np.ones(len(seen), np.float32), (np.zeros(len(seen), np.int64), seen)), shape=(1, len(vectors)))
         knn = knn @ signals.knn._similarity
@@ -394,9 +396,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             top(text_max, pool),
             top(profiles.mean[0] @ vectors[pool].T, pool),
             top(profiles.stated[0] @ vectors[pool].T, pool),
-            top(item_factors[with_factors] @ user_factors, with_factors) if user_factors is not None else [],
+            top(factors_with @ user_factors, with_factors) if user_factors is not None else [],
             top(knn.data, knn.indices),
-            top(category_of_user[self._category]) if category_of_user.any() else [],
+            self._category_candidates(category_of_user, k),
             self._popular_items(k),
             seen,
         ]
@@ -444,14 +446,46 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         scores = queries @ self._item_vectors.T
         return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
-    def _items_with_factors(self, item_factors: np.ndarray) -> np.ndarray:
-        """Positions whose ALS factors are not all zero (items nobody bought have none); cached per factor matrix."""
+    def _items_with_factors(self, item_factors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions whose ALS factors are not all zero (items nobody bought have none) and their factor rows
+        (contiguous: gathering them per request cost more than the product); cached per factor matrix."""
         key = (id(item_factors), item_factors.shape)
         cached = getattr(self, "_with_factors_cache", None)
         if cached is None or cached[0] != key:
-            cached = (key, np.flatnonzero(np.any(item_factors != 0, axis=1)))
+            positions = np.flatnonzero(np.any(item_factors != 0, axis=1))
+            cached = (key, positions, np.ascontiguousarray(item_factors[positions]))
             self._with_factors_cache = cached
-        return cached[1]
+        return cached[1], cached[2]
+
+    def _category_candidates(self, shares: np.ndarray, k: int) -> np.ndarray:
+        """The category source: up to k items of the shopper's categories (`shares` per category code), the
+        highest share first, and within a category its most popular items first. Reads only those categories'
+        item lists, never the whole catalog; the batch and the single-request paths share it."""
+        codes = np.flatnonzero(shares > 0)
+        if not len(codes) or k <= 0:
+            return np.zeros(0, np.int64)
+        starts, order = self._items_by_category()
+        picked, need = [], k
+        for code in codes[np.lexsort((codes, -shares[codes]))]:
+            if code + 1 >= len(starts):
+                continue
+            members = order[starts[code] : starts[code + 1]][:need]
+            picked.append(members)
+            need -= len(members)
+            if need <= 0:
+                break
+        return np.concatenate(picked) if picked else np.zeros(0, np.int64)
+
+    def _items_by_category(self) -> tuple[np.ndarray, np.ndarray]:
+        """Positions grouped by category code, each group by popularity (then position): (group starts, positions)."""
+        cached = getattr(self, "_by_category_cache", None)
+        key = (len(self._category), len(self._category_names), id(self._signals.pop))
+        if cached is None or cached[0] != key:
+            order = np.lexsort((np.arange(len(self._category)), -self._signals.pop, self._category))
+            starts = np.searchsorted(self._category[order], np.arange(len(self._category_names) + 1))
+            cached = (key, starts, order)
+            self._by_category_cache = cached
+        return cached[1], cached[2]
 
     def _fold_in(self, known: np.ndarray) -> np.ndarray:
         """One shopper's ALS factors from their distinct known items: implicit's least-squares
@@ -532,7 +566,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self._removed[positions] = False
         self._item_vectors, self._category, self._brand, self._has_brand = item_vectors_, codes, brand_codes, has_brand
         self.catalog = signals.als.catalog = signals.knn.catalog = catalog
-        self._popular_cache = None
+        self._popular_cache = self._by_category_cache = None
         return positions
 
     def prepare_live_updates(self) -> None:

@@ -8,6 +8,7 @@ removed live: they are encoded and indexed before the call returns.
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -268,17 +269,26 @@ class Engine:
             self._live.remove_ids(np.array([position], np.int64))
             return True
 
-    def sync_items(self, items_frame: pd.DataFrame) -> None:
-        """Reconcile with the store's items (incl. a `deleted` column): add missing, re-apply deletions."""
+    def sync_items(self, items_frame: pd.DataFrame) -> int:
+        """Reconcile with the store's items (catalog columns + `deleted`): add the missing, re-encode those whose
+        fields differ (or that were removed and are back), remove the deleted. Items already in step cost nothing.
+        Returns how many items changed here."""
         if not len(items_frame):
-            return
-        known = self.catalog.index_of(items_frame["item_id"])
+            return 0
         deleted = items_frame["deleted"].to_numpy(bool) if "deleted" in items_frame else np.zeros(len(items_frame), bool)
-        missing = items_frame[(known < 0)]
-        if len(missing):
-            self.add_items(missing)
-        for item_id in items_frame["item_id"][deleted]:
-            self.remove_item(str(item_id))
+        with self._lock:
+            positions = self.catalog.index_of(items_frame["item_id"])
+            known = positions >= 0
+            stale = ~known
+            if known.any():
+                ours = self.catalog.frame.iloc[positions[known]].reset_index(drop=True)
+                theirs = ItemCatalog.from_partial(items_frame[known].drop(columns="deleted", errors="ignore")).frame
+                stale[known] = _rows_differ(ours, theirs) | self.model.removed[positions[known]]
+            changed = items_frame[stale & ~deleted].drop(columns="deleted", errors="ignore")
+            if len(changed):
+                self.add_items(changed)
+            removed = sum(self.remove_item(str(item_id)) for item_id in items_frame["item_id"][deleted & known])
+        return len(changed) + removed
 
     def categories(self) -> list[str]:
         """Leaf categories, for the demo page's interest picker."""
@@ -451,6 +461,20 @@ class _EngineIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.engine._search(queries, k)
+
+
+def _rows_differ(ours: pd.DataFrame, theirs: pd.DataFrame) -> np.ndarray:
+    """Row-wise: does any catalog field differ? (Missing values equal each other; times to the second.)"""
+    differ = np.zeros(len(ours), bool)
+    for name in ours.columns:
+        a, b = ours[name], theirs[name]
+        if name == "created_at":
+            a, b = (pd.to_datetime(x).astype("datetime64[s]") for x in (a, b))
+        elif name == "attributes":
+            a, b = (x.map(lambda v: json.dumps(v, sort_keys=True, default=str) if v else "") for x in (a, b))
+        a, b = (x.astype(object).where(x.notna(), None).to_numpy() for x in (a, b))
+        differ |= ~np.asarray(a == b, bool)
+    return differ
 
 
 def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:

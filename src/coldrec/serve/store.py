@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS items (
     price REAL, available INTEGER NOT NULL DEFAULT 1,
     created_at INTEGER,  -- unix seconds
     attributes TEXT,  -- JSON object
-    deleted INTEGER NOT NULL DEFAULT 0
+    deleted INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0  -- the items_version of the row's last write
 );
 CREATE TABLE IF NOT EXISTS events (
     event_id TEXT PRIMARY KEY,  -- the client's idempotency key
@@ -43,6 +44,10 @@ CREATE TABLE IF NOT EXISTS events (
     query TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events (user_key, time);
+CREATE INDEX IF NOT EXISTS items_by_change ON items (changed);
+-- items_version: counts item writes, so every server process sharing the file sees catalog changes
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('items_version', 0);
 CREATE TABLE IF NOT EXISTS profiles (
     user_key TEXT PRIMARY KEY,
     interests TEXT NOT NULL  -- JSON list of strings
@@ -74,7 +79,11 @@ class Store:
         self._write_lock = threading.Lock()
         self._open_lock = threading.Lock()
         with self._write_lock:
-            self._connection().executescript(SCHEMA)  # its own transaction
+            connection = self._connection()
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+            if columns and "changed" not in columns:  # a store written before items_version existed
+                connection.execute("ALTER TABLE items ADD COLUMN changed INTEGER NOT NULL DEFAULT 0")
+            connection.executescript(SCHEMA)  # its own transaction
 
     @classmethod
     def open(cls, state_dir: str | Path, id_key: str | None = None, filename: str = "coldrec.sqlite") -> Store:
@@ -141,26 +150,36 @@ class Store:
         names = ", ".join(columns)
         updates = ", ".join(f"{name} = excluded.{name}" for name in list(columns)[1:])
         with self._write() as connection:
+            version = _bump_items_version(connection)
             start = connection.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM items").fetchone()[0]
             # positions for new ids come from a counter; an update keeps its row's position
             connection.executemany(
-                f"INSERT INTO items (position, {names}) VALUES (?, {', '.join('?' * len(columns))}) "
-                f"ON CONFLICT (item_id) DO UPDATE SET {updates}, deleted = 0",
-                ((start + i, *row) for i, row in enumerate(rows)),
+                f"INSERT INTO items (position, {names}, changed) VALUES (?, {', '.join('?' * len(columns))}, ?) "
+                f"ON CONFLICT (item_id) DO UPDATE SET {updates}, deleted = 0, changed = excluded.changed",
+                ((start + i, *row, version) for i, row in enumerate(rows)),
             )
         return catalog.ids.tolist()
 
     def delete_item(self, item_id: str) -> bool:
         """Mark an item deleted (it keeps its position); False if unknown or already deleted."""
         with self._write() as connection:
-            return connection.execute(
-                "UPDATE items SET deleted = 1 WHERE item_id = ? AND deleted = 0", (item_id,)
-            ).rowcount > 0
+            if not connection.execute("SELECT 1 FROM items WHERE item_id = ? AND deleted = 0", (item_id,)).fetchone():
+                return False
+            version = _bump_items_version(connection)
+            connection.execute("UPDATE items SET deleted = 1, changed = ? WHERE item_id = ?", (version, item_id))
+            return True
 
-    def items_frame(self) -> pd.DataFrame:
-        """Every item, deleted ones included, in position order: CATALOG_COLUMNS + "deleted"."""
+    def items_version(self) -> int:
+        """Grows with every item write (by any process sharing this file): a cheap "has the catalog changed?"."""
+        return self._read("SELECT value FROM meta WHERE key = 'items_version'")[0][0]
+
+    def items_frame(self, changed_since: int | None = None) -> pd.DataFrame:
+        """Every item (or those written after items_version `changed_since`), deleted ones included, in
+        position order: CATALOG_COLUMNS + "deleted"."""
+        since = -1 if changed_since is None else int(changed_since)
         frame = pd.read_sql_query(
-            f"SELECT item_id, {', '.join(ITEM_FIELDS)}, deleted FROM items ORDER BY position", self._connection()
+            f"SELECT item_id, {', '.join(ITEM_FIELDS)}, deleted FROM items WHERE changed > ? ORDER BY position",
+            self._connection(), params=(since,),
         )
         frame["created_at"] = pd.to_datetime(frame["created_at"], unit="s")
         frame["available"] = frame["available"].astype(bool)
@@ -298,6 +317,11 @@ class Store:
             "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), (SELECT COUNT(*) FROM profiles)"
         )
         return {"items": items, "deleted_items": deleted, "events": events, "users": users, "profiles": profiles}
+
+
+def _bump_items_version(connection: sqlite3.Connection) -> int:
+    connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'items_version'")
+    return connection.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()[0]
 
 
 def _sql_values(values: pd.Series) -> list:

@@ -1,0 +1,39 @@
+"""`CatalogSync`: keeps one server process's Engine in step with the store's item table.
+
+Several server processes (`coldrec serve --workers N`) share one SQLite store, and an item
+written through any of them must reach every engine. Each request that reads the engine first
+calls `catch_up`: one indexed read of the store's items_version when nothing changed; else the
+rows written since are applied with `Engine.sync_items`, which skips the rows this process
+already holds (its own writes), so an item is encoded once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from coldrec.serve.engine import Engine
+from coldrec.serve.store import Store
+
+
+class CatalogSync:
+    def __init__(self, engine: Engine, store: Store):
+        self.engine = engine
+        self.store = store
+        self._lock = threading.Lock()
+        # the version first: a write landing during the full read is applied again later, never missed
+        self.version = store.items_version()
+        self.applied = engine.sync_items(store.items_frame())
+
+    def catch_up(self) -> int:
+        """Apply the item writes made (by any process) since the last look; returns how many items changed here."""
+        version = self.store.items_version()
+        if version == self.version:
+            return 0
+        with self._lock:
+            since = self.version
+            if version == since:  # another thread caught up meanwhile
+                return 0
+            changed = self.engine.sync_items(self.store.items_frame(changed_since=since))
+            self.version = version
+        self.applied += changed
+        return changed

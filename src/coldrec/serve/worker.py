@@ -1,0 +1,52 @@
+"""`coldrec serve --workers N`: N server processes on one port, one engine each, one shared store.
+
+One process's engine work is serialised (the engine's lock, and Python's), so throughput past
+one core needs processes. uvicorn spawns N workers on one listening socket; each loads the saved
+engine and opens the same SQLite store. Events and profiles are read from the store on every
+request, and item writes reach every engine through the store's items_version (`CatalogSync`),
+so any worker may answer any request. The parent hands the model folder and the settings over
+in COLDREC_SERVE_WORKER (JSON); the keys travel in their usual variables (COLDREC_ID_KEY,
+COLDREC_API_KEY), never in that JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from coldrec.serve.settings import Settings
+
+ENV = "COLDREC_SERVE_WORKER"
+SECRET_FIELDS = {"api_key", "id_key"}
+
+
+def worker_environment(model_dir: Path, settings: Settings, access_log: bool) -> dict[str, str]:
+    """The variables a worker needs: its config, plus the keys (taken from `settings`, which may hold CLI values)."""
+    config = {
+        "model": str(Path(model_dir).resolve()),
+        "settings": settings.model_dump(mode="json", exclude=SECRET_FIELDS),
+        "access_log": access_log,
+    }
+    env = {ENV: json.dumps(config)}
+    for field, variable in (("api_key", "COLDREC_API_KEY"), ("id_key", "COLDREC_ID_KEY")):
+        secret = getattr(settings, field)
+        if secret is not None:
+            env[variable] = secret.get_secret_value()
+    return env
+
+
+def create_worker_app():
+    """The app of one worker process (uvicorn's factory)."""
+    from coldrec.serve.app import create_app
+    from coldrec.serve.engine import Engine
+    from coldrec.serve.store import Store
+
+    config = json.loads(os.environ[ENV])
+    logging.basicConfig(level=logging.INFO if config["access_log"] else logging.WARNING,
+                        format=f"%(asctime)s [{os.getpid()}] %(name)s %(message)s")
+    settings = Settings.from_env(**config["settings"])
+    store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None)
+    engine = Engine.load(Path(config["model"]))
+    return create_app(engine, store, settings)
