@@ -501,10 +501,12 @@ def test_serve_with_two_workers(tmp_path, real_model):
             for _ in range(6):  # a new connection each time
                 found = httpx.get(f"{url}/similar/i13", params={"n": 30}).json()["items"]
                 assert item in [r["item_id"] for r in found]
-        phases = asyncio.run(run_load(url, endpoints=["recommend", "search"], modes=["peak"], rate=10, concurrency=4,
-                                      seconds=1, users=10, warmup=0.5, log=lambda _: None))
-        assert [p.endpoint for p in phases] == ["recommend", "search"]
+        phases = asyncio.run(run_load(url, endpoints=["recommend", "search", "items"], modes=["peak"], rate=10,
+                                      concurrency=4, seconds=1, users=10, warmup=0.5, log=lambda _: None))
+        assert [p.endpoint for p in phases] == ["recommend", "search", "items"]
         assert all(p.latencies_ms and not p.errors for p in phases), [p.summary() for p in phases]
+        assert len(phases[-1].latencies_ms) == 10  # every probe item became visible, and was deleted afterwards
+        assert httpx.get(f"{url}/healthz").json()["items"] == len(make_catalog()) + 3
     finally:
         stop_server(server)
     assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -434,7 +434,8 @@ def loadtest(
     url: str = typer.Option("http://127.0.0.1:8000", "--url", help="A running `coldrec serve`."),
     synthetic: int = typer.Option(0, "--synthetic", min=0, help="Start a server on a synthetic N-item shop instead."),
     model: Path = typer.Option(None, "--model", help="Start a server on this `coldrec build` folder instead."),
-    endpoint: list[str] = typer.Option(["recommend", "search"], "--endpoint", help="recommend and/or search."),
+    endpoint: list[str] = typer.Option(["recommend", "search", "items"], "--endpoint",
+                                       help="recommend, search, items (POST /items until visible)."),
     mode: list[str] = typer.Option(["rate", "peak"], "--mode", help="rate (open loop) and/or peak (closed loop)."),
     rate: float = typer.Option(100.0, "--rate", min=1, help="Requests per second in rate mode."),
     concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Concurrent clients in peak mode."),
@@ -447,7 +448,7 @@ def loadtest(
     """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak."""
     from coldrec.serve.loadtest import main
 
-    for value, allowed, name in ((endpoint, ("recommend", "search"), "--endpoint"), (mode, ("rate", "peak"), "--mode")):
+    for value, allowed, name in ((endpoint, ("recommend", "search", "items"), "--endpoint"), (mode, ("rate", "peak"), "--mode")):
         if not set(value) <= set(allowed):
             raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,

@@ -3,7 +3,7 @@
 The client shares the machine with the server, so its own cost per request counts: aiohttp's is
 about a third of httpx's.
 
-Two modes per endpoint:
+Two modes per endpoint (/recommend, /search):
 - rate: open loop, a fixed request rate for a duration; each request's latency is counted from the
   moment it was *scheduled*, so a slow server (or a lagging client) cannot hide queueing delay;
   requests not sent because the server is 5 s behind, or unanswered 30 s after the last send,
@@ -15,6 +15,9 @@ The workload needs nothing but the HTTP API: item ids and titles come from /cate
 /recommend, shoppers with history are created first with POST /events (users and sessions, 1-10
 views each; the users are erased with DELETE /users/{id} at the end), and shoppers without history
 are fresh random ids. Search queries are words from item titles.
+
+`items` measures freshness instead: the time from `POST /items` until a fresh connection's
+/similar and /recommend both return the new item.
 
 `--synthetic N` (N items, hashing encoder) or `--model DIR` starts `coldrec serve` itself (with
 `--workers` processes) with a throw-away state directory.
@@ -37,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 REQUEST_TIMEOUT_S = 10.0
+VISIBLE_WITHIN_S = 10.0  # a probe item not in /similar and /recommend by then counts as an error
+PROBE_ITEMS = 10
 MAX_BACKLOG_S = 5.0  # rate mode stops sending when this many seconds of requests are unanswered
 SETUP_BATCH = 1000
 
@@ -74,6 +79,7 @@ class Workload:
         self.run = secrets.token_hex(4)
         self.users: list[str] = []
         self.sessions: list[str] = []
+        self.probe_items: list[str] = []  # added by new_item_freshness, deleted at the end
 
     def histories(self, n_users: int, n_sessions: int) -> list[dict]:
         """View events giving n_users users and n_sessions sessions 1-10 views each."""
@@ -200,14 +206,47 @@ async def closed_loop(client, make: Callable[[], tuple[str, dict]], phase: Phase
     return phase
 
 
+async def new_item_freshness(probe_client: Callable, workload: Workload, count: int = PROBE_ITEMS) -> Phase:
+    """POST /items one new item at a time, then ask /similar/{item} and /recommend (filtered to the item's own,
+    new category) on fresh connections (any worker process may answer) until both return it: each latency is
+    the time from sending the POST until then."""
+    phase = Phase("items", "post -> visible", f"{count} items")
+    start = time.perf_counter()
+    async with probe_client() as client:
+        for i in range(count):
+            template = workload.items[workload.rng.integers(len(workload.items))]
+            item_id, category = f"loadtest-{workload.run}-item{i}", f"Loadtest > Probe {workload.run}-{i}"
+            body = {"items": [{"item_id": item_id, "title": f"{template['title'] or 'product'} {i}", "category": category}]}
+            began = time.perf_counter()
+            try:
+                await _ok(client.post("/items", json=body))
+            except Exception as error:  # noqa: BLE001 - counted, the next probe goes on
+                phase.errors[type(error).__name__] += 1
+                continue
+            workload.probe_items.append(item_id)
+            while time.perf_counter() - began < VISIBLE_WITHIN_S:
+                async with client.get(f"/similar/{item_id}", params={"n": 5}) as response:
+                    similar = response.status == 200
+                recommended = await _ok(client.get("/recommend", params={"category": category, "n": 10}))
+                if similar and item_id in [r["item_id"] for r in recommended["items"]]:
+                    phase.latencies_ms.append((time.perf_counter() - began) * 1000)
+                    break
+            else:
+                phase.errors[f"not visible in {VISIBLE_WITHIN_S:g} s"] += 1
+    phase.seconds = time.perf_counter() - start
+    return phase
+
+
 async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: float, concurrency: int,
                    seconds: float, users: int = 200, warmup: float = 2.0, api_key: str | None = None,
                    log: Callable[[str], None] = print) -> list[Phase]:
     import aiohttp
 
-    def new_client() -> aiohttp.ClientSession:  # one per phase: a phase's abandoned connections stay in it
+    def new_client(fresh_connections: bool = False) -> aiohttp.ClientSession:  # one per phase: a phase's
+        # abandoned connections stay in it; fresh_connections: a new connection (so any worker) per request
         return aiohttp.ClientSession(base_url=url, headers={"X-API-Key": api_key} if api_key else {},
-                                     connector=aiohttp.TCPConnector(limit=max(concurrency, 64)),
+                                     connector=aiohttp.TCPConnector(limit=max(concurrency, 64),
+                                                                    force_close=fresh_connections),
                                      timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
 
     async with new_client() as client:
@@ -220,6 +259,10 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
     phases = []
     try:
         for endpoint in endpoints:
+            if endpoint == "items":
+                log(f"items: {PROBE_ITEMS} new items, each until /similar and /recommend return it")
+                phases.append(await new_item_freshness(lambda: new_client(fresh_connections=True), workload))
+                continue
             make = getattr(workload, endpoint)
             for mode in ["warmup", *modes]:
                 async with new_client() as client:
@@ -243,8 +286,15 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
                         response.raise_for_status()
                 except aiohttp.ClientError:
                     failed += 1
+            for item in workload.probe_items:
+                try:
+                    async with client.delete(f"/items/{item}") as response:
+                        response.raise_for_status()
+                except aiohttp.ClientError:
+                    failed += 1
             if failed:
-                log(f"warning: {failed} of the load's {len(workload.users)} users could not be erased")
+                log(f"warning: {failed} of the load's {len(workload.users)} users and "
+                    f"{len(workload.probe_items)} probe items could not be erased")
     return phases
 
 
