@@ -328,6 +328,36 @@ def test_cache_is_fast(tmp_path):
     assert elapsed < 2.0
 
 
+def test_cache_single_puts_go_to_the_overlay_and_merge_later(tmp_path, monkeypatch):
+    """One new text costs the small overlay, not a rebuild of the big store; every lookup (mixed hits in
+    both, order kept) and a fresh load see the same vectors; the overlay merges when it outgrows its bound."""
+    import coldrec.encode.cache as cache_module
+
+    monkeypatch.setattr(cache_module, "OVERLAY_MERGE_AT", 3)
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((16, 4)).astype(np.float32)
+    cache = EmbeddingCache(tmp_path)
+    cache.put_many("fp", [f"t{i}" for i in range(16)], base)
+    big = cache._stores["fp"]
+    added = rng.standard_normal((5, 4)).astype(np.float32)
+    for i in range(3):
+        cache.put_many("fp", [f"new{i}"], added[i : i + 1])
+        assert cache._stores["fp"] is big and cache.count("fp") == 17 + i  # the big store untouched
+    texts = ["new1", "t5", "missing", "new0", "t15", "new2"]
+    vecs, hit = cache.get_many("fp", texts)
+    np.testing.assert_array_equal(hit, [True, True, False, True, True, True])
+    np.testing.assert_array_equal(vecs, np.stack([added[1], base[5], added[0], base[15], added[2]]))
+    cache.put_many("fp", ["new3"], added[3:4])  # 4 > max(3, 16 // 8): merged
+    assert "fp" not in cache._overlays and cache.count("fp") == 20
+    np.testing.assert_array_equal(cache.get_many("fp", ["new3", "new0"])[0], added[[3, 0]])
+    cache.put_many("fp", ["new4"], added[4:5])
+    reloaded, hit = EmbeddingCache(tmp_path).get_many("fp", ["new4", "new2", "t0"])
+    assert hit.all() and EmbeddingCache(tmp_path).count("fp") == 21
+    np.testing.assert_array_equal(reloaded, np.stack([added[4], added[2], base[0]]))
+    with pytest.raises(ValueError):
+        cache.put_many("fp", ["wrong"], np.ones((1, 5), np.float32))
+
+
 # --- registry / lazy imports --------------------------------------------------------------
 
 

@@ -4,6 +4,9 @@ Layout: ``<directory>/<fingerprint>/<shard>.npz`` with ``keys`` (n, 2) uint64 (a
 blake2b of the text) and ``vecs`` (n, dim) float32. Shards are append-only and written to
 a temp file then ``os.replace``d, so a crash leaves either a whole shard or none. All
 shards of a fingerprint are read once into memory and searched with ``np.searchsorted``.
+New vectors go to a small in-memory overlay, merged into the big sorted store only when the
+overlay outgrows an eighth of it: a single added text (a product added live) costs the overlay,
+not a rebuild of the whole cache (240 ms at a few hundred thousand vectors).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from .base import TextEncoder, as_text_list
 
 #: Above this many shards, loading merges them into one.
 MAX_SHARDS = 64
+#: The in-memory overlay of new vectors is merged into the sorted store above max(this, store size / 8).
+OVERLAY_MERGE_AT = 4096
 
 
 def text_keys(texts: Sequence[str]) -> np.ndarray:
@@ -68,12 +73,11 @@ class EmbeddingCache:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._stores: dict[str, _Store] = {}
+        self._overlays: dict[str, _Store] = {}  # recent additions, not yet merged into _stores
 
     def get_many(self, fingerprint: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of the cached texts (in input order) and a boolean hit mask over ``texts``."""
-        store = self._store(fingerprint)
-        pos, found = store.lookup(text_keys(texts))
-        return store.vecs[pos[found]], found
+        return self.lookup_keys(fingerprint, text_keys(texts))
 
     def put_many(self, fingerprint: str, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Store vectors for texts; texts already cached are skipped."""
@@ -84,34 +88,59 @@ class EmbeddingCache:
 
     def put_keys(self, fingerprint: str, keys: np.ndarray, vectors: np.ndarray) -> None:
         store = self._store(fingerprint)
-        if len(store.vecs) and store.vecs.shape[1] != vectors.shape[1]:
-            raise ValueError(
-                f"dim {vectors.shape[1]} does not match cached dim {store.vecs.shape[1]} for {fingerprint}"
-            )
-        _, found = store.lookup(keys)
+        dim = self._dim(fingerprint)
+        if dim is not None and dim != vectors.shape[1]:
+            raise ValueError(f"dim {vectors.shape[1]} does not match cached dim {dim} for {fingerprint}")
+        _, found = self.lookup_keys(fingerprint, keys)
         keys, vectors = keys[~found], vectors[~found]
         if len(keys) == 0:
             return
         first, _ = _unique_rows(keys)
         keys, vectors = keys[first], vectors[first]
         self._write_shard(fingerprint, keys, vectors)
+        store.n_shards += 1
+        overlay = self._overlays.get(fingerprint)
+        if overlay is not None:
+            keys = np.concatenate([np.stack([overlay.hi, overlay.lo], axis=1), keys])
+            vectors = np.concatenate([overlay.vecs, vectors])
+        if len(keys) <= max(OVERLAY_MERGE_AT, len(store.hi) // 8):
+            self._overlays[fingerprint] = _Store.build(keys, vectors, 0)
+            return
+        self._overlays.pop(fingerprint, None)
         self._stores[fingerprint] = _Store.build(
             np.concatenate([np.stack([store.hi, store.lo], axis=1), keys]),
             np.concatenate([store.vecs.reshape(-1, vectors.shape[1]), vectors]),
-            store.n_shards + 1,
+            store.n_shards,
         )
 
     def lookup_keys(self, fingerprint: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like `get_many` but for precomputed `text_keys`."""
         store = self._store(fingerprint)
         pos, found = store.lookup(keys)
-        return store.vecs[pos[found]], found
+        overlay = self._overlays.get(fingerprint)
+        if overlay is None:
+            return store.vecs[pos[found]], found
+        overlay_pos, in_overlay = overlay.lookup(keys)
+        in_overlay &= ~found
+        hit = found | in_overlay
+        vecs = np.empty((int(hit.sum()), overlay.vecs.shape[1]), np.float32)
+        if found.any():
+            vecs[found[hit]] = store.vecs[pos[found]]
+        vecs[in_overlay[hit]] = overlay.vecs[overlay_pos[in_overlay]]
+        return vecs, hit
 
     def __len__(self) -> int:
-        return sum(len(s.hi) for s in self._stores.values())
+        return sum(len(s.hi) for s in self._stores.values()) + sum(len(s.hi) for s in self._overlays.values())
 
     def count(self, fingerprint: str) -> int:
-        return len(self._store(fingerprint).hi)
+        overlay = self._overlays.get(fingerprint)
+        return len(self._store(fingerprint).hi) + (len(overlay.hi) if overlay is not None else 0)
+
+    def _dim(self, fingerprint: str) -> int | None:
+        for store in (self._store(fingerprint), self._overlays.get(fingerprint)):
+            if store is not None and len(store.hi):
+                return store.vecs.shape[1]
+        return None
 
     def _store(self, fingerprint: str) -> _Store:
         store = self._stores.get(fingerprint)
