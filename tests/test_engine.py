@@ -284,6 +284,28 @@ def test_lexical_refit_catches_up_in_the_background(fresh_engine, monkeypatch):
     assert ids(engine.search("qwertz", 1)) == ["zx2"]
 
 
+def test_big_catalog_refit_runs_in_a_child_process(fresh_engine, monkeypatch):
+    """Above LEXICAL_PROCESS_FROM items the refit runs in a spawned child (its GIL-holding tokenising never stalls
+    requests here); when no child can run, the refit falls back to this process."""
+    import coldrec.serve.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "LEXICAL_PROCESS_FROM", 10)
+    monkeypatch.setattr(engine_module, "LEXICAL_DELAY_S", 0.0)
+    engine = fresh_engine
+    engine.add_items(pd.DataFrame({"item_id": ["zx3"], "title": ["plumbob unique gadget"]}))
+    assert engine.wait_for_lexical(60)
+    assert engine._lexical_pool and ids(engine.search("plumbob", 1)) == ["zx3"]
+    engine._lexical_pool.shutdown()
+
+    def broken():
+        raise RuntimeError("no child processes here")
+
+    monkeypatch.setattr(engine, "_lexical_process", broken)
+    engine.add_items(pd.DataFrame({"item_id": ["zx4"], "title": ["quokka unique gadget"]}))
+    assert engine.wait_for_lexical(30)
+    assert engine._lexical_pool is False and ids(engine.search("quokka", 1)) == ["zx4"]
+
+
 def test_shoppers_texts_never_reach_the_disk_cache(fitted, tmp_path):
     """Interests and queries are per-user data: encoded in memory; catalog texts still use the disk cache."""
     from coldrec.encode.cache import CachedEncoder, EmbeddingCache

@@ -9,6 +9,7 @@ removed live: they are encoded and indexed before the call returns.
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import threading
 import time
@@ -26,12 +27,16 @@ from coldrec.profile import build_interest_profiles
 from coldrec.recommend.coldstart import ColdStartRecommender
 from coldrec.serve.reasons import explain
 
+logger = logging.getLogger(__name__)
+
 #: From this many items on, FAISS answers with an IVF index (approximate candidates) instead of a flat scan.
 IVF_FROM = 20_000
 #: Search queries kept per shopper (most recent last).
 MAX_QUERIES = 5
 #: The lexical indexes are refit in the background this long after an add (a burst of adds costs one refit).
 LEXICAL_DELAY_S = 0.25
+#: From this many items on, the background lexical refit runs in a child process.
+LEXICAL_PROCESS_FROM = 20_000
 #: Encoded interest and query texts kept in memory.
 TEXT_CACHE_SIZE = 10_000
 
@@ -61,7 +66,7 @@ class Engine:
         self._index = index if index is not None else self._build_index(model._item_vectors)
         dim = model._item_vectors.shape[1]
         self._live = live_index if live_index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._lexical_generation, self._lexical_running = 0, False
+        self._lexical_generation, self._lexical_running, self._lexical_pool = 0, False, None
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         _forget_users(model)
         model.prepare_live_updates()
@@ -246,26 +251,46 @@ class Engine:
 
     def _lexical_catch_up(self) -> None:
         behind = True
-        while behind:
-            time.sleep(LEXICAL_DELAY_S)
-            with self._lock:
-                catalog, generation = self.catalog, self._lexical_generation
-            behind = self._refit_lexical(catalog, generation)
+        try:
+            while behind:
+                time.sleep(LEXICAL_DELAY_S)
+                with self._lock:
+                    catalog, generation = self.catalog, self._lexical_generation
+                behind = self._refit_lexical(catalog, generation)
+        finally:
+            if behind:  # an error: the next add starts a new worker
+                logger.exception("lexical refit failed")
+                with self._lock:
+                    self._lexical_running = False
 
     def _refit_lexical(self, catalog: ItemCatalog, generation: int) -> bool:
         """Refit BM25 and the n-gram index on `catalog`; True when the catalog changed meanwhile
         (else the background worker, if any, is marked stopped, under the same lock)."""
-        from coldrec.retrieve.lexical import BM25Index
-        from coldrec.search.searcher import CharNgramBM25
-
-        texts = catalog.texts()
-        bm25 = BM25Index(language=self.searcher.language).fit(texts)
-        ngram = CharNgramBM25().fit(texts) if self.searcher.use_ngram else None
+        arguments = (catalog, self.searcher.language, self.searcher.use_ngram)
+        fitted = None
+        if len(catalog) >= LEXICAL_PROCESS_FROM and self._lexical_pool is not False:
+            # seconds of tokenising on a big catalog, much of it in C code that holds the GIL: in a thread it
+            # stalled this process's requests (an add took 0.8 s instead of 0.08), so it runs in a child process
+            try:
+                fitted = self._lexical_process().submit(fit_lexical, *arguments).result()
+            except Exception as error:  # noqa: BLE001 - e.g. a main script without the __main__ guard
+                logger.warning("lexical refit in a child process failed (%s); refitting in this process", error)
+                self._lexical_pool = False
+        bm25, ngram = fitted or fit_lexical(*arguments)
         with self._lock:
             self.searcher.bm25, self.searcher.ngram = bm25, ngram
             behind = generation != self._lexical_generation
             self._lexical_running = self._lexical_running and behind
             return behind
+
+    def _lexical_process(self):
+        """One spawned child process for big refits, started on first use and kept (False: not usable here)."""
+        if self._lexical_pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._lexical_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._lexical_pool
 
     def remove_item(self, item_id: str) -> bool:
         """Never returned afterwards; False when unknown or already removed."""
@@ -460,6 +485,15 @@ class Engine:
             category=str(self._paths[position]),
             price=None if np.isnan(price) else float(price),
         )
+
+
+def fit_lexical(catalog: ItemCatalog, language: str, use_ngram: bool):
+    """BM25 and (optionally) the character n-gram index over the catalog's texts (a child process runs this)."""
+    from coldrec.retrieve.lexical import BM25Index
+    from coldrec.search.searcher import CharNgramBM25
+
+    texts = catalog.texts()
+    return BM25Index(language=language).fit(texts), CharNgramBM25().fit(texts) if use_ngram else None
 
 
 class _EngineIndex:
