@@ -374,7 +374,6 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(engine, store, settings), host=host, port=port, access_log=False, log_level="info")
     else:
-        store.close()
         with _saved_model(engine, model, settings.state_dir) as directory:
             del engine  # each worker loads its own
             _serve_workers(directory, settings, workers, access_log)

@@ -467,8 +467,6 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         starts, order = self._items_by_category()
         picked, need = [], k
         for code in codes[np.lexsort((codes, -shares[codes]))]:
-            if code + 1 >= len(starts):
-                continue
             members = order[starts[code] : starts[code + 1]][:need]
             picked.append(members)
             need -= len(members)

@@ -157,7 +157,6 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     ShopperId = Annotated[str | None, Query(min_length=1, max_length=256)]
 
     def shopper_context(user: str | None, session: str | None):
-        catalog.catch_up()
         events = store.user_event_columns(user, session)
         interests = store.profile(user) if user is not None else []
         return engine.context(events, interests, now=int(time.time()))
@@ -219,6 +218,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         include_bought: bool = False,
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
+        catalog.catch_up()
         context = shopper_context(user, session)
         found = engine.recommend(context, n, category=category, min_price=min_price, max_price=max_price,
                                  in_stock=in_stock, include_bought=include_bought)
@@ -231,8 +231,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         session: ShopperId = None,
         n: N = 10,
     ) -> Results:
-        if user is None and session is None:
-            catalog.catch_up()
+        catalog.catch_up()
         context = shopper_context(user, session) if user is not None or session is not None else None
         return _results(engine.search(q, n, context=context))
 

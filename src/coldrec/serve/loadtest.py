@@ -280,15 +280,10 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
         async with new_client() as client:
             await _settle(client)
             failed = 0
-            for user in workload.users:
+            erase = [f"/users/{user}" for user in workload.users] + [f"/items/{item}" for item in workload.probe_items]
+            for path in erase:
                 try:
-                    async with client.delete(f"/users/{user}") as response:
-                        response.raise_for_status()
-                except aiohttp.ClientError:
-                    failed += 1
-            for item in workload.probe_items:
-                try:
-                    async with client.delete(f"/items/{item}") as response:
+                    async with client.delete(path) as response:
                         response.raise_for_status()
                 except aiohttp.ClientError:
                     failed += 1

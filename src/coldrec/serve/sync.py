@@ -22,7 +22,7 @@ class CatalogSync:
         self._lock = threading.Lock()
         # the version first: a write landing during the full read is applied again later, never missed
         self.version = store.items_version()
-        self.applied = engine.sync_items(store.items_frame())
+        engine.sync_items(store.items_frame())
 
     def catch_up(self) -> int:
         """Apply the item writes made (by any process) since the last look; returns how many items changed here."""
@@ -35,5 +35,4 @@ class CatalogSync:
                 return 0
             changed = self.engine.sync_items(self.store.items_frame(changed_since=since))
             self.version = version
-        self.applied += changed
         return changed
