@@ -129,6 +129,9 @@ class FakeEngine:
     def categories(self) -> list[str]:
         return sorted(set(self.catalog.leaf_categories()[~self.removed]))
 
+    def close(self) -> None:
+        pass
+
 
 def make_service(state_dir: Path, engine=None, **settings) -> tuple:
     """A seeded store and the app over it (a fake engine unless one is given)."""

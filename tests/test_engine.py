@@ -295,15 +295,60 @@ def test_big_catalog_refit_runs_in_a_child_process(fresh_engine, monkeypatch):
     engine.add_items(pd.DataFrame({"item_id": ["zx3"], "title": ["plumbob unique gadget"]}))
     assert engine.wait_for_lexical(60)
     assert engine._lexical_pool and ids(engine.search("plumbob", 1)) == ["zx3"]
-    engine._lexical_pool.shutdown()
+    child = next(iter(engine._lexical_pool._processes.values()))
+    engine.close()  # the server's shutdown: the child stops, later refits run here
+    child.join(10)
+    assert not child.is_alive() and engine._lexical_pool is False
+    engine.add_items(pd.DataFrame({"item_id": ["zx5"], "title": ["wombat unique gadget"]}))
+    assert engine.wait_for_lexical(30) and ids(engine.search("wombat", 1)) == ["zx5"]
 
     def broken():
         raise RuntimeError("no child processes here")
 
+    engine._lexical_pool = None
     monkeypatch.setattr(engine, "_lexical_process", broken)
     engine.add_items(pd.DataFrame({"item_id": ["zx4"], "title": ["quokka unique gadget"]}))
     assert engine.wait_for_lexical(30)
     assert engine._lexical_pool is False and ids(engine.search("quokka", 1)) == ["zx4"]
+
+
+def test_refit_child_exits_when_its_parent_dies_abruptly(tmp_path):
+    """A parent that ends with os._exit (as uvicorn's workers do) or is killed skips the executor's shutdown:
+    the child notices its parent is gone and exits instead of living on, orphaned."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.test_api import REPO
+
+    script = (
+        "import multiprocessing, os, sys\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from coldrec.serve.engine import _exit_with_parent\n"
+        "if __name__ == '__main__':\n"
+        "    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),\n"
+        "                               initializer=_exit_with_parent, initargs=(os.getpid(),))\n"
+        "    print(pool.submit(os.getpid).result(), flush=True)\n"
+        "    os._exit(0)\n"
+    )
+    (tmp_path / "parent.py").write_text(script)
+    done = subprocess.run([sys.executable, str(tmp_path / "parent.py")], capture_output=True, text=True, timeout=60,
+                          cwd=REPO)
+    child = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    from pathlib import Path
+
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ")[1][0] != "Z"  # a zombie has exited
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def test_shoppers_texts_never_reach_the_disk_cache(fitted, tmp_path):

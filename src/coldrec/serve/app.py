@@ -15,6 +15,7 @@ import logging
 import math
 import secrets
 import time
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -141,7 +142,13 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     class ItemBatch(Strict):
         items: list[Item] = Field(max_length=settings.max_batch)
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        engine.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="coldrec",
         version="0.1.0",
         description="Recommendations and search from a shopper's first visit.",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import threading
 import time
@@ -289,8 +290,17 @@ class Engine:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._lexical_pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._lexical_pool = ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+            )
         return self._lexical_pool
+
+    def close(self) -> None:
+        """Stop the lexical refit's child process, if one runs (the server calls this on shutdown); later
+        refits, if any, run in this process."""
+        if self._lexical_pool:
+            self._lexical_pool.shutdown(wait=False, cancel_futures=True)
+        self._lexical_pool = False
 
     def remove_item(self, item_id: str) -> bool:
         """Never returned afterwards; False when unknown or already removed."""
@@ -485,6 +495,18 @@ class Engine:
             category=str(self._paths[position]),
             price=None if np.isnan(price) else float(price),
         )
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """In the refit's child process: exit once the parent is gone. A uvicorn worker ends with os._exit, which skips
+    the executor's own shutdown, and a kill -9 skips everything; either left the child running, orphaned."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def fit_lexical(catalog: ItemCatalog, language: str, use_ngram: bool):
