@@ -299,7 +299,12 @@ class Engine:
         """Stop the lexical refit's child process, if one runs (the server calls this on shutdown); later
         refits, if any, run in this process."""
         if self._lexical_pool:
+            children = list((self._lexical_pool._processes or {}).values())
             self._lexical_pool.shutdown(wait=False, cancel_futures=True)
+            # the shutdown's sentinel reaches an idle child late on a loaded machine (CI saw one alive 10 s on)
+            # and a busy one only after its refit: its work is unwanted now, so it is stopped outright
+            for child in children:
+                child.terminate()
         self._lexical_pool = False
 
     def remove_item(self, item_id: str) -> bool:
