@@ -148,6 +148,29 @@ def test_new_item_recommended_and_similar_at_once(data, fresh_engine):
     assert "fresh" not in ids(engine.similar("i0", 5))
 
 
+def test_adds_write_into_reserved_rows_and_survive_save_load(data, fitted, tmp_path):
+    """A live add writes only its own rows into per-item arrays reserved when the engine loaded (no copy of
+    the whole catalog's vectors); what is saved afterwards is exactly the catalog, spare room excluded."""
+    catalog, _ = data
+    engine = Engine.load(fitted)
+    model = engine.model
+    vectors, factors = model._item_vectors, model._signals.als._model.item_factors
+    for k in range(3):
+        engine.add_items(pd.DataFrame({"item_id": [f"res{k}"], "title": [f"reserved gadget {k} stapler"]}))
+    assert model._item_vectors.ctypes.data == vectors.ctypes.data  # same memory: rows appended in place
+    assert model._signals.als._model.item_factors.ctypes.data == factors.ctypes.data
+    n = len(catalog) + 3
+    arrays = [model._item_vectors, model._category, model._brand, model._removed, model._signals.pop,
+              model._signals.age_days, model._signals.als._model.item_factors]
+    assert all(len(array) == n for array in arrays) and np.isnan(model._signals.age_days[-3:]).all()
+    assert not model._signals.als._model.item_factors[-3:].any() and not model._removed[-3:].any()
+    engine.save(tmp_path)
+    loaded = Engine.load(tmp_path)
+    np.testing.assert_array_equal(loaded.model._item_vectors, model._item_vectors)
+    assert ids(loaded.similar("res1", 3))[0] in {"res0", "res2"} and loaded.has_item("res2")
+    assert (tmp_path / "model.pkl").stat().st_size < (fitted / "model.pkl").stat().st_size + 3 * 4096
+
+
 def test_removed_item_never_returned(fresh_engine):
     engine = fresh_engine
     context = engine.context(context_of(engine, ["i0", "i1"]), ["Paper Goods"])

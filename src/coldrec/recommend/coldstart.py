@@ -36,6 +36,7 @@ from coldrec.profile import build_interest_profiles
 from coldrec.profile.interests import item_weights
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import Recommender
+from coldrec.recommend.rows import append_rows
 from coldrec.recommend.baselines.als import ALSRecommender
 from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
 
@@ -541,38 +542,55 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         brand = np.array([self._code(b, "_brand_names") for b in brands], np.int64)
         self._category_lookup = {name: code for code, name in enumerate(self._category_names) if name}
 
-        def grown(array: np.ndarray, fill) -> np.ndarray:
-            return np.concatenate([array, np.full((m, *array.shape[1:]), fill, array.dtype)])
-
-        item_vectors_ = grown(self._item_vectors, 0)
-        item_vectors_[positions] = vectors
-        codes, brand_codes, has_brand = grown(self._category, 0), grown(self._brand, 0), grown(self._has_brand, False)
-        codes[positions], brand_codes[positions], has_brand[positions] = category, brand, brands != ""
+        self._grow_item_arrays(m)
+        self._item_vectors[positions] = vectors
+        self._category[positions], self._brand[positions], self._has_brand[positions] = category, brand, brands != ""
         signals = self._signals
-        for name in ("pop", "pop30", "events", "decayed_pop", "category_pop_share", "borrowed_pop"):
-            setattr(signals, name, grown(getattr(signals, name), 0))
-        signals.age_days = grown(signals.age_days, np.nan)
-        model = signals.als._model
-        model.item_factors = grown(np.asarray(model.item_factors), 0)
-        model._YtY = None
+        signals.als._model._YtY = None
         sim = signals.knn._similarity
         n = n_old + m
         signals.knn._similarity = sp.csr_matrix(
             (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(m, sim.indptr[-1])])), shape=(n, n)
         )
-        self._removed = grown(self._removed, False)
         self._removed[positions] = False
-        self._item_vectors, self._category, self._brand, self._has_brand = item_vectors_, codes, brand_codes, has_brand
         self.catalog = signals.als.catalog = signals.knn.catalog = catalog
         self._popular_cache = self._by_category_cache = None
         return positions
 
     def prepare_live_updates(self) -> None:
-        """The state `add_items` and `remove_items` keep (brand names, the removed mask); built once."""
+        """The state `add_items` and `remove_items` keep (brand names, the removed mask, room to grow the
+        per-item arrays); built once, so a server's first add is as quick as its later ones."""
         if not hasattr(self, "_brand_names"):
             self._brand_names = np.unique(np.char.lower(self.catalog.frame["brand"].fillna("").to_numpy(dtype=str)))
         if not hasattr(self, "_removed"):
             self._removed = np.zeros(len(self._item_vectors), bool)
+        if not getattr(self, "_row_buffers", None):
+            self._grow_item_arrays(0)
+
+    # every per-item array and its value for an item without behaviour
+    _GROWN_ARRAYS = (
+        ("_item_vectors", 0), ("_category", 0), ("_brand", 0), ("_has_brand", False), ("_removed", False),
+        ("_signals.pop", 0), ("_signals.pop30", 0), ("_signals.events", 0), ("_signals.decayed_pop", 0),
+        ("_signals.category_pop_share", 0), ("_signals.borrowed_pop", 0), ("_signals.age_days", np.nan),
+        ("_signals.als._model.item_factors", 0),
+    )
+
+    def _grow_item_arrays(self, count: int) -> None:
+        """Append `count` rows (no behaviour yet) to every per-item array, in place when their buffers have room."""
+        if not hasattr(self, "_row_buffers"):
+            self._row_buffers = {}
+        for path, fill in self._GROWN_ARRAYS:
+            *parents, name = path.split(".")
+            owner = self
+            for parent in parents:
+                owner = getattr(owner, parent)
+            grown = append_rows(self._row_buffers, path, np.asarray(getattr(owner, name)), count, fill)
+            setattr(owner, name, grown)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_row_buffers", None)  # a view pickles as its own rows; the spare room is not saved
+        return state
 
     def remove_items(self, positions: Sequence[int]) -> None:
         """Never rank these items again (they keep their positions, vectors and factors)."""

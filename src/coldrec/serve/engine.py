@@ -38,6 +38,8 @@ MAX_QUERIES = 5
 LEXICAL_DELAY_S = 0.25
 #: From this many items on, the background lexical refit runs in a child process.
 LEXICAL_PROCESS_FROM = 20_000
+#: On shutdown, how long an idle refit child gets to exit by itself before it is stopped.
+CHILD_EXIT_GRACE_S = 2.0
 #: Encoded interest and query texts kept in memory.
 TEXT_CACHE_SIZE = 10_000
 
@@ -299,12 +301,16 @@ class Engine:
         """Stop the lexical refit's child process, if one runs (the server calls this on shutdown); later
         refits, if any, run in this process."""
         if self._lexical_pool:
+            from multiprocessing.connection import wait
+
             children = list((self._lexical_pool._processes or {}).values())
             self._lexical_pool.shutdown(wait=False, cancel_futures=True)
-            # the shutdown's sentinel reaches an idle child late on a loaded machine (CI saw one alive 10 s on)
-            # and a busy one only after its refit: its work is unwanted now, so it is stopped outright
+            # an idle child exits at once; a busy one would finish its (now unwanted) refit first: stopped
+            # outright (killed earlier, an idle child leaves the call queue's lock behind, and a warning)
+            wait([child.sentinel for child in children], timeout=CHILD_EXIT_GRACE_S)
             for child in children:
-                child.terminate()
+                if child.exitcode is None:
+                    child.terminate()
         self._lexical_pool = False
 
     def remove_item(self, item_id: str) -> bool:

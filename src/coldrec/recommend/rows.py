@@ -1,0 +1,42 @@
+"""Per-item arrays that grow by a few rows at a time without copying all of them each time.
+
+A live shop adds items one request at a time. Appending to a 100k x 384 array by
+`np.concatenate` copies it whole (tenths of a second, more on a loaded machine); here each
+array is a view of a larger buffer, so an append only writes the new rows, and the buffer
+is reallocated (with room to spare) once it is full.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ROOM_FRACTION = 0.25  # spare rows on reallocation, as a fraction of the rows held: amortised O(1) appends
+MIN_ROOM = 1024
+
+
+def append_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, count: int, fill) -> np.ndarray:
+    """`array` followed by `count` rows of `fill`: a view of `buffers[key]`, reallocated only when full.
+
+    An `array` that is not the view this function returned last for `key` (refit, loaded,
+    replaced) is copied into a new buffer first.
+    """
+    n = len(array)
+    buffer = buffers.get(key)
+    if not _is_head_of(array, buffer) or len(buffer) < n + count:
+        room = max(MIN_ROOM, int((n + count) * ROOM_FRACTION))
+        buffer = np.empty((n + count + room, *array.shape[1:]), array.dtype)
+        buffer[:n] = array
+        buffers[key] = buffer
+    buffer[n : n + count] = fill
+    return buffer[: n + count]
+
+
+def _is_head_of(array: np.ndarray, buffer: np.ndarray | None) -> bool:
+    return (
+        buffer is not None
+        and array.base is buffer
+        and array.dtype == buffer.dtype
+        and array.shape[1:] == buffer.shape[1:]
+        and array.strides == buffer.strides
+        and array.ctypes.data == buffer.ctypes.data
+    )
