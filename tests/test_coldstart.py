@@ -110,6 +110,53 @@ def test_new_items_are_recommendable_from_text(shop):
     assert scores[0, new] > scores[1, new]
 
 
+def test_new_arrivals_source_reaches_never_bought_items_crowded_out_elsewhere(shop):
+    """With room for only 2 items per source, established ink items fill the text sources' slots: the
+    new-arrivals source (never-bought items closest by text) still makes the new cartridge a candidate,
+    in the batch and the single-shopper paths alike, and stops offering it once it is removed."""
+    catalog, log = shop
+    frame = catalog.frame.copy()
+    frame.loc[len(frame)] = {**frame.iloc[PER_CATEGORY].to_dict(), "item_id": "new-ink", "title": "ink printer new"}
+    bigger = ItemCatalog(frame)
+    model = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300, candidates_per_source=2).fit(log, bigger)
+    new = len(bigger) - 1
+    assert model._new_arrivals().tolist() == [new]
+    ink_buyer = UserContext(items=[PER_CATEGORY, PER_CATEGORY + 1, PER_CATEGORY + 2])
+    text = model._item_vectors[ink_buyer.items].mean(axis=0) @ model._item_vectors.T
+    assert (text[:new] > text[new]).sum() >= 2  # the text sources alone would not reach it
+    assert model.score([ink_buyer])[0, new] > -1e8
+    items, _, _ = model.rank_candidates(ink_buyer)
+    assert new in items
+    chair_buyer = UserContext(items=[2 * PER_CATEGORY])
+    added = model.add_items(ItemCatalog.from_records(["new-chair"], ["chair ergonomic mesh new"]))
+    assert sorted(model._new_arrivals().tolist()) == [new, int(added[0])]
+    assert int(added[0]) in model.rank_candidates(chair_buyer)[0]
+    model.remove_items([new])
+    assert new not in model.rank_candidates(ink_buyer)[0] and model._new_arrivals().tolist() == [int(added[0])]
+
+
+def test_new_arrival_slots_keep_the_top_10_and_give_positions_11_on_to_new_items(shop):
+    """`new_arrival_slots`: the first 10 positions are the plain model's; the next s go to the shopper's
+    best-scored never-bought items, never an excluded one; `recommend` applies it (so the evaluation does)."""
+    catalog, log = shop
+    frame = catalog.frame.copy()
+    for j, title in enumerate(["ink printer new", "ink cartridge black new", "chair mesh new"]):
+        frame.loc[len(frame)] = {**frame.iloc[PER_CATEGORY].to_dict(), "item_id": f"new{j}", "title": title}
+    bigger = ItemCatalog(frame)
+    plain = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300).fit(log, bigger)
+    new = set(range(len(catalog), len(bigger)))
+    contexts = [UserContext(items=[PER_CATEGORY, PER_CATEGORY + 1]), UserContext(items=[2 * PER_CATEGORY])]
+    exclude = [np.array([len(catalog)]), np.zeros(0, np.int64)]  # the first shopper may not see new0
+    before, _ = plain.recommend(contexts, 20, exclude)
+    plain.new_arrival_slots = 2
+    after, scores = plain.recommend(contexts, 20, exclude)
+    np.testing.assert_array_equal(after[:, :10], before[:, :10])
+    assert set(after[0, 10:12]) == {len(catalog) + 1, len(catalog) + 2}  # the two it may see
+    assert len(catalog) not in after[0] and all(len(set(row)) == 20 for row in after)
+    assert set(after[1, 10:12]) <= new and set(after[:, 12:].ravel()) <= set(before.ravel())
+    assert np.isfinite(scores).all()
+
+
 def test_interest_clustering_separates_groups():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(16), rng.standard_normal(16)

@@ -13,7 +13,7 @@ from coldrec.data.interactions import EventType
 from coldrec.recommend.coldstart import FEATURES, NOT_A_CANDIDATE, ColdStartRecommender
 from coldrec.retrieve.ranking import top_n
 from coldrec.serve.engine import Engine
-from tests.synthetic import A_ITEMS, B_ITEMS, NEW_A, FakeEncoder, make_catalog, make_log
+from tests.synthetic import A_ITEMS, B_ITEMS, NEW_A, NEW_B, FakeEncoder, make_catalog, make_log
 
 DAY = 86_400
 LATE_ITEMS = np.r_[A_ITEMS[-3:], B_ITEMS[-3:]]
@@ -169,6 +169,22 @@ def test_adds_write_into_reserved_rows_and_survive_save_load(data, fitted, tmp_p
     np.testing.assert_array_equal(loaded.model._item_vectors, model._item_vectors)
     assert ids(loaded.similar("res1", 3))[0] in {"res0", "res2"} and loaded.has_item("res2")
     assert (tmp_path / "model.pkl").stat().st_size < (fitted / "model.pkl").stat().st_size + 3 * 4096
+
+
+def test_new_arrival_slots_in_served_lists(fresh_engine):
+    """A model built with `new_arrival_slots` serves them: positions 11 on hold never-bought items that pass
+    the request's filters, the top 10 unchanged."""
+    engine = fresh_engine
+    context = engine.context(context_of(engine, ["i0", "i1", "i2"]), [])
+    before = ids(engine.recommend(context, 12))
+    engine.model.new_arrival_slots = 2
+    served = engine.recommend(context, 12)
+    assert ids(served)[:10] == before[:10]
+    new_ids = {f"i{NEW_A}", f"i{NEW_B}"}
+    assert set(ids(served)[10:]) == new_ids - set(before[:10])
+    assert all("new arrival" in r.reason for r in served[10:] if r.item_id in new_ids)
+    filtered = engine.recommend(context, 12, category="Paper Goods")
+    assert f"i{NEW_B}" not in ids(filtered)  # an Electronics arrival never fills a Paper Goods slot
 
 
 def test_removed_item_never_returned(fresh_engine):

@@ -13,7 +13,6 @@ from coldrec.data.datasets import Dataset
 from coldrec.data.split import Split, build_split, validation_split
 from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
-from coldrec.retrieve.ranking import top_n
 from coldrec.recommend.registry import is_baseline, model_class
 
 DEPTH = 20  # ranks kept per user: enough for Recall@20
@@ -84,8 +83,7 @@ def rank_split(model: Recommender, split: Split) -> tuple[dict[str, np.ndarray],
         for start in range(0, len(segment), BATCH):
             stop = start + BATCH
             began = time.perf_counter()
-            scores = model.score(segment.contexts[start:stop])
-            top, _ = top_n(scores, DEPTH, exclude=segment.exclude[start:stop], tie_break=split.tie_break)
+            top, _ = model.recommend(segment.contexts[start:stop], DEPTH, segment.exclude[start:stop], split.tie_break)
             seconds += time.perf_counter() - began
             parts.append(top)
         tops[name] = np.concatenate(parts) if parts else np.zeros((0, DEPTH), np.int64)
@@ -111,9 +109,10 @@ def _metrics(top, targets):
     return user_metrics(top, targets)
 
 
-def objective(per_user: dict[str, dict[str, np.ndarray]]) -> float:
-    """Validation objective: NDCG@10 averaged over the user segments (each counts once)."""
-    values = [np.mean(m[TUNING_METRIC]) for s, m in per_user.items() if s != "cold items" and len(m[TUNING_METRIC])]
+def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC, cold_items: bool = False) -> float:
+    """Validation objective: `metric` averaged over the user segments (each counts once), the cold-item
+    segment included only when asked (a model whose parameters trade other segments for it)."""
+    values = [np.mean(m[metric]) for s, m in per_user.items() if (cold_items or s != "cold items") and len(m[metric])]
     return float(np.mean(values))
 
 
@@ -136,8 +135,9 @@ def evaluate_model(
         model = cls(**point).fit(val.past, catalog, now=val.cut)
         tops, _, _ = rank_split(model, val)
         per_user, _ = split_metrics(val, tops, len(catalog))
-        value = objective(per_user)
-        tried.append({"params": point, "validation " + TUNING_METRIC: value})
+        metric, with_cold_items = getattr(cls, "tuning_metric", TUNING_METRIC), getattr(cls, "tune_on_cold_items", False)
+        value = objective(per_user, metric, cold_items=with_cold_items)
+        tried.append({"params": point, f"validation {metric}" + (" with cold items" * with_cold_items): value})
         if value > best_value:
             best, best_value = point, value
             best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()} for s, ms in per_user.items()}

@@ -106,9 +106,13 @@ def to_markdown(evaluation: Evaluation) -> str:
     for t in timing_rows(evaluation):
         lines.append(f"| {t['model']} | `{t['params']}` | {t['grid points']} | {t['fit s']} | {t['score s']} | {t['users/s']:,} |")
     lines.append("")
-    lines += ["Grids (validation NDCG@10 averaged over user segments):", ""]
+    lines += ["Grids (validation NDCG@10 averaged over user segments, unless another objective is named):", ""]
     for r in evaluation.results:
-        tried = ", ".join(f"`{g['params']}` {g['validation ndcg@10']:.4f}" for g in r.grid)
+        tried = ", ".join(
+            f"`{g['params']}` " + " ".join(f"{v:.4f}" if key == "validation ndcg@10" else f"{key} {v:.4f}"
+                                           for key, v in g.items() if key.startswith("validation "))
+            for g in r.grid
+        )
         lines.append(f"- {r.name}: {tried}")
     return "\n".join(lines) + "\n"
 

@@ -54,11 +54,20 @@ class Recommender(ABC):
         exclude: Sequence[np.ndarray] | None = None,
         tie_break: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-n item positions and scores per user; excluded items never appear."""
+        """Top-n item positions and scores per user, after `arrange`; excluded items never appear."""
         from coldrec.retrieve.ranking import top_n
 
         scores = self.score(contexts)
-        return top_n(scores, n, exclude=exclude, tie_break=tie_break)
+        top, _ = top_n(scores, n, exclude=exclude, tie_break=tie_break)
+        top = self.arrange(top, scores, exclude)
+        valid = top >= 0
+        top_scores = np.where(valid, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.float32(-np.inf))
+        return top, top_scores.astype(np.float32)
+
+    def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Rules over the ranked lists (`top`, users x n, -1 padded) that a score cannot express, such as slots
+        kept for some kind of item; never adds an excluded item. None by default."""
+        return top
 
     def get_params(self) -> dict[str, Any]:
         """Constructor hyper-parameters: public attributes, not fitted state (trailing '_')."""

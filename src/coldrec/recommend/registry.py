@@ -16,6 +16,8 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
     "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),
+    # the same top 10; positions 11 on partly kept for new arrivals (slots chosen on validation)
+    "coldrec-fresh": ("coldrec.recommend.coldstart", "FreshColdStartRecommender", False),
     # the same model with its language model adapted to the shop (coldrec.adapt)
     "coldrec-adapter": ("coldrec.recommend.adapted", "AdaptedColdStartRecommender", False),
     "coldrec-adapter-noaug": ("coldrec.recommend.adapted", "AdapterNoAugmentation", False),

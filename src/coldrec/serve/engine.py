@@ -25,7 +25,7 @@ from coldrec.data.catalog import CATEGORY_SEPARATOR, ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.profile import build_interest_profiles
-from coldrec.recommend.coldstart import ColdStartRecommender
+from coldrec.recommend.coldstart import NOT_A_CANDIDATE, SLOTS_AFTER, ColdStartRecommender
 from coldrec.serve.reasons import explain
 
 logger = logging.getLogger(__name__)
@@ -398,6 +398,11 @@ class Engine:
                 keep &= ~np.isin(items, bought)
             items, features, scores = items[keep], features[keep], scores[keep]
             order = np.lexsort((items, -scores))[:n]
+            if getattr(self.model, "new_arrival_slots", 0) and n > SLOTS_AFTER:  # (older saved models: none)
+                dense = np.full(len(self.catalog), NOT_A_CANDIDATE, np.float32)
+                dense[items] = scores  # filtered-out and bought items are not candidates: never slotted in
+                arranged = self.model.arrange(items[order][None], dense[None])[0]
+                order = np.searchsorted(items, arranged[arranged >= 0])  # `items` ascend
             reasons = explain(
                 self.model, context, items[order], features[order], self._titles, self._leaves, self._encode_texts
             )
