@@ -32,7 +32,7 @@ MODELS: dict[str, tuple[str, str, bool]] = {
 
 
 # ablation and slow variants: named explicitly, left out of "all"
-NOT_IN_ALL = frozenset(name for name in MODELS if name.startswith("coldrec-") and name != "coldrec-adapter")
+NOT_IN_ALL = frozenset(name for name in MODELS if name.startswith("coldrec-") and name not in ("coldrec-adapter", "coldrec-fresh"))
 
 
 def model_class(name: str) -> type[Recommender]:
