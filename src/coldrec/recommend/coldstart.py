@@ -141,6 +141,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     param_grid = (
         {"max_interests": 3, "decay": 0.7},
         {"max_interests": 1, "decay": 0.7},
+        # more candidates won on amazon14-office's validation cut (0.0243 -> 0.0266), not on UCI's (0.2161 -> 0.2150)
+        {"max_interests": 3, "decay": 0.7, "candidates_per_source": 100},
     )
 
     def __init__(
@@ -555,7 +557,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return cached[1]
 
     def _arrival_vectors(self) -> np.ndarray:
-        """The new arrivals' text vectors, contiguous (gathering 4,096 rows per request cost more than the product)."""
+        """The new arrivals' text vectors, contiguous (gathering 2,048 rows per request cost more than the product)."""
         arrivals = self._new_arrivals()
         key, _, vectors = self._arrivals_cache
         if vectors is None:
@@ -665,6 +667,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.pop("_row_buffers", None)  # a view pickles as its own rows; the spare room is not saved
+        state.pop("_arrivals_cache", None)
         return state
 
     def remove_items(self, positions: Sequence[int]) -> None:
@@ -712,6 +715,9 @@ class FreshColdStartRecommender(ColdStartRecommender):
     over every segment, cold items included (each segment counts once)."""
 
     name = "coldrec-fresh"
-    param_grid = tuple({"max_interests": 3, "decay": 0.7, "new_arrival_slots": s} for s in (2, 4, 6))
+    param_grid = tuple(
+        {"max_interests": 3, "decay": 0.7, "candidates_per_source": k, "new_arrival_slots": s}
+        for k in (50, 100) for s in (2, 4, 6)
+    )
     tuning_metric = "recall@20"
     tune_on_cold_items = True
