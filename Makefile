@@ -26,7 +26,7 @@ demo: serve
 
 # built once; `rm -r $(MODEL)` to rebuild
 $(MODEL)/.built: | $(VENV)/.installed
-	$(VENV)/bin/coldrec build -d amazon14-office --data $(DATA) --out $(MODEL)
+	$(VENV)/bin/coldrec build -d amazon14-office --data $(DATA) --out $(MODEL) --tune
 	touch $@
 
 build: $(MODEL)/.built

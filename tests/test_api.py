@@ -462,6 +462,23 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
     store.close()
 
 
+def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real_model, monkeypatch):
+    """`coldrec build --tune`: the parameters chosen on the data's time cut are the ones the engine is built with."""
+    from typer.testing import CliRunner
+
+    from coldrec import cli
+    from coldrec.data import Dataset
+    from coldrec.serve.engine import Engine
+
+    built = {}
+    monkeypatch.setattr(cli, "_load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
+    monkeypatch.setattr(cli, "_tuned_params", lambda ds: {"candidates_per_source": 100})
+    monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: built.update(kwargs) or real_model[0]))
+    result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path), "--tune"])
+    assert result.exit_code == 0, result.output
+    assert built["model_params"] == {"candidates_per_source": 100}
+
+
 def test_processes_sharing_a_store_see_each_others_items(tmp_path, real_model):
     """Two apps (as two worker processes would run) over one store file, each with its own engine:
     an item added or deleted through one is added to or removed from the other's answers."""

@@ -191,3 +191,38 @@ def test_cli_evaluate_chinese_pools(data_root, tmp_path):
     assert all(r["n_queries"] > 100 for r in rows.values())
     # random ranking of pools of 2-3 titles would put the relevant one first about 40% of the time
     assert rows["weighted"]["top1_strict"] >= 0.8
+
+
+def test_tune_params_picks_the_point_that_scores_best_on_validation(toy):
+    """The grid point with the best validation objective wins; every point is reported with its value."""
+    from coldrec.evaluate.protocol import tune_params
+    from coldrec.recommend.base import Recommender
+
+    log, catalog = toy
+    val = build_split(log, catalog, remove_seen=True, onboarding=True)
+    future_counts = np.bincount(val.future.item, minlength=len(catalog)).astype(np.float32)
+
+    class Scripted(Recommender):
+        name = "scripted"
+        param_grid = ({"sign": -1.0}, {"sign": 1.0}, {"sign": 0.0})
+
+        def __init__(self, sign: float = 1.0):
+            self.sign = sign
+
+        def _fit(self, log, catalog, profiles):
+            pass
+
+        def score(self, contexts):  # +1: what the shoppers will buy, first; -1: last
+            return np.tile(self.sign * future_counts, (len(contexts), 1))
+
+    best, tried, metrics = tune_params(Scripted, val, catalog)
+    assert best == {"sign": 1.0} and [t["params"] for t in tried] == list(Scripted.param_grid)
+    values = [t["validation ndcg@10"] for t in tried]
+    assert values[1] == max(values) > values[0] and metrics["cold k=1"]["ndcg@10"] > 0
+
+
+def test_metrics_on_lists_shorter_than_the_cutoffs():
+    """A catalog of 6 items gives 6-item lists: the ranks past them hold no hits (no shape error)."""
+    m = user_metrics(np.array([[3, 1, 0, 2, 5, 4]]), [np.array([1, 4])])
+    assert m["recall@20"][0] == 1.0 and m["hr@10"][0] == 1.0
+    assert m["ndcg@10"][0] == pytest.approx((1 / math.log2(3) + 1 / math.log2(7)) / (1 + 1 / math.log2(3)))

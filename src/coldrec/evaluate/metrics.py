@@ -24,6 +24,8 @@ def hit_matrix(top: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
 def user_metrics(top: np.ndarray, targets: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     """NDCG@10 (binary gains), Recall@20 (hits / min(|T|, 20)) and HR@10, one value per user."""
     hits = hit_matrix(top[:, :20], targets)
+    if hits.shape[1] < 20:  # a catalog of fewer than 20 items: the missing ranks hold nothing
+        hits = np.pad(hits, ((0, 0), (0, 20 - hits.shape[1])))
     n_targets = np.array([len(t) for t in targets], dtype=np.float64)
     dcg = (hits[:, :10] * _DISCOUNT[:10]).sum(axis=1)
     ideal = np.cumsum(_DISCOUNT[:10])[np.minimum(n_targets, 10).astype(int) - 1]

@@ -97,7 +97,8 @@ def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
         per_user[name] = _metrics(tops[name], segment.targets)
         covered[name] = coverage(tops[name], n_items)
     cold = split.cold_items
-    cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, DEPTH)
+    width = min(DEPTH, n_items)  # lists are shorter than DEPTH on a tiny catalog
+    cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, width)
     per_user[cold.name] = _metrics(cold_top, cold.targets)
     covered[cold.name] = coverage(cold_top, n_items)
     return per_user, covered
@@ -116,6 +117,32 @@ def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_M
     return float(np.mean(values))
 
 
+def tune_params(
+    cls: type[Recommender],
+    val: Split,
+    catalog,
+    grid_points: list[dict[str, Any]] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """The grid point (default: `cls.param_grid`) that scores best on `val`, by the class's objective: NDCG@10
+    over the user segments unless it names another (`tuning_metric`, `tune_on_cold_items`). Returns it, every
+    point with its value, and the chosen point's mean metrics per segment."""
+    metric, with_cold_items = getattr(cls, "tuning_metric", TUNING_METRIC), getattr(cls, "tune_on_cold_items", False)
+    tried, best, best_value, best_val_metrics = [], None, -np.inf, {}
+    for point in grid_points if grid_points is not None else list(cls.param_grid):
+        if on_step:
+            on_step(f"{cls.name} {point or ''} (validation)")
+        model = cls(**point).fit(val.past, catalog, now=val.cut)
+        tops, _, _ = rank_split(model, val)
+        per_user, _ = split_metrics(val, tops, len(catalog))
+        value = objective(per_user, metric, cold_items=with_cold_items)
+        tried.append({"params": point, f"validation {metric}" + (" with cold items" * with_cold_items): value})
+        if value > best_value:
+            best, best_value = point, value
+            best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()} for s, ms in per_user.items()}
+    return best, tried, best_val_metrics
+
+
 def evaluate_model(
     name: str,
     dataset: Dataset,
@@ -128,19 +155,7 @@ def evaluate_model(
     cls = model_class(name)
     catalog = dataset.catalog
     grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
-    tried, best, best_value, best_val_metrics = [], None, -np.inf, {}
-    for point in grid_points:
-        if on_step:
-            on_step(f"{name} {point or ''} (validation)")
-        model = cls(**point).fit(val.past, catalog, now=val.cut)
-        tops, _, _ = rank_split(model, val)
-        per_user, _ = split_metrics(val, tops, len(catalog))
-        metric, with_cold_items = getattr(cls, "tuning_metric", TUNING_METRIC), getattr(cls, "tune_on_cold_items", False)
-        value = objective(per_user, metric, cold_items=with_cold_items)
-        tried.append({"params": point, f"validation {metric}" + (" with cold items" * with_cold_items): value})
-        if value > best_value:
-            best, best_value = point, value
-            best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()} for s, ms in per_user.items()}
+    best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step)
     if on_step:
         on_step(f"{name} {best or ''} (test)")
     began = time.perf_counter()
@@ -151,10 +166,15 @@ def evaluate_model(
     return ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered, best_val_metrics)
 
 
+def protocol_options(dataset_name: str) -> dict[str, bool]:
+    """The split options of a data set (PROTOCOLS; other shops: seen items removed, no onboarding segment)."""
+    return PROTOCOLS.get(dataset_name, {"remove_seen": True, "onboarding": False})
+
+
 def prepare_splits(dataset: Dataset) -> tuple[Split, Split]:
     if dataset.log is None:
         raise ValueError(f"{dataset.name} has no interaction log: it is a search data set")
-    options = PROTOCOLS.get(dataset.name, {"remove_seen": True, "onboarding": False})
+    options = protocol_options(dataset.name)
     return build_split(dataset.log, dataset.catalog, **options), validation_split(dataset.log, dataset.catalog, **options)
 
 
