@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 class AdaptedColdStartRecommender(ColdStartRecommender):
     name = "coldrec-adapter"
-    param_grid = ({"max_interests": 3, "decay": 0.7},)
+    # coldrec's candidate depths (compared at equal footing), its usual interests setting
+    param_grid = ({"max_interests": 3, "decay": 0.7}, {"max_interests": 3, "decay": 0.7, "candidates_per_source": 100})
 
     def __init__(
         self,
