@@ -192,10 +192,12 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 
         inner = build_split(log, catalog, remove_seen=False, onboarding=has_categories)
         self._signals = _Signals(inner.past, catalog, inner.cut, self)
+        self._arrivals_cache = None
         self._fusion = LearnedFusion(
             num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state
         ).fit(*self._training_examples(inner, len(catalog)), list(FEATURES))
         self._signals = _Signals(log, catalog, self.now, self)
+        self._arrivals_cache = None  # the inner cut's never-bought items are not the whole log's
 
     def _training_examples(self, inner, n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidate rows, labels and group sizes from the inner cut's simulated shoppers."""
