@@ -301,15 +301,16 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         k = min(self.candidates_per_source, n_items)
         candidate = np.zeros((n_users, n_items), bool)
         rows = np.arange(n_users)[:, None]
-        for name in ("text_interest_max", "text_mean", "text_stated", "als", "itemknn"):
-            top = np.argpartition(-scores[name], k - 1, axis=1)[:, :k]
-            useful = np.take_along_axis(scores[name], top, axis=1) > 0
-            candidate[np.broadcast_to(rows, top.shape)[useful], top[useful]] = True
         arrivals = self._new_arrivals()
-        if len(arrivals):
-            text = np.maximum(scores["text_interest_max"], scores["text_stated"])[:, arrivals]
-            for row in range(n_users):
-                candidate[row, self._top_new_arrivals(text[row], arrivals, k)] = True
+        sources = [(scores[name], None) for name in ("text_interest_max", "text_mean", "text_stated", "als", "itemknn")]
+        if len(arrivals):  # the new-arrivals source: the arrivals closest to the interests or stated words
+            sources.append((np.maximum(scores["text_interest_max"], scores["text_stated"])[:, arrivals], arrivals))
+        for values, among in sources:
+            depth = min(k, values.shape[1])
+            top = np.argpartition(-values, depth - 1, axis=1)[:, :depth]
+            useful = np.take_along_axis(values, top, axis=1) > 0
+            items = top[useful] if among is None else among[top[useful]]
+            candidate[np.broadcast_to(rows, top.shape)[useful], items] = True
         for row in range(n_users):
             candidate[row, self._category_candidates(category_of_user[row], k)] = True
         for popularity in (signals.pop, signals.pop30):
@@ -426,12 +427,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         knn.sum_duplicates()
 
         def top(values: np.ndarray, among: np.ndarray | None = None) -> np.ndarray:
-            if len(values) > k:
-                picked = np.argpartition(-values, k - 1)[:k]
-            else:
-                picked = np.arange(len(values))
-            picked = picked[values[picked] > 0]
-            return picked if among is None else among[picked]
+            return _top_positive(values, k, among)
 
         parts = [
             top(text_max, pool),
@@ -445,8 +441,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         ]
         arrivals = self._new_arrivals()
         if len(arrivals):
+            # the new-arrivals source: the arrivals closest to the shopper's interests or stated words
             text = (self._arrival_vectors() @ np.vstack([interests, profiles.stated]).T).max(axis=1)
-            parts.append(self._top_new_arrivals(text, arrivals, k))
+            parts.append(top(text, arrivals))
         if extra is not None:
             parts.append(np.asarray(extra, np.int64))
         items = np.unique(np.concatenate([np.asarray(p, np.int64) for p in parts]))
@@ -554,28 +551,15 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             if removed is not None:
                 new = new[~removed[new]]
             new = np.ascontiguousarray(new[::-1][:NEW_ARRIVALS_POOL])
-            cached = (key, new, None)
+            # their vectors, contiguous: gathering 2,048 rows per request cost more than the product
+            cached = (key, new, np.ascontiguousarray(self._item_vectors[new]))
             self._arrivals_cache = cached
         return cached[1]
 
     def _arrival_vectors(self) -> np.ndarray:
-        """The new arrivals' text vectors, contiguous (gathering 2,048 rows per request cost more than the product)."""
-        arrivals = self._new_arrivals()
-        key, _, vectors = self._arrivals_cache
-        if vectors is None:
-            vectors = np.ascontiguousarray(self._item_vectors[arrivals])
-            self._arrivals_cache = (key, arrivals, vectors)
-        return vectors
-
-    @staticmethod
-    def _top_new_arrivals(text: np.ndarray, arrivals: np.ndarray, k: int) -> np.ndarray:
-        """The new-arrivals source: up to k of `arrivals` closest by text (`text`, one value per arrival) to the
-        shopper's interests or stated words; none for a shopper with no text evidence."""
-        if len(text) > k:
-            picked = np.argpartition(-text, k - 1)[:k]
-        else:
-            picked = np.arange(len(text))
-        return arrivals[picked[text[picked] > 0]]
+        """The new arrivals' text vectors (rows in `_new_arrivals` order)."""
+        self._new_arrivals()
+        return self._arrivals_cache[2]
 
     def _popular_items(self, k: int) -> np.ndarray:
         cached = getattr(self, "_popular_cache", None)
@@ -703,6 +687,13 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 def _share_of_max(values: np.ndarray) -> np.ndarray:
     top = values.max() if len(values) else 0.0
     return (values / top if top > 0 else values).astype(np.float32)
+
+
+def _top_positive(values: np.ndarray, k: int, among: np.ndarray | None = None) -> np.ndarray:
+    """Up to k positions of the largest values (unordered), those above 0 only; mapped through `among` if given."""
+    picked = np.argpartition(-values, k - 1)[:k] if len(values) > k else np.arange(len(values))
+    picked = picked[values[picked] > 0]
+    return picked if among is None else among[picked]
 
 
 def _one_hot(codes: np.ndarray, width: int) -> sp.csr_matrix:
