@@ -305,7 +305,34 @@ class LTRModel(WeightedModel):
         return self.tuned
 
 
-MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf", "ltr", "ltr-noprior")
+class CrossModel(LTRModel):
+    """`LTRModel` whose `Searcher` also re-ranks with a cross-encoder (`Searcher.fit_reranker`) fine-tuned on every
+    judged pair of the *tuning* half. Re-rank: the cross-encoder's scores of the judged products. Retrieve: the
+    learned ranker's list with its first ``rerank_depth`` re-ordered by the cross-encoder (a pass per pair is
+    too slow for the whole catalog)."""
+
+    def __init__(self, encoder=None, name: str = "cross", rerank_depth: int = 10, config=None) -> None:
+        super().__init__(encoder=encoder, name=name)
+        self.searcher.rerank_depth = rerank_depth
+        self.config = config
+
+    def tune(self, dataset) -> dict:
+        from rich.progress import Progress
+
+        tuned = super().tune(dataset)
+        pairs = search_queries(dataset.judgments, "tune", min_judged=1)
+        with Progress(transient=True) as progress:
+            task = progress.add_task("cross-encoder (tuning half)", total=None)
+            self.searcher.fit_reranker(
+                pairs.queries, pairs.judged, pairs.relevance, self.config,
+                on_progress=lambda step, steps, loss: progress.update(
+                    task, completed=step, total=steps, description=f"cross-encoder (tuning half), loss {loss:.3f}"))
+        tuned["cross"] = {**self.searcher.reranker.training_, "rerank_depth": self.searcher.rerank_depth}
+        self.tuned = tuned
+        return tuned
+
+
+MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf", "ltr", "ltr-noprior", "cross")
 
 
 def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = None) -> SearchModel:
@@ -326,6 +353,8 @@ def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = N
         model = WeightedModel(encoder=encoder, name=name, dense_index="ivf")
     elif name == "ltr":
         model = LTRModel(encoder=encoder)
+    elif name == "cross":  # the learned ranker's retrieval, re-ranked by a cross-encoder tuned on the tuning half
+        model = CrossModel(encoder=encoder)
     elif name == "ltr-noprior":  # the learned ranker without the product prior: text and signals only
         model = LTRModel(encoder=encoder, name=name, prior=False)
     else:

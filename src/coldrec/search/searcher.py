@@ -134,11 +134,16 @@ class Searcher(UsesEncoder):
     def __init__(self, encoder=None, fusion: str = "weighted", weights: dict[str, float] | None = None,
                  rrf_k: float = 60.0, depth: int = 200, language: str = "en", ngram: bool | None = None,
                  query_encoder=None, batch_size: int = 64, dense_index: str = "exact", nprobe: int = 16,
-                 ranker=None, profile_weight: float = PROFILE_WEIGHT) -> None:
+                 ranker=None, profile_weight: float = PROFILE_WEIGHT, reranker=None, rerank_depth: int = 10) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}; choose from {FUSIONS}")
         #: a fitted `coldrec.search.ltr.LearnedRanker` (``fusion="learned"``; `fit_ranker` makes one)
         self.ranker = ranker
+        #: a fitted `coldrec.adapt.cross.CrossEncoderScorer` (`fit_reranker` makes one): re-orders the first
+        #: ``rerank_depth`` of each list and scores given candidates; None: off (a transformer pass a pair is
+        #: tens of ms on a CPU)
+        self.reranker = reranker
+        self.rerank_depth = int(rerank_depth)
         if not 0.0 <= float(profile_weight) <= 1.0:
             raise ValueError("profile_weight must be in [0, 1]")
         self.profile_weight = float(profile_weight)
@@ -420,7 +425,22 @@ class Searcher(UsesEncoder):
             order = self._order(c.items, fused, k)
             positions[i, : len(order)] = c.items[order]
             scores[i, : len(order)] = fused[order]
+        if self.reranker is not None:
+            self._rerank_heads(queries, positions)
         return positions, scores
+
+    def _rerank_heads(self, queries: list[str], positions: np.ndarray) -> None:
+        """The first `rerank_depth` of each row re-ordered by the reranker, in place (scores stay the fusion's)."""
+        heads = [row[: self.rerank_depth][row[: self.rerank_depth] >= 0] for row in positions]
+        for row, (head, values) in enumerate(zip(heads, self._reranker_scores(queries, heads))):
+            positions[row, : len(head)] = head[np.argsort(-values, kind="stable")]
+
+    def _reranker_scores(self, queries: list[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
+        candidates = [np.asarray(c, np.int64) for c in candidates]
+        texts = np.asarray(self.texts, dtype=object)
+        flat = np.concatenate(candidates) if candidates else np.zeros(0, np.int64)
+        scores = self.reranker.predict([q for q, c in zip(queries, candidates) for _ in c], texts[flat])
+        return np.split(scores, np.cumsum([len(c) for c in candidates])[:-1])
 
     def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray], profiles=None,
               profile_weight: float | None = None) -> list[np.ndarray]:
@@ -430,9 +450,12 @@ class Searcher(UsesEncoder):
             raise ValueError(f"{len(queries)} queries but {len(candidates)} candidate sets")
         queries = list(queries)
         rows = self._profile_rows(profiles, len(queries))
-        return [self.personalise(c.items, self._fused(queries[i], c, "rerank").astype(np.float64), rows[i],
-                                 profile_weight)
-                for i, c in enumerate(self._given_candidates(queries, candidates))]
+        given = self._given_candidates(queries, candidates)
+        if self.reranker is not None:
+            base = self._reranker_scores(queries, [c.items for c in given])
+        else:
+            base = [self._fused(queries[i], c, "rerank").astype(np.float64) for i, c in enumerate(given)]
+        return [self.personalise(c.items, b, rows[i], profile_weight) for i, (c, b) in enumerate(zip(given, base))]
 
     def fit_ranker(self, queries: Sequence[str], judged: Sequence[np.ndarray], relevance: Sequence[np.ndarray],
                    **params) -> Searcher:
@@ -442,6 +465,19 @@ class Searcher(UsesEncoder):
 
         self.ranker = LearnedRanker(**params).fit(self, queries, judged, relevance)
         self.fusion = "learned"
+        return self
+
+    def fit_reranker(self, queries: Sequence[str], judged: Sequence[np.ndarray], relevance: Sequence[np.ndarray],
+                     config=None, on_progress=None) -> Searcher:
+        """Fine-tune a cross-encoder (`coldrec.adapt.cross.CrossEncoderScorer`) on judged (query, product) pairs
+        (tuning data only; any number of judged products a query) and re-rank with it from now on."""
+        from coldrec.adapt.cross import CrossEncoderScorer
+
+        texts = np.asarray(self.texts, dtype=object)
+        flat_queries = [q for q, items in zip(queries, judged) for _ in items]
+        items = np.concatenate([np.asarray(j, np.int64) for j in judged])
+        self.reranker = CrossEncoderScorer(config=config).fit(
+            flat_queries, texts[items], np.concatenate([np.asarray(r, np.float64) for r in relevance]), on_progress)
         return self
 
     # ------------------------------------------------------------------ tuning
