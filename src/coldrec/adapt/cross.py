@@ -58,7 +58,7 @@ class CrossEncoderScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        verbosity, bars_off = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled() is False
+        verbosity, bars_on = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # a fresh head is expected to be "newly initialised"
         hf_logging.disable_progress_bar()
         try:
@@ -66,7 +66,7 @@ class CrossEncoderScorer:
             self._model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=1).to(self.device)
         finally:
             hf_logging.set_verbosity(verbosity)
-            if not bars_off:
+            if bars_on:
                 hf_logging.enable_progress_bar()
 
     def _batch(self, queries: Sequence[str], texts: Sequence[str]):

@@ -436,11 +436,13 @@ class Searcher(UsesEncoder):
             positions[row, : len(head)] = head[np.argsort(-values, kind="stable")]
 
     def _reranker_scores(self, queries: list[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
-        candidates = [np.asarray(c, np.int64) for c in candidates]
-        texts = np.asarray(self.texts, dtype=object)
-        flat = np.concatenate(candidates) if candidates else np.zeros(0, np.int64)
-        scores = self.reranker.predict([q for q, c in zip(queries, candidates) for _ in c], texts[flat])
+        scores = self.reranker.predict(*self._pairs(queries, candidates))
         return np.split(scores, np.cumsum([len(c) for c in candidates])[:-1])
+
+    def _pairs(self, queries: Sequence[str], candidates: Sequence[np.ndarray]) -> tuple[list[str], list[str]]:
+        """(query, product text) pairs, one a candidate, queries in order."""
+        return ([q for q, c in zip(queries, candidates) for _ in c],
+                [self.texts[int(i)] for c in candidates for i in c])
 
     def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray], profiles=None,
               profile_weight: float | None = None) -> list[np.ndarray]:
@@ -473,11 +475,8 @@ class Searcher(UsesEncoder):
         (tuning data only; any number of judged products a query) and re-rank with it from now on."""
         from coldrec.adapt.cross import CrossEncoderScorer
 
-        texts = np.asarray(self.texts, dtype=object)
-        flat_queries = [q for q, items in zip(queries, judged) for _ in items]
-        items = np.concatenate([np.asarray(j, np.int64) for j in judged])
         self.reranker = CrossEncoderScorer(config=config).fit(
-            flat_queries, texts[items], np.concatenate([np.asarray(r, np.float64) for r in relevance]), on_progress)
+            *self._pairs(queries, judged), np.concatenate([np.asarray(r, np.float64) for r in relevance]), on_progress)
         return self
 
     # ------------------------------------------------------------------ tuning
