@@ -11,11 +11,13 @@ import scipy.sparse as sp
 from coldrec.recommend import UserContext, top_n
 from coldrec.recommend.baselines import (
     ALSRecommender,
+    EASERecommender,
     ItemKNNRecommender,
     LightFMRecommender,
     TextZeroShotRecommender,
 )
 from coldrec.recommend.baselines.als import fold_in
+from coldrec.recommend.baselines.ease import ease_dense, ease_weights
 from coldrec.recommend.baselines.features import (
     context_matrix,
     item_feature_matrix,
@@ -143,9 +145,10 @@ def test_seed_matters(catalog, log, name):
     assert not np.array_equal(one, two)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [*NAMES, "ease"])
 def test_param_grid_is_small_and_valid(name):
-    cls = {"itemknn": ItemKNNRecommender, "als": ALSRecommender, "lightfm": LightFMRecommender}.get(name)
+    cls = {"itemknn": ItemKNNRecommender, "als": ALSRecommender, "lightfm": LightFMRecommender,
+           "ease": EASERecommender}.get(name)
     cls = cls or TextZeroShotRecommender
     assert 1 <= len(cls.param_grid) <= 6
     for params in cls.param_grid:
@@ -311,3 +314,41 @@ def test_baselines_on_amazon14_office(office):
         hr = hit_rate(model.score(contexts))
         print(f"{model.name}: fit+score {time.perf_counter() - start:.1f}s HR@10 {hr:.3f} (random {random_hr:.3f})")
         assert hr > 2.5 * random_hr, (model.name, hr, random_hr)
+
+
+# --- EASE ------------------------------------------------------------------------------------
+
+
+def test_ease_weights_solve_the_constrained_ridge_regression(catalog, log):
+    l2 = 5.0
+    x = log.user_item_matrix(len(catalog))
+    weights = ease_dense(x, l2)
+    gram = (x.T @ x).toarray().astype(np.float64)
+    assert np.all(np.diag(weights) == 0)
+    # stationarity of ||X - XB||^2 + l2 ||B||^2 under diag(B) = 0: the gradient of column j is zero
+    # everywhere except at row j, where the constraint's multiplier absorbs it
+    gradient = (gram + l2 * np.eye(len(catalog))) @ weights - gram
+    off_diagonal = gradient * (1 - np.eye(len(catalog)))
+    assert np.abs(off_diagonal).max() < 1e-6 * np.abs(gram).max()
+
+
+def test_ease_keeps_the_strongest_positive_weights_of_the_most_bought_items(catalog, log):
+    x = log.user_item_matrix(len(catalog))
+    full = ease_dense(x, 5.0)
+    kept = ease_weights(log, len(catalog), 5.0, neighbours=None).toarray()
+    np.testing.assert_allclose(kept, np.clip(full, 0, None), rtol=1e-5, atol=1e-7)
+    pruned = ease_weights(log, len(catalog), 5.0, neighbours=2)
+    assert (np.diff(sp.csc_matrix(pruned).indptr) <= 2).all() and pruned.nnz < (kept > 0).sum()
+    buyers = np.asarray(x.sum(axis=0)).ravel()
+    few = ease_weights(log, len(catalog), 5.0, max_items=4, neighbours=None)
+    top4 = np.argsort(-buyers, kind="stable")[:4]
+    touched = np.union1d(*few.nonzero())
+    assert len(touched) and np.isin(touched, top4).all()
+
+
+def test_ease_ranks_the_shoppers_cluster_first(catalog, log):
+    model = EASERecommender(l2=5.0).fit(log, catalog)
+    scores = model.score([a_user(), b_user()])
+    assert scores[0, A_ITEMS].mean() > scores[0, B_ITEMS].mean()
+    assert scores[1, B_ITEMS].mean() > scores[1, A_ITEMS].mean()
+    assert (scores[:, [NEW_A, NEW_B]] == 0).all()
