@@ -236,9 +236,8 @@ class HashEncoder:
         return out / np.where(norms > 0, norms, 1)
 
 
-def test_evaluate_search_end_to_end_with_fake_encoder():
+def _toy_search_dataset():
     from coldrec.data import Dataset, ItemCatalog
-    from coldrec.evaluate.search import evaluate_search, render_search_table
 
     titles = [f"{c} {t} model {i}" for i, (c, t) in enumerate(
         (c, t) for c in ("red", "blue", "green", "white") for t in ("drill", "hose", "fan", "paint", "lamp", "saw"))]
@@ -250,7 +249,13 @@ def test_evaluate_search_end_to_end_with_fake_encoder():
             if colour in t or thing in t:
                 rows.append((query, i, 3.0 if (colour in t and thing in t) else 1.5))
     judgments = pd.DataFrame(rows, columns=["query", "item", "relevance"])
-    ds = Dataset("toy-search", catalog, judgments=judgments)
+    return Dataset("toy-search", catalog, judgments=judgments)
+
+
+def test_evaluate_search_end_to_end_with_fake_encoder():
+    from coldrec.evaluate.search import evaluate_search, render_search_table
+
+    ds = _toy_search_dataset()
     out = evaluate_search(ds, models=("bm25", "dense", "rrf"), half="all", encoder=HashEncoder())
     assert [(r["model"], r["task"]) for r in out] == [(m, t) for m in ("bm25", "dense", "rrf")
                                                       for t in ("rerank", "retrieve")]
@@ -266,3 +271,17 @@ def test_evaluate_search_end_to_end_with_fake_encoder():
             assert low <= mean <= high
     table = render_search_table(out)
     assert table.row_count == 6
+
+
+def test_random_reference_sits_below_bm25_and_is_reproducible():
+    from coldrec.evaluate.search import RandomModel, evaluate_search
+
+    ds = _toy_search_dataset()
+    out = {r["task"]: r for r in evaluate_search(ds, models=("random",), half="all") if r["model"] == "random"}
+    assert 0 < out["rerank"]["ndcg@10"] < 1.0  # bm25 orders these toy judgments perfectly
+    mean, low, high = out["rerank"]["vs_bm25"]["ndcg@10"]
+    assert high < 0
+    model = RandomModel(seed=3).fit(ds.catalog)
+    ranked, _ = model.retrieve(["a", "b"], 10)
+    assert ranked.shape == (2, 10) and all(len(set(row)) == 10 for row in ranked)
+    np.testing.assert_array_equal(ranked, RandomModel(seed=3).fit(ds.catalog).retrieve(["a", "b"], 10)[0])

@@ -151,6 +151,34 @@ class SearchModel(ABC):
         """Top-k catalog positions (int64, no -1) and scores per query; ties by position ascending."""
 
 
+class RandomModel(SearchModel):
+    """The floor of both tasks: seeded uniform scores (re-rank) and k random products (retrieve).
+
+    On the re-rank task most judged products are relevant, so even a random order scores high;
+    this row shows how much of a model's NDCG@10 is ordering and how much is that floor.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.n_items = 0
+
+    def fit(self, catalog) -> RandomModel:
+        self.n_items = len(catalog)
+        return self
+
+    def score_candidates(self, queries, candidates):
+        rng = np.random.default_rng(self.seed)
+        return [rng.random(len(c)) for c in candidates]
+
+    def retrieve(self, queries, k):
+        rng = np.random.default_rng(self.seed)
+        k = min(k, self.n_items)
+        ranked = np.stack([rng.choice(self.n_items, k, replace=False) for _ in queries]) if len(queries) else np.zeros((0, k), np.int64)
+        return ranked.astype(np.int64), np.zeros(ranked.shape, np.float32)
+
+
 class BM25Model(SearchModel):
     name = "bm25"
 
@@ -332,7 +360,7 @@ class CrossModel(LTRModel):
         return tuned
 
 
-MODELS = ("bm25", "dense", "rrf", "weighted", "weighted-ivf", "ltr", "ltr-noprior", "cross")
+MODELS = ("random", "bm25", "dense", "rrf", "weighted", "weighted-ivf", "ltr", "ltr-noprior", "cross")
 
 
 def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = None) -> SearchModel:
@@ -343,6 +371,8 @@ def make_model(name: str, encoder=None, cache: dict[str, SearchModel] | None = N
         return cache[name]
     if name == "bm25":
         model: SearchModel = BM25Model()
+    elif name == "random":
+        model = RandomModel()
     elif name == "dense":
         model = DenseModel(encoder=encoder)
     elif name == "rrf":
