@@ -158,6 +158,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         training_prefixes: tuple[int, ...] = (1, 3),
         ranker_leaves: int = 7,
         ranker_min_child_samples: int = 200,
+        ranker_stopping_splits: int = 3,
         neighbours_for_new_items: int = 0,
         new_arrival_slots: int = 0,
         random_state: int = 0,
@@ -174,6 +175,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.training_prefixes = tuple(training_prefixes)
         self.ranker_leaves = ranker_leaves
         self.ranker_min_child_samples = ranker_min_child_samples
+        self.ranker_stopping_splits = ranker_stopping_splits
         self.neighbours_for_new_items = neighbours_for_new_items
         self.new_arrival_slots = new_arrival_slots
         self.random_state = random_state
@@ -194,7 +196,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self._signals = _Signals(inner.past, catalog, inner.cut, self)
         self._arrivals_cache = None
         self._fusion = LearnedFusion(
-            num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state
+            num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples, random_state=self.random_state,
+            stopping_splits=self.ranker_stopping_splits,
         ).fit(*self._training_examples(inner, len(catalog)), list(FEATURES))
         self._signals = _Signals(log, catalog, self.now, self)
         self._arrivals_cache = None  # the inner cut's never-bought items are not the whole log's

@@ -398,14 +398,18 @@ class Engine:
                 keep &= ~np.isin(items, bought)
             items, features, scores = items[keep], features[keep], scores[keep]
             order = np.lexsort((items, -scores))[:n]
+            slotted = np.zeros(len(order), bool)
             if getattr(self.model, "new_arrival_slots", 0) and n > SLOTS_AFTER:  # (older saved models: none)
                 dense = np.full(len(self.catalog), NOT_A_CANDIDATE, np.float32)
                 dense[items] = scores  # filtered-out and bought items are not candidates: never slotted in
-                arranged = self.model.arrange(items[order][None], dense[None])[0]
+                by_score = items[order]
+                arranged = self.model.arrange(by_score[None], dense[None])[0]
                 order = np.searchsorted(items, arranged[arranged >= 0])  # `items` ascend
+                slotted = ~np.isin(items[order], by_score)  # listed only because a new-arrival slot holds them
             reasons = explain(
                 self.model, context, items[order], features[order], self._titles, self._leaves, self._encode_texts
             )
+            reasons = ["new arrival" if moved else reason for reason, moved in zip(reasons, slotted)]
             return [self._result(int(i), float(s), r) for i, s, r in zip(items[order], scores[order], reasons)]
 
     def similar(self, item_id: str, n: int = 10) -> list[Recommendation]:
