@@ -14,7 +14,7 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "itemknn": ("coldrec.recommend.baselines.itemknn", "ItemKNNRecommender", True),
     "als": ("coldrec.recommend.baselines.als", "ALSRecommender", True),
     "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
-    # not in BENCHMARK.md's list: a stronger co-purchase model, named on request (a dense items x items matrix)
+    # not in BENCHMARK.md's list: a stronger co-purchase model, named on request (a dense inverse over the 5,000 most-bought items)
     "ease": ("coldrec.recommend.baselines.ease", "EASERecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
     "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),

@@ -7,15 +7,13 @@ items), so they score, extend and serve like item-kNN's similarities.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import scipy.sparse as sp
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
-from coldrec.recommend.base import Recommender, UserContext
-from coldrec.recommend.baselines.features import context_matrix, top_k_per_row
+from coldrec.recommend.baselines.features import top_k_per_row
+from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
 
 
 def ease_dense(x: sp.csr_matrix, l2: float) -> np.ndarray:
@@ -49,8 +47,9 @@ def ease_weights(log: InteractionLog, n_items: int, l2: float, max_items: int = 
     return sp.csr_matrix((targets.data, (kept[targets.col], kept[targets.row])), shape=(n_items, n_items), dtype=np.float32)
 
 
-class EASERecommender(Recommender):
-    """score(u, j) = sum over the user's known items i of B[i, j] (see `ease_weights`).
+class EASERecommender(ItemKNNRecommender):
+    """score(u, j) = sum over the user's known items i of B[i, j] (see `ease_weights`); item-kNN's scoring
+    over EASE's weights instead of cosine similarities.
 
     Items without past buyers, and items outside the `max_items` most bought, score 0.
     """
@@ -65,7 +64,3 @@ class EASERecommender(Recommender):
 
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
         self._similarity = ease_weights(log, len(catalog), self.l2, self.max_items, self.neighbours)
-
-    def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
-        known = context_matrix(contexts, len(self.catalog))
-        return np.asarray((known @ self._similarity).toarray(), dtype=np.float32)
