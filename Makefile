@@ -1,5 +1,9 @@
 # coldrec: `make demo` runs the main job, `make test` the tests. Both set up .venv first.
 VENV ?= .venv
+TORCH := 2.13.0
+# a failing pip inside `pip ... | grep` must fail the target
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY := $(VENV)/bin/python
 DATA ?= ../shared/data
 MODEL ?= models/amazon14-office
@@ -11,11 +15,14 @@ export TRANSFORMERS_OFFLINE := 1
 .PHONY: install demo build serve loadtest test test-all bench bench-encode lock clean
 
 $(VENV)/.installed: requirements.lock pyproject.toml
+	@echo "setup 1/3: a virtual environment in $(VENV) (first run only: a few minutes)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@echo "setup 2/3: torch $(TORCH) (CPU build)"
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install --progress-bar off torch==$(TORCH) | { grep -v '^Requirement already' || true; }
+	@echo "setup 3/3: the pinned packages of requirements.lock, then coldrec"
+	$(PY) -m pip install --progress-bar off -r requirements.lock | { grep -E '^(Collecting|Installing|Successfully)' || true; }
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 

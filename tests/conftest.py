@@ -9,6 +9,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 DATA_ROOT = Path(os.environ.get("COLDREC_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _id_key_outside_home(tmp_path_factory):
+    """Stores opened without a key create theirs under the test's tmp folder, never in ~/.config (nor a
+    developer's own COLDREC_ID_KEY_FILE)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COLDREC_ID_KEY_FILE", str(tmp_path_factory.mktemp("keys") / "id.key"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     if not (DATA_ROOT / "amazon14-office").is_dir():

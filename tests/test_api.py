@@ -86,8 +86,11 @@ class FakeEngine:
                                    frame["category"][p], None if np.isnan(frame["price"][p]) else frame["price"][p])
                 for rank, p in enumerate(positions)]
 
+    def prepare_texts(self, texts) -> None:
+        self.prepared = list(texts)
+
     def recommend(self, context, n=10, *, category=None, min_price=None, max_price=None, in_stock=None,
-                  include_bought=False):
+                  include_bought=False, include_unavailable=False):
         frame = self.catalog.frame
         mask = np.ones(len(frame), bool)
         leaves = self.catalog.leaf_categories()
@@ -105,13 +108,15 @@ class FakeEngine:
             mask &= frame["price"].to_numpy() >= min_price
         if max_price is not None:
             mask &= frame["price"].to_numpy() <= max_price
-        if in_stock:
-            mask &= frame["available"].to_numpy()
+        if in_stock is not None:
+            mask &= frame["available"].to_numpy() == in_stock
+        elif not include_unavailable:
+            mask &= frame["available"].to_numpy(bool)
         if not include_bought:
             mask[context.items[context.events == EventType.PURCHASE]] = False
         return self._rows(mask, n, reason)
 
-    def similar(self, item_id: str, n: int = 10):
+    def similar(self, item_id: str, n: int = 10, include_unavailable: bool = False):
         if not self.has_item(item_id):
             raise KeyError(item_id)
         position = self.catalog.index_of([item_id])[0]
@@ -120,7 +125,7 @@ class FakeEngine:
         mask[position] = False
         return self._rows(mask, n, f"similar to {frame['title'][position]}")
 
-    def search(self, query: str, n: int = 10, context=None):
+    def search(self, query: str, n: int = 10, context=None, include_unavailable: bool = False):
         words = query.lower().split()
         titles = self.catalog.frame["title"].str.lower()
         mask = np.array([any(w in t for w in words) for t in titles], bool)
@@ -179,8 +184,8 @@ def test_health_and_categories(client):
 
 def test_events_are_stored_once(client, store):
     batch = {"events": [event("h1", "i13", "view", user_id="carol"), event("h2", "i14", "click", user_id="carol")]}
-    assert client.post("/events", json=batch).json() == {"accepted": 2, "duplicates": 0}
-    assert client.post("/events", json=batch).json() == {"accepted": 0, "duplicates": 2}
+    assert client.post("/events", json=batch).json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    assert client.post("/events", json=batch).json() == {"accepted": 0, "duplicates": 2, "rejected": []}
     assert store.user_events("carol")["item_id"].tolist() == ["i13", "i14"]
 
 
@@ -239,7 +244,9 @@ def test_new_item_is_recommendable_then_deleted(client, store):
     assert client.delete("/items/new-1").status_code == 404
     assert "new-1" not in [r["item_id"] for r in client.get("/recommend", params={"n": 100}).json()["items"]]
     response = client.post("/events", json={"events": [event("gone-1", "new-1")]})
-    assert response.status_code == 422 and fields(response) == ["events[0].item_id"]
+    assert response.status_code == 200 and response.json()["accepted"] == 0
+    assert [r["field"] for r in response.json()["rejected"]] == ["events[0].item_id"]
+    assert store.stored_event_ids(["gone-1"]) == []
 
 
 def test_delete_user_erases_everything(client, store):
@@ -305,14 +312,22 @@ def test_bad_events_name_the_field(client, store, body, field):
     assert store.counts()["events"] == before
 
 
-def test_unknown_items_reject_the_whole_batch(client, store):
+def test_one_bad_event_does_not_lose_the_batch(client, store):
+    """An event naming an unknown item is rejected alone, with its index, id and reason; the others are stored."""
     before = store.counts()["events"]
     batch = [event(f"u{i}", "i1") for i in range(5)]
     batch[3]["item_id"] = "missing-item"
     response = client.post("/events", json={"events": batch})
-    assert response.status_code == 422
-    assert fields(response) == ["events[3].item_id"] and "missing-item" in response.json()["detail"][0]["msg"]
-    assert store.counts()["events"] == before
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] == 4 and body["duplicates"] == 0
+    (rejected,) = body["rejected"]
+    assert rejected["index"] == 3 and rejected["event_id"] == "u3" and rejected["field"] == "events[3].item_id"
+    assert "missing-item" in rejected["reason"]
+    assert store.counts()["events"] == before + 4
+    assert sorted(store.stored_event_ids([e["event_id"] for e in batch])) == ["u0", "u1", "u2", "u4"]
+    resent = client.post("/events", json={"events": batch}).json()  # resending the whole batch is harmless
+    assert resent["accepted"] == 0 and resent["duplicates"] == 4 and len(resent["rejected"]) == 1
 
 
 def test_malformed_json(client):
@@ -354,11 +369,16 @@ def test_bad_queries_name_the_field(client, path, params, field):
 
 def test_bad_items_and_profiles(client):
     cases = [
-        ("/items", {"items": [{"item_id": "z", "price": -1}]}, "items[0].price"),
-        ("/items", {"items": [{"item_id": "z", "shape": "round"}]}, "items[0].shape"),
+        ("/items", {"items": [{"item_id": "z", "title": "t", "price": -1}]}, "items[0].price"),
+        ("/items", {"items": [{"item_id": "z", "title": "t", "shape": "round"}]}, "items[0].shape"),
         ("/items", {"items": [{"title": "no id"}]}, "items[0].item_id"),
-        ("/items", {"items": [{"item_id": "z"}, {"item_id": "z"}]}, "items[1].item_id"),
-        ("/items", {"items": [{"item_id": "z", "created_at": "0001-01-01T00:00:00"}]}, "items[0].created_at"),
+        ("/items", {"items": [{"item_id": "z", "title": "t"}, {"item_id": "z", "title": "t"}]}, "items[1].item_id"),
+        ("/items", {"items": [{"item_id": "z", "title": "t", "created_at": "0001-01-01T00:00:00"}]},
+         "items[0].created_at"),
+        ("/items", {"items": [{"item_id": "z"}]}, "items[0].title"),  # a whole record: no blank products
+        ("/items", {"items": [{"item_id": "z", "title": "   "}]}, "items[0].title"),
+        ("/items", {"items": [{"item_id": "a\nb", "title": "t"}]}, "items[0].item_id"),
+        ("/items", {"items": [{"item_id": "..", "title": "t"}]}, "items[0].item_id"),
         ("/users/u/profile", {"interests": "Electronics"}, "interests"),
         ("/users/u/profile", {"interests": [1]}, "interests[0]"),
     ]
@@ -381,6 +401,26 @@ def test_api_key(tmp_path, client):
     store.close()
 
 
+def test_read_key_reads_and_cannot_write(tmp_path):
+    """A read key (for a shop's front end) opens the GET endpoints; writes need the write key."""
+    app, store = make_service(tmp_path, api_key="write-k", read_key="read-k")
+    read, write = {"X-API-Key": "read-k"}, {"X-API-Key": "write-k"}
+    with TestClient(app) as keyed:
+        for path in ("/categories", "/recommend", "/search?q=router", "/similar/i1"):
+            assert keyed.get(path, headers=read).status_code == 200, path
+            assert keyed.get(path, headers=write).status_code == 200, path
+            assert keyed.get(path).status_code == 401, path
+        denied = keyed.post("/events", json={"events": [event("rk1")]}, headers=read)
+        assert denied.status_code == 403 and fields(denied) == ["X-API-Key"]
+        assert keyed.post("/items", json={"items": [{"item_id": "rk", "title": "t"}]}, headers=read).status_code == 403
+        assert keyed.delete("/users/someone", headers=read).status_code == 403
+        assert keyed.put("/users/someone/profile", json={"interests": ["x"]}, headers=read).status_code == 403
+        assert keyed.post("/events", json={"events": [event("rk1")]}, headers=write).status_code == 200
+    store.close()
+    with pytest.raises(ValueError, match="read key without a write key"):
+        Settings(state_dir=tmp_path, read_key="read-k")
+
+
 def test_schemathesis_finds_no_server_error(tmp_path):
     """Every operation, positive and negative cases from the OpenAPI spec, in-process: no 5xx."""
     import schemathesis
@@ -391,7 +431,7 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     app, store = make_service(tmp_path)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 11
+    assert len(operations) == 13
     failures = []
     for operation in operations:
         @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
@@ -452,6 +492,8 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
 
     monkeypatch.setattr(cli, "_load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: real_model[0]))
+    monkeypatch.setattr(cli, "_encode_catalog", lambda catalog: None)
+    monkeypatch.setattr(cli, "_uncached_texts", lambda catalog: len(catalog))
     monkeypatch.setenv("COLDREC_ID_KEY", "build-test-key")
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -472,7 +514,9 @@ def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real
 
     built = {}
     monkeypatch.setattr(cli, "_load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
-    monkeypatch.setattr(cli, "_tuned_params", lambda ds: {"candidates_per_source": 100})
+    monkeypatch.setattr(cli, "_tuned_params", lambda ds, progress=None: {"candidates_per_source": 100})
+    monkeypatch.setattr(cli, "_encode_catalog", lambda catalog: None)
+    monkeypatch.setattr(cli, "_uncached_texts", lambda catalog: len(catalog))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: built.update(kwargs) or real_model[0]))
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path), "--tune"])
     assert result.exit_code == 0, result.output

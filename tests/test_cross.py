@@ -85,4 +85,4 @@ def test_the_cross_model_reorders_only_the_head_of_the_first_stage(scorer):
         assert np.all(np.diff(head_scores) <= 1e-6)
     rerank = model.score_candidates(queries[:2], [np.arange(6), np.arange(3)])
     assert [len(s) for s in rerank] == [6, 3]
-    np.testing.assert_allclose(rerank[1], scorer.predict(["green lamp"] * 3, TITLES[:3]))
+    np.testing.assert_allclose(rerank[1], scorer.predict(["green lamp"] * 3, TITLES[:3]), rtol=1e-5)  # float32, batch-size dependent

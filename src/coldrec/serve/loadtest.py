@@ -19,6 +19,10 @@ are fresh random ids. Search queries are words from item titles.
 `items` measures freshness instead: the time from `POST /items` until a fresh connection's
 /similar and /recommend both return the new item.
 
+`writes` measures reads during writes: while 1,000-item `POST /items` batches are written one after
+another, /healthz and /recommend are sent on schedule (open loop); a read counts when it was sent
+while a write was in flight. The new items are deleted afterwards.
+
 `--synthetic N` (N items, hashing encoder) or `--model DIR` starts `coldrec serve` itself (with
 `--workers` processes) with a throw-away state directory.
 """
@@ -42,6 +46,8 @@ import numpy as np
 REQUEST_TIMEOUT_S = 10.0
 VISIBLE_WITHIN_S = 10.0  # a probe item not in /similar and /recommend by then counts as an error
 PROBE_ITEMS = 10
+WRITE_BATCH = 1000  # items per POST in the reads-during-writes phase
+WRITE_BATCHES = 3
 MAX_BACKLOG_S = 5.0  # rate mode stops sending when this many seconds of requests are unanswered
 SETUP_BATCH = 1000
 
@@ -237,6 +243,67 @@ async def new_item_freshness(probe_client: Callable, workload: Workload, count: 
     return phase
 
 
+async def reads_during_writes(new_client: Callable, workload: Workload, rate: float,
+                              batches: int = WRITE_BATCHES, batch_size: int = WRITE_BATCH) -> list[Phase]:
+    """`batches` POSTs of `batch_size` new items, one after another, while /recommend and /healthz are each sent
+    at `rate`/2 per second; returns the POSTs' latencies and the reads sent while a POST was in flight."""
+    posts = Phase("items", f"POST {batch_size:,}", f"{batches} batches")
+    reads = {name: Phase(name, "during writes", f"{rate / 2:g}/s") for name in ("recommend", "healthz")}
+    writing = asyncio.Event()
+    done = asyncio.Event()
+
+    async def writer(client) -> None:
+        started = time.perf_counter()
+        for batch in range(batches):
+            items = []
+            for i in range(batch_size):
+                template = workload.items[workload.rng.integers(len(workload.items))]
+                items.append({"item_id": f"loadtest-{workload.run}-w{batch}-{i}",
+                              "title": f"{template['title'] or 'product'} w{batch}-{i}",
+                              "category": template.get("category") or ""})
+            began = time.perf_counter()
+            writing.set()
+            try:
+                await _ok(client.post("/items", json={"items": items}, timeout=aiohttp_timeout(120)))
+                posts.latencies_ms.append((time.perf_counter() - began) * 1000)
+                workload.probe_items.extend(item["item_id"] for item in items)
+            except Exception as error:  # noqa: BLE001 - counted
+                posts.errors[type(error).__name__] += 1
+            finally:
+                writing.clear()
+            await asyncio.sleep(0.5)  # the reads in between are not counted: a gap marks the batches apart
+        posts.seconds = time.perf_counter() - started
+        done.set()
+
+    async def reader(client, path: str, make: Callable[[], dict], phase: Phase) -> None:
+        started, sent, tasks = time.perf_counter(), 0, []
+        while not done.is_set():
+            scheduled = started + sent / (rate / 2)
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent += 1
+            if writing.is_set():
+                tasks.append(asyncio.create_task(_timed(client, phase, path, make(), scheduled)))
+        if tasks:
+            await asyncio.wait(tasks, timeout=3 * REQUEST_TIMEOUT_S)
+        phase.seconds = posts.seconds
+
+    async with new_client() as write_client, new_client() as read_client:
+        await asyncio.gather(
+            writer(write_client),
+            reader(read_client, "/recommend", lambda: workload.recommend()[1], reads["recommend"]),
+            reader(read_client, "/healthz", dict, reads["healthz"]),
+        )
+    return [posts, *reads.values()]
+
+
+def aiohttp_timeout(seconds: float):
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=seconds)
+
+
 async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: float, concurrency: int,
                    seconds: float, users: int = 200, warmup: float = 2.0, api_key: str | None = None,
                    log: Callable[[str], None] = print) -> list[Phase]:
@@ -263,6 +330,12 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
                 log(f"items: {PROBE_ITEMS} new items, each until /similar and /recommend return it")
                 phases.append(await new_item_freshness(lambda: new_client(fresh_connections=True), workload))
                 continue
+            if endpoint == "writes":
+                log(f"writes: {WRITE_BATCHES} POSTs of {WRITE_BATCH:,} new items; /recommend and /healthz meanwhile")
+                async with new_client() as client:
+                    await _settle(client)
+                phases.extend(await reads_during_writes(new_client, workload, rate))
+                continue
             make = getattr(workload, endpoint)
             for mode in ["warmup", *modes]:
                 async with new_client() as client:
@@ -280,7 +353,8 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
         async with new_client() as client:
             await _settle(client)
             failed = 0
-            erase = [f"/users/{user}" for user in workload.users] + [f"/items/{item}" for item in workload.probe_items]
+            erase = ([f"/users/{user}" for user in workload.users] + [f"/sessions/{s}" for s in workload.sessions]
+                     + [f"/items/{item}" for item in workload.probe_items])
             for path in erase:
                 try:
                     async with client.delete(path) as response:

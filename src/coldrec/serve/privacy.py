@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
 
 KEY_FILE = "id.key"
+KEY_FILE_ENV = "COLDREC_ID_KEY_FILE"
 KEY_HEX_CHARS = 32
+
+log = logging.getLogger(__name__)
 
 
 class Pseudonymizer:
@@ -37,26 +41,115 @@ class Pseudonymizer:
         return self._digest("session", session_id)
 
 
-def load_or_create_key(state_dir: str | Path, configured: str | None = None) -> str:
-    """The configured key if given, else the one stored in `state_dir/id.key`, created once.
+def default_key_file() -> Path:
+    """$COLDREC_ID_KEY_FILE, else $XDG_CONFIG_HOME/coldrec/id.key (~/.config/coldrec/id.key).
 
-    The stored key is created with mode 0600 and never rewritten, so restarts map ids to
-    the same keys; losing it makes every stored key unreachable by its id.
+    Apart from the state dir, so a copy of the data is not also a copy of the key that links it to ids.
     """
+    configured = os.environ.get(KEY_FILE_ENV)
     if configured:
+        return Path(configured).expanduser()
+    config_home = os.environ.get("XDG_CONFIG_HOME", "")
+    base = Path(config_home) if os.path.isabs(config_home) else Path.home() / ".config"  # XDG: ignore a relative one
+    return base / "coldrec" / KEY_FILE
+
+
+def load_or_create_key(
+    configured: str | None = None, key_file: str | Path | None = None, state_dir: str | Path | None = None
+) -> str:
+    """The configured key if given, else the one in `key_file` (default: `default_key_file()`), created once.
+
+    The key file is created with mode 0600 (in a 0700 directory when that is new) and never
+    rewritten, so restarts map ids to the same keys; losing it makes every stored key
+    unreachable by its id. A key left beside the data by the old layout (`state_dir/id.key`)
+    is moved to the key file; if the key file already holds a different key, ValueError.
+    """
+    if configured is not None and not isinstance(configured, str):
+        raise TypeError("`configured` is the key itself; pass the state dir as state_dir=")
+    old = Path(state_dir) / KEY_FILE if state_dir is not None else None
+    if configured:
+        if old is not None and old.exists():
+            log.warning("%s holds a pseudonymisation key beside the data; COLDREC_ID_KEY is used instead. "
+                        "Move that file out of the state directory, or delete it if it is not that key", old)
         return configured
-    path = Path(state_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_text().strip()
-        if not key:
-            raise ValueError(f"{path} is empty; restore it or set COLDREC_ID_KEY") from None
-        return key
-    key = secrets.token_hex(32)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    path = Path(key_file).expanduser() if key_file is not None else default_key_file()
+    if old is not None and old.exists():
+        if old.resolve() == path.resolve():
+            log.warning("the pseudonymisation key file %s is inside the state directory: a copy of the data "
+                        "is a copy of the key", path)
+        else:
+            try:
+                return _move_key(old, path)
+            except FileNotFoundError:  # another process moved it first
+                pass
+    return _read_or_create(path)
+
+
+def _move_key(old: Path, path: Path) -> str:
+    """Move the key in `old` to `path` (written and fsynced before `old` goes); ValueError if `path` holds another."""
+    key = _read_key(old)
+    held = _read_or_create(path, key)
+    if held != key:
+        raise ValueError(
+            f"two different pseudonymisation keys: {old} (beside the data, the layout of older coldrec versions) "
+            f"and {path}. The ids in {old.parent} were most likely pseudonymised with {old}: move that file out of "
+            f"the state directory and set {KEY_FILE_ENV} to its new path (or COLDREC_ID_KEY to its content). "
+            f"If the data was pseudonymised with {path} instead, delete {old}."
+        )
+    old.unlink(missing_ok=True)
+    _fsync_directory(old.parent)
+    log.warning("moved the pseudonymisation key %s out of the state directory, to %s", old, path)
     return key
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text().strip()
+    if not key:
+        raise ValueError(f"{path} is empty; restore it or set COLDREC_ID_KEY")
+    return key
+
+
+def _read_or_create(path: Path, new_key: str | None = None) -> str:
+    """The key in `path`; where there is none, `new_key` (default: a random one) written there first."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    _private_directory(path.parent)
+    key = new_key or secrets.token_hex(32)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)  # exact, whatever the umask
+            handle.write(key + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)  # appears whole or not at all; of two processes creating it, one key wins
+        except FileExistsError:
+            return _read_key(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+    return key
+
+
+def _private_directory(directory: Path) -> None:
+    """Create `directory` with mode 0700 unless it exists (an existing one keeps its mode)."""
+    if directory.is_dir():
+        return
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=0o700)
+    except FileExistsError:
+        return
+    os.chmod(directory, 0o700)  # mkdir's mode passes through the umask
+
+
+def _fsync_directory(directory: Path) -> None:
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

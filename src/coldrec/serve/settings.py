@@ -1,38 +1,71 @@
-"""Service settings: command-line values first, then the environment, then defaults."""
+"""Service settings: command-line values first, then the environment, then defaults.
+
+Secrets never come from the command line (where `ps` shows them): the keys come from the
+environment or from files named on the command line.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DATABASE_FILE = "coldrec.sqlite"
+#: setting -> the environment variable holding the secret itself
+SECRET_VARIABLES = {"id_key": "COLDREC_ID_KEY", "api_key": "COLDREC_API_KEY", "read_key": "COLDREC_READ_KEY"}
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    state_dir: Path = Path("coldrec-state")  # SQLite database and id.key
-    id_key: SecretStr | None = None  # pseudonymisation key; env COLDREC_ID_KEY; else state_dir/id.key
-    api_key: SecretStr | None = None  # required in X-API-Key when set; env COLDREC_API_KEY; off by default
+    state_dir: Path = Path("coldrec-state")  # the SQLite database
+    id_key: SecretStr | None = None  # pseudonymisation key; env COLDREC_ID_KEY; else the key file
+    id_key_file: Path | None = None  # env COLDREC_ID_KEY_FILE; default ~/.config/coldrec/id.key (never in state_dir)
+    api_key: SecretStr | None = None  # the write (admin) key, opens every endpoint; env COLDREC_API_KEY
+    read_key: SecretStr | None = None  # opens the GET endpoints only (a shop's front end); env COLDREC_READ_KEY
+    trust_network: bool = False  # allow a keyless service on a non-loopback address
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_batch: int = Field(1000, ge=1)  # events or items per POST
     max_n: int = Field(100, ge=1)  # results per request
-    max_body_bytes: int = Field(16 * 2**20, ge=1)  # larger requests get 413 before parsing
+    max_body_bytes: int = Field(16 * 2**20, ge=1)  # larger requests get 413, counted as the body streams in
+    max_url_bytes: int = Field(8192, ge=256)  # longer paths + query strings get 414
     static_dir: Path = STATIC_DIR  # the demo page
 
+    @model_validator(mode="after")
+    def _read_key_needs_a_write_key(self) -> Settings:
+        if self.read_key is not None and self.api_key is None:
+            raise ValueError("a read key without a write key would leave every write open: set COLDREC_API_KEY too")
+        return self
+
     @classmethod
-    def from_env(cls, **values) -> Settings:
-        """Settings from keyword values (None: not given), falling back to COLDREC_ID_KEY / COLDREC_API_KEY."""
+    def from_env(cls, key_files: dict[str, Path | None] | None = None, **values) -> Settings:
+        """Settings from keyword values (None: not given); each secret from its file in `key_files`
+        (setting -> path), else from its environment variable (COLDREC_ID_KEY, COLDREC_API_KEY, COLDREC_READ_KEY)."""
         given = {name: value for name, value in values.items() if value is not None}
-        for field, variable in (("id_key", "COLDREC_ID_KEY"), ("api_key", "COLDREC_API_KEY")):
+        for field, path in (key_files or {}).items():
+            if path is not None:
+                given[field] = read_secret(Path(path))
+        for field, variable in SECRET_VARIABLES.items():
             if field not in given and os.environ.get(variable):
                 given[field] = os.environ[variable]
+        if "id_key_file" not in given and os.environ.get("COLDREC_ID_KEY_FILE"):
+            given["id_key_file"] = Path(os.environ["COLDREC_ID_KEY_FILE"])
         return cls(**given)
 
     @property
     def database_path(self) -> Path:
         return self.state_dir / DATABASE_FILE
+
+
+def read_secret(path: Path) -> str:
+    """A key file's content, stripped; an empty or unreadable file is an error naming it."""
+    try:
+        text = path.read_text().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read the key file {path}: {error.strerror}") from None
+    if not text:
+        raise ValueError(f"the key file {path} is empty")
+    return text

@@ -6,7 +6,7 @@ engine and opens the same SQLite store. Events and profiles are read from the st
 request, and item writes reach every engine through the store's items_version (`CatalogSync`),
 so any worker may answer any request. The parent hands the model folder and the settings over
 in COLDREC_SERVE_WORKER (JSON); the keys travel in their usual variables (COLDREC_ID_KEY,
-COLDREC_API_KEY), never in that JSON.
+COLDREC_API_KEY, COLDREC_READ_KEY), never in that JSON.
 """
 
 from __future__ import annotations
@@ -16,21 +16,20 @@ import logging
 import os
 from pathlib import Path
 
-from coldrec.serve.settings import Settings
+from coldrec.serve.settings import SECRET_VARIABLES, Settings
 
 ENV = "COLDREC_SERVE_WORKER"
-SECRET_FIELDS = {"api_key", "id_key"}
 
 
 def worker_environment(model_dir: Path, settings: Settings, access_log: bool) -> dict[str, str]:
     """The variables a worker needs: its config, plus the keys (taken from `settings`, which may hold CLI values)."""
     config = {
         "model": str(Path(model_dir).resolve()),
-        "settings": settings.model_dump(mode="json", exclude=SECRET_FIELDS),
+        "settings": settings.model_dump(mode="json", exclude=set(SECRET_VARIABLES)),
         "access_log": access_log,
     }
     env = {ENV: json.dumps(config)}
-    for field, variable in (("api_key", "COLDREC_API_KEY"), ("id_key", "COLDREC_ID_KEY")):
+    for field, variable in SECRET_VARIABLES.items():
         secret = getattr(settings, field)
         if secret is not None:
             env[variable] = secret.get_secret_value()
@@ -47,6 +46,7 @@ def create_worker_app():
     logging.basicConfig(level=logging.INFO if config["access_log"] else logging.WARNING,
                         format=f"%(asctime)s [{os.getpid()}] %(name)s %(message)s")
     settings = Settings.from_env(**config["settings"])
-    store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None)
+    store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
+                       key_file=settings.id_key_file)
     engine = Engine.load(Path(config["model"]))
     return create_app(engine, store, settings)

@@ -3,7 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 const SHOWN_CATEGORIES = 40; // chips listed before the filter is used
-const apiKey = new URLSearchParams(location.search).get("key"); // for a server started with --api-key
+// a server with keys asks for its write key once; kept for this tab only, never in the URL (where logs and history keep it)
+const KEY_STORE = "coldrec-demo-key";
 
 const state = { user: "", interests: new Set(), categories: [], generation: 0 };
 
@@ -12,10 +13,18 @@ function randomId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, retried = false) {
   const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const apiKey = sessionStorage.getItem(KEY_STORE);
   if (apiKey) headers["X-API-Key"] = apiKey;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if ((response.status === 401 || response.status === 403) && !retried) {
+    const given = window.prompt("This coldrec server needs its write API key for the demo:");
+    if (given) {
+      sessionStorage.setItem(KEY_STORE, given.trim());
+      return api(method, path, body, true);
+    }
+  }
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const detail = Array.isArray(data.detail) ? data.detail.map((d) => `${d.field}: ${d.msg}`).join("; ") : data.detail;
@@ -117,7 +126,8 @@ async function toggleInterest(category) {
 async function viewItem(item) {
   const event = { event_id: randomId(), user_id: state.user, item_id: item.item_id, type: "view" };
   try {
-    await api("POST", "/events", { events: [event] });
+    const stored = await api("POST", "/events", { events: [event] });
+    if (stored.rejected && stored.rejected.length) throw new Error(stored.rejected[0].reason);
     note(`viewed ${item.title || item.item_id}`);
     status(`Viewed “${item.title || item.item_id}”`);
   } catch (error) {
@@ -132,7 +142,9 @@ async function search(event) {
   if (!q) return;
   try {
     const data = await api("GET", `/search?${query({ q, user: state.user, n: 10 })}`);
-    renderCards($("search-results"), data.items, { showReason: false });
+    // lexical matches say "matches your search", results close only in meaning "related to your search"
+    renderCards($("search-results"), data.items, { showReason: true });
+    if (!data.items.length) $("search-results").textContent = `No products match “${q}”.`;
     $("search-results").dataset.query = q;
     await api("POST", "/events", { events: [{ event_id: randomId(), user_id: state.user, type: "search", query: q }] });
     note(`searched “${q}”`);

@@ -1,0 +1,211 @@
+"""The HTTP API's request and response bodies (pydantic); unknown fields are refused everywhere."""
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import pandas as pd
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+#: Event times may run this far ahead of the server's clock (clock skew), no further.
+MAX_FUTURE_S = 24 * 3600
+
+
+def _addressable(value: str) -> str:
+    """An id must be usable in a URL path: no control characters, not a dot segment, no surrounding spaces
+    (clients drop or normalise these, so such an id could be written but never erased)."""
+    if value in (".", ".."):
+        raise ValueError("an id cannot be '.' or '..'")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("an id cannot hold control characters")
+    if value != value.strip():
+        raise ValueError("an id cannot start or end with whitespace")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_addressable)]
+Text = Annotated[str, Field(max_length=10_000)]
+Price = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Attributes = dict[Annotated[str, Field(max_length=200)], str | int | float | bool]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Event(Strict):
+    event_id: Id
+    user_id: Id | None = None
+    session_id: Id | None = None
+    item_id: Id | None = Field(None, description="Required except for search events.")
+    type: Literal["view", "click", "cart", "purchase", "search"]
+    time: float | None = Field(None, ge=0, allow_inf_nan=False,
+                               description=f"Unix seconds, at most {MAX_FUTURE_S // 3600} h ahead of the server; "
+                                           "now when absent.")
+    query: Annotated[str, Field(max_length=1000)] | None = None
+
+    @field_validator("time")
+    @classmethod
+    def _not_in_the_future(cls, value: float | None) -> float | None:
+        if value is not None and value > time.time() + MAX_FUTURE_S:
+            raise ValueError(f"time is in the future (more than {MAX_FUTURE_S // 3600} h ahead of the server's clock)")
+        return value
+
+    @model_validator(mode="after")
+    def _who_and_what(self) -> "Event":
+        if (self.user_id is None) == (self.session_id is None):
+            raise ValueError("give exactly one of user_id and session_id")
+        if self.item_id is None and self.type != "search":
+            raise ValueError(f"item_id is required for {self.type} events")
+        return self
+
+
+def _plausible_date(value: datetime | None) -> datetime | None:
+    if value is not None and not 1900 <= value.year <= 2200:
+        raise ValueError("created_at must fall between the years 1900 and 2200")
+    return value
+
+
+CreatedAt = Annotated[datetime | None, AfterValidator(_plausible_date)]
+
+
+class Item(Strict):
+    """A whole product record: POST /items adds it or replaces the stored one (PATCH changes single fields)."""
+
+    item_id: Id
+    title: Annotated[str, Field(min_length=1, max_length=10_000, description="Required: a product needs a name.")]
+    description: Text = ""
+    brand: Annotated[str, Field(max_length=1000)] = ""
+    category: Annotated[str, Field(max_length=1000, description='Path, levels joined by " > ".')] = ""
+    price: Price | None = None
+    available: bool = True
+    created_at: CreatedAt = None
+    attributes: Attributes | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("title must not be blank")
+        return value
+
+
+class ItemPatch(Strict):
+    """Fields to change on one stored product; every field left out keeps its value."""
+
+    title: Annotated[str, Field(min_length=1, max_length=10_000)] | None = None
+    description: Text | None = None
+    brand: Annotated[str, Field(max_length=1000)] | None = None
+    category: Annotated[str, Field(max_length=1000)] | None = None
+    price: Price | None = None
+    available: bool | None = None
+    created_at: CreatedAt = None
+    attributes: Attributes | None = None
+
+    @model_validator(mode="after")
+    def _something_and_no_nulls(self) -> "ItemPatch":
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in self.model_fields_set & {"title", "available"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        if self.title is not None and not self.title.strip():
+            raise ValueError("title must not be blank")
+        return self
+
+    def changes(self) -> dict:
+        """The given fields only (null clears description, brand, category, price, created_at, attributes)."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class StoredItem(BaseModel):
+    item_id: str
+    title: str
+    description: str
+    brand: str
+    category: str
+    price: float | None
+    available: bool
+    created_at: datetime | None
+    attributes: dict | None
+
+    @classmethod
+    def from_row(cls, row: pd.Series) -> "StoredItem":
+        def text(name: str) -> str:
+            value = row[name]
+            return value if isinstance(value, str) else ""
+
+        price, created = row["price"], row["created_at"]
+        return cls(
+            item_id=str(row["item_id"]), title=text("title"), description=text("description"), brand=text("brand"),
+            category=text("category"), price=None if price is None or pd.isna(price) else float(price),
+            available=bool(row["available"]),
+            created_at=None if pd.isna(created) else pd.Timestamp(created).to_pydatetime().replace(tzinfo=UTC),
+            attributes=row["attributes"] if isinstance(row["attributes"], dict) else None,
+        )
+
+
+class Profile(Strict):
+    interests: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(max_length=100)
+
+
+class Rejected(BaseModel):
+    index: int = Field(description="The event's position in the batch (0-based).")
+    event_id: str
+    field: str = Field(description="The offending input, e.g. events[3].item_id.")
+    reason: str
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="Events stored by this request.")
+    duplicates: int = Field(description="Events whose event_id was already stored (nothing to resend).")
+    rejected: list[Rejected] = Field(
+        default_factory=list,
+        description="Events NOT stored (e.g. an unknown or deleted item). Resend only these, once fixed "
+                    "(add the item first); every other event of the batch is stored.",
+    )
+
+
+class Added(BaseModel):
+    added: list[str]
+
+
+class Erased(BaseModel):
+    events: int
+    profiles: int
+
+
+class Recommended(BaseModel):
+    item_id: str
+    title: str
+    score: float
+    reason: str
+    category: str
+    price: float | None
+
+
+class Results(BaseModel):
+    items: list[Recommended]
+
+    @classmethod
+    def of(cls, found) -> "Results":
+        """Engine results as JSON-safe rows: NaN prices and missing text never reach the encoder."""
+        return cls(items=[
+            Recommended(
+                item_id=str(r.item_id),
+                title=r.title if isinstance(r.title, str) else "",
+                score=float(r.score) if math.isfinite(r.score) else 0.0,
+                reason=r.reason if isinstance(r.reason, str) else "",
+                category=r.category if isinstance(r.category, str) else "",
+                price=float(r.price) if r.price is not None and math.isfinite(r.price) else None,
+            )
+            for r in found
+        ])
