@@ -570,10 +570,34 @@ def test_serve_with_two_workers(tmp_path, real_model):
         assert [p.endpoint for p in phases] == ["recommend", "search", "items"]
         assert all(p.latencies_ms and not p.errors for p in phases), [p.summary() for p in phases]
         assert len(phases[-1].latencies_ms) == 10  # every probe item became visible, and was deleted afterwards
+        workload = _workload_of(url)
+        posts, *reads = asyncio.run(_reads_during_writes(url, workload))
+        assert len(posts.latencies_ms) == 2 and not posts.errors
+        assert all(phase.latencies_ms and not phase.errors for phase in reads), [p.summary() for p in reads]
+        for item in workload.probe_items:
+            assert httpx.delete(f"{url}/items/{item}").status_code == 200
         assert httpx.get(f"{url}/healthz").json()["items"] == len(make_catalog()) + 3
     finally:
         stop_server(server)
     assert "Traceback" not in (tmp_path / "server.log").read_text()
+
+
+def _workload_of(url: str):
+    from coldrec.serve.loadtest import Workload
+
+    items = httpx.get(f"{url}/recommend", params={"n": 100}).json()["items"]
+    return Workload(items)
+
+
+async def _reads_during_writes(url: str, workload):
+    import aiohttp
+
+    from coldrec.serve.loadtest import reads_during_writes
+
+    def new_client():
+        return aiohttp.ClientSession(base_url=url, timeout=aiohttp.ClientTimeout(total=30))
+
+    return await reads_during_writes(new_client, workload, rate=40, batches=2, batch_size=200)
 
 
 # kill -9 durability

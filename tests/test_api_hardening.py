@@ -272,3 +272,41 @@ def test_a_request_the_http_parser_refuses_gets_json(tmp_path):
         server.should_exit = True
         thread.join(10)
         store.close()
+
+
+def test_erasure_through_the_api_leaves_nothing_in_the_state_folder(tmp_path):
+    """A byte scan of every file in the state folder after DELETE /users/{id} and DELETE /sessions/{id}."""
+    state = tmp_path / "state"
+    app, store = make_service(state)
+    user, session = "carol.erase-me@example.com", "sess-erase-me-77"
+    with TestClient(app) as client:
+        client.put(f"/users/{user}/profile", json={"interests": ["carol-unique-interest-xyz"]})
+        events = [event(f"evt-carol-{i:04d}", f"i{i % 20}", user_id=user) for i in range(300)]
+        events += [event(f"evt-sess-{i:04d}", f"i{i % 20}", session_id=session) for i in range(200)]
+        events += [event(f"evt-other-{i:04d}", f"i{i % 20}", user_id="someone-else") for i in range(300)]
+        assert client.post("/events", json={"events": events}).json()["accepted"] == 800
+        client.get("/recommend", params={"user": user})
+        assert client.delete(f"/users/{user}").json() == {"events": 300, "profiles": 1}
+        assert client.delete(f"/sessions/{session}").json() == {"events": 200, "profiles": 0}
+        secrets = [store.ids.user(user).encode(), store.ids.session(session).encode(), user.encode(),
+                   session.encode(), b"carol-unique-interest-xyz", b"evt-carol-", b"evt-sess-"]
+        files = [path for path in state.rglob("*") if path.is_file()]
+        assert files
+        for path in files:
+            content = path.read_bytes()
+            found = [s.decode() for s in secrets if s in content]
+            assert not found, f"{path.name} still holds {found}"
+        assert store.stored_event_ids(["evt-other-0001"]) == ["evt-other-0001"]  # the rest is kept
+    store.close()
+
+
+def test_an_erasure_blocked_by_a_long_read_answers_503(client, monkeypatch):
+    from coldrec.serve.store import ErasurePending
+
+    def pending(user_id):
+        raise ErasurePending({"events": 1, "profiles": 0}, client.store.path)
+
+    monkeypatch.setattr(client.store, "delete_user", pending)
+    response = client.delete("/users/anyone")
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert fields(response) == ["user_id"] and str(client.store.path) not in response.text

@@ -12,7 +12,7 @@ from coldrec.data import InteractionLog, ItemCatalog, UserContext
 from coldrec.data.interactions import EventType
 from coldrec.recommend.coldstart import FEATURES, NOT_A_CANDIDATE, ColdStartRecommender
 from coldrec.retrieve.ranking import top_n
-from coldrec.serve.engine import Engine
+from coldrec.serve.engine import MAX_HISTORY_EVENTS, Engine
 from tests.synthetic import A_ITEMS, B_ITEMS, NEW_A, NEW_B, FakeEncoder, make_catalog, make_log
 
 DAY = 86_400
@@ -120,6 +120,20 @@ def test_add_items_keeps_existing_scores_and_scores_new_items(data, fitted):
     assert (model.score(contexts)[:, A_ITEMS[4]] == NOT_A_CANDIDATE).all()
 
 
+def test_add_items_takes_vectors_encoded_beforehand(fitted):
+    """The model stores given vectors as it would its own (the engine encodes outside its lock)."""
+    new = ItemCatalog.from_records(["n1", "n2"], ["stapler binder deluxe", "router cable mini"])
+    own, given = fresh_model(fitted), fresh_model(fitted)
+    positions = own.add_items(new)
+    vectors = own._item_vectors[positions].copy()
+    assert given.add_items(new, vectors=vectors).tolist() == positions.tolist()
+    context = UserContext(items=A_ITEMS[:2], interests=["router"])
+    for a, b in zip(own.rank_candidates(context), given.rank_candidates(context)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):
+        given.add_items(new, vectors=vectors[:1])
+
+
 def test_new_item_recommended_and_similar_at_once(data, fresh_engine):
     catalog, _ = data
     engine = fresh_engine
@@ -176,15 +190,16 @@ def test_new_arrival_slots_in_served_lists(fresh_engine):
     the request's filters, the top 10 unchanged."""
     engine = fresh_engine
     context = engine.context(context_of(engine, ["i0", "i1", "i2"]), [])
-    before = ids(engine.recommend(context, 12))
+    before = ids(engine.recommend(context, 12, include_unavailable=True))
     engine.model.new_arrival_slots = 2
-    served = engine.recommend(context, 12)
+    served = engine.recommend(context, 12, include_unavailable=True)
     assert ids(served)[:10] == before[:10]
     new_ids = {f"i{NEW_A}", f"i{NEW_B}"}
     assert set(ids(served)[10:]) == new_ids - set(before[:10])
     assert all("new arrival" in r.reason for r in served[10:] if r.item_id in new_ids)
-    filtered = engine.recommend(context, 12, category="Paper Goods")
+    filtered = engine.recommend(context, 12, category="Paper Goods", include_unavailable=True)
     assert f"i{NEW_B}" not in ids(filtered)  # an Electronics arrival never fills a Paper Goods slot
+    assert f"i{NEW_A}" not in ids(engine.recommend(context, 12))  # out of stock (every fifth item here)
 
 
 def test_removed_item_never_returned(fresh_engine):
@@ -212,6 +227,99 @@ def test_filters(engine):
     available = dict(zip(engine.catalog.ids, engine.catalog.frame["available"]))
     assert stocked and all(available[r.item_id] for r in stocked)
     assert engine.recommend(context, 10, category="No Such Category") == []
+
+
+def test_unavailable_items_left_out_unless_asked(engine):
+    """Out-of-stock items (every fifth here) never appear by default in recommend, search or similar."""
+    available = dict(zip(engine.catalog.ids, engine.catalog.frame["available"]))
+    unavailable = {item for item, is_available in available.items() if not is_available}
+    context = engine.context(context_of(engine, ["i0", "i1", "i2"]), [])
+    default = ids(engine.recommend(context, 26))
+    assert default and not set(default) & unavailable
+    assert set(ids(engine.recommend(context, 26, include_unavailable=True))) & unavailable
+    only_out = ids(engine.recommend(context, 26, in_stock=False))  # asks for the unavailable ones only
+    assert only_out and set(only_out) <= unavailable
+    assert set(ids(engine.recommend(context, 26, in_stock=True))) == set(default)
+    for found in (lambda **kw: engine.search("stapler paper binder", 26, **kw), lambda **kw: engine.similar("i0", 25, **kw)):
+        assert found() and not set(ids(found())) & unavailable
+        assert set(ids(found(include_unavailable=True))) & unavailable
+
+
+def test_duplicate_titles_collapse_within_a_list(fresh_engine):
+    """Two more listings of i6's title (up to case and spacing): each list holds that title once, the best-ranked
+    listing, and is filled up to n from further candidates."""
+    engine = fresh_engine
+    title = engine.catalog.frame["title"][6]
+    engine.add_items(pd.DataFrame({"item_id": ["twin-a", "twin-b"], "title": [title.upper(), "  " + title.replace(" ", "  ")],
+                                   "category": ["Office > Paper Goods"] * 2, "brand": ["Acme"] * 2}))
+    assert engine.wait_for_lexical(10)
+    twins = {"i6", "twin-a", "twin-b"}
+    context = engine.context(context_of(engine, ["i0", "i6"]), [])
+    lists = {
+        "similar": engine.similar("i0", 10),
+        "search": engine.search("stapler paper", 10),
+        "recommend": engine.recommend(context, 10),
+    }
+    assert len(set(ids(engine.similar("i0", 10, include_unavailable=True))) & twins) == 1
+    for name, results in lists.items():
+        keys = [" ".join(r.title.lower().split()) for r in results]
+        assert len(keys) == len(set(keys)), name
+        assert name == "recommend" or len(set(ids(results)) & twins) == 1, name
+    assert len(lists["similar"]) == 10 and len(lists["recommend"]) == 10
+    assert ids(engine.similar("i0", 1)) == ["i6"]  # the best-ranked twin (ties: the first listed)
+
+
+def test_long_history_is_cut_to_the_most_recent_events(engine):
+    """A shopper with 100k events: the context keeps the last MAX_HISTORY_EVENTS, and a request costs about what
+    one with that many events costs (it cost 100k events' worth before)."""
+    n = 100_000
+    events = context_of(engine, [f"i{j % 24}" for j in range(n)])
+    context = engine.context(events, [])
+    assert len(context.items) == MAX_HISTORY_EVENTS
+    assert context.items[-1] == (n - 1) % 24 and context.times[-1] == events["time"].iloc[-1]
+    direct = UserContext(items=np.arange(n) % 24, times=np.arange(n) + engine.model.now, events=np.zeros(n, np.int8))
+    cut = UserContext(items=direct.items[-MAX_HISTORY_EVENTS:], times=direct.times[-MAX_HISTORY_EVENTS:],
+                      events=direct.events[-MAX_HISTORY_EVENTS:])
+    assert ids(engine.recommend(direct, 10)) == ids(engine.recommend(cut, 10))
+
+    def seconds(call) -> float:
+        best = np.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    assert seconds(lambda: engine.recommend(direct, 10)) < 3 * seconds(lambda: engine.recommend(cut, 10)) + 0.02
+
+
+def test_search_admits_it_found_nothing(engine):
+    """A blank query is an error; a query nothing matches in words or letters and nothing is close to in meaning
+    finds nothing (no 10 unrelated items "matching" it); a misspelt one still finds its items by 3-grams."""
+    for blank in ("", "   ", "\t\n"):
+        with pytest.raises(ValueError):
+            engine.search(blank, 5)
+    assert 0 < engine.search_floor < 1
+    assert engine.search("订书机", 10) == []
+    assert engine.search("xqzvbnw", 10) == []
+    typo = engine.search("staplr", 10)
+    assert typo and all("stapler" in r.title for r in typo)
+    assert all(r.reason == "matches your search" for r in typo)
+
+
+def test_search_found_only_by_meaning_says_so(fitted):
+    """With an encoder that knows a fastener is a stapler, 'fastener' (in no title, sharing no 3-grams) finds the
+    staplers by meaning alone: reason 'related to your search'."""
+
+    class SynonymEncoder(FakeEncoder):
+        def _word(self, word: str) -> np.ndarray:
+            return super()._word({"fastener": "stapler"}.get(word, word))
+
+    engine = Engine.load(fitted, encoder=SynonymEncoder())
+    found = engine.search("fastener", 10)
+    assert found and all("stapler" in r.title for r in found)
+    assert all(r.reason == "related to your search" for r in found)
+    assert {r.reason for r in engine.search("stapler", 10)} == {"matches your search"}
 
 
 def test_bought_items_excluded_unless_asked(engine):

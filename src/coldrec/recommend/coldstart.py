@@ -574,19 +574,22 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return cached[1]
 
     # ------------------------------------------------------------------ live catalog
-    def add_items(self, items: ItemCatalog | pd.DataFrame) -> np.ndarray:
+    def add_items(self, items: ItemCatalog | pd.DataFrame, vectors: np.ndarray | None = None) -> np.ndarray:
         """Add new items, or re-encode existing ids in place; no refit. Returns their positions.
 
         A new item gets its text vector, category and brand codes (unseen ones get new
         codes) and no behaviour: zero popularity and events, no age, zero ALS factors, an
         empty item-kNN row and column. It is scored by text and attributes at once. Scores
-        of the existing items for existing contexts do not change.
+        of the existing items for existing contexts do not change. `vectors`: the rows' text
+        vectors in the model's space, encoded beforehand (a server encodes outside its lock).
         """
         import pandas as pd
 
         frame = (items.frame if isinstance(items, ItemCatalog) else ItemCatalog(items).frame).drop_duplicates(
             "item_id", keep="last"
         )
+        if vectors is not None and len(vectors) != len(frame):
+            raise ValueError(f"{len(frame)} distinct items but {len(vectors)} vectors")
         old = self.catalog
         n_old = len(old)
         self.prepare_live_updates()
@@ -601,7 +604,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         positions[at < 0] = n_old + np.arange(m)
 
         rows = ItemCatalog(frame)
-        vectors = self._item_text_vectors(rows.texts())
+        vectors = self._item_text_vectors(rows.texts()) if vectors is None else np.asarray(vectors, np.float32)
         leaves = np.char.lower(rows.leaf_categories().astype(str))
         brands = np.char.lower(rows.frame["brand"].fillna("").to_numpy(dtype=str))
         category = np.array([self._code(leaf, "_category_names") for leaf in leaves], np.int64)

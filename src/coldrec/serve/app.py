@@ -21,12 +21,14 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.serve.access import require
+from coldrec.serve.engine import MAX_HISTORY_EVENTS
 from coldrec.serve.errors import http_error, invalid, not_found, validation_error
 from coldrec.serve.observe import Metrics, Observe
 from coldrec.serve.schemas import (
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
 
 # no `from __future__ import annotations` here: FastAPI must see the batch models defined inside create_app
 
-#: A shopper's most recent events read per request (the engine uses no more; older ones cost time, not quality).
-HISTORY_EVENTS = 500
 
 
 def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
@@ -93,8 +93,14 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     ItemPath = Annotated[str, Path(max_length=256)]
     UserPath = Annotated[str, Path(max_length=256)]
 
+    async def caught_up() -> None:
+        """Apply other processes' item writes: they are encoded in the thread pool, never on the event loop."""
+        if catalog.behind():
+            await run_in_threadpool(catalog.catch_up)
+
     def shopper_context(user: str | None, session: str | None):
-        events = store.user_event_columns(user, session, limit=HISTORY_EVENTS)
+        # the engine uses no more than its most recent MAX_HISTORY_EVENTS: older ones cost time, not quality
+        events = store.user_event_columns(user, session, limit=MAX_HISTORY_EVENTS)
         interests = store.profile(user) if user is not None else []
         return engine.context(events, interests, now=int(time.time()))
 
@@ -178,7 +184,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         include_bought: bool = False,
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
-        catalog.catch_up()
+        await caught_up()
         context = shopper_context(user, session)
         found = engine.recommend(context, n, category=category, min_price=min_price, max_price=max_price,
                                  in_stock=in_stock, include_bought=include_bought,
@@ -197,13 +203,16 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         search"); an empty list when nothing is close. Personalised by a user's or session's history."""
         if not q.strip():
             raise invalid([(("query", "q"), "the query is blank", "blank")])
-        catalog.catch_up()
+        await caught_up()
         context = shopper_context(user, session) if user is not None or session is not None else None
-        return Results.of(engine.search(q, n, context=context, include_unavailable=include_unavailable))
+        try:
+            return Results.of(engine.search(q, n, context=context, include_unavailable=include_unavailable))
+        except ValueError as error:  # a query with nothing left to search for once cleaned
+            raise invalid([(("query", "q"), str(error), "blank")]) from None
 
     @reads.get("/similar/{item_id:path}", response_model=Results, responses={404: {"description": "Unknown item"}})
     async def similar(item_id: ItemPath, n: N = 10, include_unavailable: IncludeUnavailable = False) -> Results:
-        catalog.catch_up()
+        await caught_up()
         if not engine.has_item(item_id):
             raise not_found("item_id", item_id)
         try:

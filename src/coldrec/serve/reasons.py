@@ -8,6 +8,9 @@ group of features; the strongest group names the reason:
 - stated interests and queries: "matches your interest Y", Y the closest interest;
 - popularity: "popular in <leaf category>";
 - an item without events: "new arrival", unless history or interest explains it more.
+
+Search results say how they match (`coldrec.serve.matching`): `MATCHES_SEARCH` when they share a
+word (or most of its letters) with the query, `RELATED_TO_SEARCH` when only their meaning is close.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ STATED = ("text_stated", "has_stated")
 POPULARITY = ("log_pop", "log_pop30", "decayed_pop", "category_pop_share", "borrowed_pop")
 NEWNESS = ("log_item_events", "item_age_days")
 VERBS = {EventType.PURCHASE: "bought", EventType.RATING: "bought", EventType.CART: "added to cart"}
+MATCHES_SEARCH = "matches your search"
+RELATED_TO_SEARCH = "related to your search"
 
 
 def _columns(names: tuple[str, ...]) -> np.ndarray:

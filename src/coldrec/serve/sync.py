@@ -24,6 +24,10 @@ class CatalogSync:
         self.version = store.items_version()
         engine.sync_items(store.items_frame())
 
+    def behind(self) -> bool:
+        """Has any process written items since the last `catch_up`? (One indexed read.)"""
+        return self.store.items_version() != self.version
+
     def catch_up(self) -> int:
         """Apply the item writes made (by any process) since the last look; returns how many items changed here."""
         version = self.store.items_version()
