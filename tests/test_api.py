@@ -48,7 +48,13 @@ class FakeEngine:
         position = self.catalog.index_of([item_id])[0]
         return position >= 0 and not self.removed[position]
 
-    def add_items(self, frame: pd.DataFrame) -> list[str]:
+    def busy(self) -> bool:
+        return False
+
+    def encode_items(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.zeros((len(frame), 1), np.float32)
+
+    def add_items(self, frame: pd.DataFrame, encoded=None) -> list[str]:
         known = self.catalog.index_of(frame["item_id"])
         merged = self.catalog.frame.copy()
         merged.iloc[known[known >= 0]] = frame[known >= 0].to_numpy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -310,3 +311,36 @@ def test_an_erasure_blocked_by_a_long_read_answers_503(client, monkeypatch):
     response = client.delete("/users/anyone")
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
     assert fields(response) == ["user_id"] and str(client.store.path) not in response.text
+
+
+def test_a_process_does_not_read_back_its_own_item_writes(tmp_path):
+    """Items this process wrote are in its engine already; another process's writes are read back."""
+    from coldrec.serve.store import Store
+    from tests.synthetic import make_catalog
+    from tests.test_api import FakeEngine
+
+    class Counting(FakeEngine):
+        synced = 0
+
+        def sync_items(self, items_frame):
+            Counting.synced += len(items_frame)
+            return super().sync_items(items_frame)
+
+    engine = Counting(make_catalog())
+    app, store = make_service(tmp_path, engine=engine)
+    with TestClient(app) as client:
+        client.get("/recommend")
+        start = Counting.synced
+        body = {"items": [{"item_id": f"own{i}", "title": f"own router {i}", "category": "Office > Electronics"}
+                          for i in range(5)]}
+        assert client.post("/items", json=body).status_code == 200
+        assert client.patch("/items/own1", json={"price": 2.0}).status_code == 200
+        assert client.delete("/items/own2").status_code == 200
+        client.get("/recommend")
+        assert Counting.synced == start  # nothing read back
+        other = Store.open(tmp_path)  # another server process on the same file
+        other.upsert_items(pd.DataFrame({"item_id": ["theirs"], "title": ["their router"]}))
+        assert "theirs" in [r["item_id"] for r in client.get("/recommend", params={"n": 100}).json()["items"]]
+        assert Counting.synced == start + 1
+        other.close()
+    store.close()

@@ -134,6 +134,22 @@ def test_add_items_takes_vectors_encoded_beforehand(fitted):
         given.add_items(new, vectors=vectors[:1])
 
 
+def test_engine_adds_items_encoded_beforehand(data, fitted):
+    """encode_items (no lock) + add_items(encoded=...) gives what add_items alone gives."""
+    frame = pd.DataFrame({"item_id": ["pre1", "pre2"], "title": ["stapler binder early", "router cable early"],
+                          "category": ["Office > Paper Goods", "Office > Electronics"]})
+    own, given = Engine.load(fitted), Engine.load(fitted)
+    own.add_items(frame)
+    encoded = given.encode_items(frame)
+    calls = given.model.encoder.calls
+    given.add_items(frame, encoded=encoded)
+    assert given.model.encoder.calls == calls  # nothing encoded under the write
+    assert ids(own.similar("i0", 30)) == ids(given.similar("i0", 30))
+    assert ids(own.similar("pre1", 5)) == ids(given.similar("pre1", 5))
+    with pytest.raises(ValueError):
+        given.add_items(frame, encoded=encoded[:1])
+
+
 def test_new_item_recommended_and_similar_at_once(data, fresh_engine):
     catalog, _ = data
     engine = fresh_engine

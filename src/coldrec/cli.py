@@ -480,10 +480,13 @@ def serve(
     import uvicorn
 
     from coldrec.serve.access import ExposedServiceError, check_exposure
-    from coldrec.serve.app import create_app
+    from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.protocol import HTTP_PROTOCOL
     from coldrec.serve.settings import Settings
 
+    from coldrec.encode.onnx_backend import SPIN_ENV
+
+    os.environ.setdefault(SPIN_ENV, "0")  # before the encoder loads; inherited by --workers processes
     if api_key is not None:
         _fail("--api-key VALUE would show the key to anyone who can list processes (ps): "
               "put it in COLDREC_API_KEY or in a file given with --api-key-file")
@@ -515,8 +518,9 @@ def serve(
     logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
     if workers == 1:
-        uvicorn.run(create_app(engine, store, settings), host=host, port=port, access_log=False, log_level="info",
-                    http=HTTP_PROTOCOL)
+        served = create_app(engine, store, settings)
+        freeze_startup_objects()
+        uvicorn.run(served, host=host, port=port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
     else:
         with _saved_model(engine, model, settings.state_dir) as directory:
             del engine  # each worker loads its own

@@ -59,12 +59,15 @@ class StepProgress:
             return min(1.0, (self._done_cost + running) / sum(self.costs))
 
     def seconds_left(self) -> float | None:
-        """Remaining expected cost x (seconds taken / expected cost) so far; None before the first step ends."""
+        """Remaining expected cost x this machine's speed: seconds taken / expected cost of the finished steps, once
+        they are a tenth of the job (clipped to 0.2x..5x; a tiny step says little), else the reference speed."""
         with self._lock:
-            if self._current <= 0:
+            if self._current < 0:
                 return None
-            elapsed_done = self._step_started - self._started
-            speed = elapsed_done / self._done_cost if self._done_cost else 1.0
+            total = sum(self.costs)
+            speed = 1.0
+            if self._done_cost >= 0.1 * total:
+                speed = min(5.0, max(0.2, (self._step_started - self._started) / self._done_cost))
             running = min(time.perf_counter() - self._step_started, self.costs[self._current] * 0.95)
             remaining = sum(self.costs[self._current:]) - running
             return max(0.0, remaining * speed)
@@ -110,7 +113,7 @@ class StepProgress:
 
     def _beat(self) -> None:
         last = time.perf_counter()
-        while not self._stop.wait(1.0 if self._bar is not None else 0.5):
+        while not self._stop.wait(1.0 if self._bar is not None else min(0.5, self.heartbeat_s / 2)):
             if self._bar is not None:
                 self._show()
             elif time.perf_counter() - last >= self.heartbeat_s:

@@ -241,21 +241,37 @@ class Engine:
         position = int(self.catalog.index_of([item_id])[0])
         return position >= 0 and not self.model.removed[position]
 
-    def add_items(self, frame: pd.DataFrame) -> list[str]:
+    def busy(self) -> bool:
+        """Is a write swapping rows in right now (a read would wait for it)? An event loop then hands its read to a
+        thread instead of blocking every other request on the lock."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+            return False
+        return True
+
+    def add_items(self, frame: pd.DataFrame, encoded: np.ndarray | None = None) -> list[str]:
         """Encode and index new items (an existing id is updated in place, re-encoded); no refit.
 
-        Encoding runs outside the lock requests take; the new rows are swapped in at the end."""
+        Encoding runs outside the lock requests take; the new rows are swapped in at the end. `encoded`:
+        the rows' vectors from `encode_items`, computed earlier (then only the swap is left)."""
         frame = ItemCatalog.from_partial(frame).frame
+        if encoded is not None and len(encoded) != len(frame):
+            raise ValueError(f"{len(encoded)} encoded rows for {len(frame)} items")
         with self._writing():
-            self._add(frame)
+            self._add(frame, encoded)
         return [str(i) for i in frame["item_id"]]
 
-    def _add(self, frame: pd.DataFrame) -> None:
-        """add_items' work; the caller holds the write lock."""
+    def encode_items(self, frame: pd.DataFrame) -> np.ndarray:
+        """The items' text vectors (normalised), taking no lock: the slow part of `add_items`, done before it."""
         from coldrec.encode.shared import normalise
 
-        texts = ItemCatalog(frame).texts()
-        encoded = normalise(np.asarray(self.model.encoder.encode(texts, show_progress=False), np.float32))
+        texts = ItemCatalog.from_partial(frame).texts()
+        return normalise(np.asarray(self.model.encoder.encode(texts, show_progress=False), np.float32))
+
+    def _add(self, frame: pd.DataFrame, encoded: np.ndarray | None = None) -> None:
+        """add_items' work; the caller holds the write lock."""
+        if encoded is None:
+            encoded = self.encode_items(frame)
         vectors = self.model._reduced(encoded)
         with self._lock:
             positions = self.model.add_items(frame, vectors=vectors)

@@ -259,7 +259,7 @@ async def reads_during_writes(new_client: Callable, workload: Workload, rate: fl
             for i in range(batch_size):
                 template = workload.items[workload.rng.integers(len(workload.items))]
                 items.append({"item_id": f"loadtest-{workload.run}-w{batch}-{i}",
-                              "title": f"{template['title'] or 'product'} w{batch}-{i}",
+                              "title": f"{template['title'] or 'product'} {workload.run}-w{batch}-{i}",  # never cached
                               "category": template.get("category") or ""})
             began = time.perf_counter()
             writing.set()

@@ -196,7 +196,7 @@ class Store:
         names = ", ".join(columns)
         updates = ", ".join(f"{name} = excluded.{name}" for name in list(columns)[1:])
         with self._write() as connection:
-            version = _bump_items_version(connection)
+            version = self._bump_items_version(connection)
             start = connection.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM items").fetchone()[0]
             # positions for new ids come from a counter; an update keeps its row's position
             connection.executemany(
@@ -226,7 +226,7 @@ class Store:
         with self._write() as connection:
             if not connection.execute("SELECT 1 FROM items WHERE item_id = ? AND deleted = 0", (item_id,)).fetchone():
                 return None
-            version = _bump_items_version(connection)
+            version = self._bump_items_version(connection)
             connection.execute(
                 f"UPDATE items SET {', '.join(f'{name} = ?' for name in names)}, changed = ? WHERE item_id = ?",
                 (*values, version, item_id),
@@ -243,9 +243,19 @@ class Store:
         with self._write() as connection:
             if not connection.execute("SELECT 1 FROM items WHERE item_id = ? AND deleted = 0", (item_id,)).fetchone():
                 return False
-            version = _bump_items_version(connection)
+            version = self._bump_items_version(connection)
             connection.execute("UPDATE items SET deleted = 1, changed = ? WHERE item_id = ?", (version, item_id))
             return True
+
+    def _bump_items_version(self, connection: sqlite3.Connection) -> int:
+        version = _bump_items_version(connection)
+        self._local.items_version_written = version
+        return version
+
+    def written_items_version(self) -> int | None:
+        """The items_version that this thread's last item write (upsert, patch, delete) committed; None before any.
+        A server process applies its own writes to its engine itself and need not read them back."""
+        return getattr(self._local, "items_version_written", None)
 
     def items_version(self) -> int:
         """Grows with every item write (by any process sharing this file): a cheap "has the catalog changed?"."""

@@ -24,6 +24,15 @@ class CatalogSync:
         self.version = store.items_version()
         engine.sync_items(store.items_frame())
 
+    def applied(self, version: int | None) -> None:
+        """This process wrote items_version `version` and applied that write to its engine itself: unless another
+        process wrote in between (then `catch_up` reads both back, as usual), there is nothing to read back."""
+        if version is None:
+            return
+        with self._lock:
+            if self.version == version - 1:
+                self.version = version
+
     def behind(self) -> bool:
         """Has any process written items since the last `catch_up`? (One indexed read.)"""
         return self.store.items_version() != self.version

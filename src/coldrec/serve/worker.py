@@ -38,7 +38,7 @@ def worker_environment(model_dir: Path, settings: Settings, access_log: bool) ->
 
 def create_worker_app():
     """The app of one worker process (uvicorn's factory)."""
-    from coldrec.serve.app import create_app
+    from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.engine import Engine
     from coldrec.serve.store import Store
 
@@ -49,4 +49,6 @@ def create_worker_app():
     store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
                        key_file=settings.id_key_file)
     engine = Engine.load(Path(config["model"]))
-    return create_app(engine, store, settings)
+    app = create_app(engine, store, settings)
+    freeze_startup_objects()
+    return app
