@@ -344,3 +344,34 @@ def test_a_process_does_not_read_back_its_own_item_writes(tmp_path):
         assert Counting.synced == start + 1
         other.close()
     store.close()
+
+
+def test_another_process_big_write_stalls_no_read(tmp_path):
+    """While this process encodes another process's big write, reads answer from the engine as it is."""
+    from coldrec.serve.store import Store
+    from tests.synthetic import make_catalog
+    from tests.test_api import FakeEngine
+
+    class Slow(FakeEngine):
+        def sync_items(self, items_frame):
+            if len(items_frame) > 100:
+                time.sleep(2.0)  # encoding a big batch
+            return super().sync_items(items_frame)
+
+    app, store = make_service(tmp_path, engine=Slow(make_catalog()))
+    with TestClient(app) as client:
+        other = Store.open(tmp_path)
+        other.upsert_items(pd.DataFrame({"item_id": [f"big{i}" for i in range(500)], "title": "their router"}))
+        started = time.perf_counter()
+        for _ in range(5):
+            assert client.get("/recommend", params={"n": 100}).status_code == 200
+        assert time.perf_counter() - started < 1.5  # not 2 s per read, nor 2 s for the first
+        deadline = time.monotonic() + 10
+        while "big499" not in [r["item_id"] for r in client.get("/recommend", params={"n": 100}).json()["items"]]:
+            assert time.monotonic() < deadline, "the big write never arrived"
+            time.sleep(0.1)
+        other.upsert_items(pd.DataFrame({"item_id": ["small"], "title": ["one more router"]}))
+        # a small write is in the very next answer (the read waits for a short catch-up)
+        assert "small" in [r["item_id"] for r in client.get("/recommend", params={"n": 100}).json()["items"]]
+        other.close()
+    store.close()

@@ -22,6 +22,8 @@ from .base import (
 ONNX_FILE = "model.onnx"
 #: "0": ONNX Runtime's idle threads sleep rather than spin (`coldrec serve` sets it; batch jobs keep spinning)
 SPIN_ENV = "COLDREC_ONNX_SPIN"
+#: ONNX Runtime's threads per encode (default: every core)
+THREADS_ENV = "COLDREC_ONNX_THREADS"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -72,12 +74,12 @@ class OnnxEncoder(BatchedEncoder):
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or _cpu_count()
+        opts.intra_op_num_threads = threads or int(os.environ.get(THREADS_ENV) or 0) or _cpu_count()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if os.environ.get(SPIN_ENV) == "0":
             # idle worker threads sleep instead of spinning: a server's bulk encodes then leave the cores to its
-            # requests (a 1,000-item add under read load: 7.3 s -> 6.0 s; a query encode 1.6 -> 2.3 ms idle)
+            # requests (2 threads, a 1,000-item add under read load: 7.3 s -> 6.0 s; a query encode 1.6 -> 2.3 ms)
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]

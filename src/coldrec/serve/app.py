@@ -9,6 +9,8 @@ first applies the item writes other server processes made (`CatalogSync`). Every
 the shape of `coldrec.serve.errors`; unknown query parameters and body fields are refused.
 """
 
+import asyncio
+import contextlib
 import gc
 import math
 import time
@@ -22,9 +24,9 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coldrec.data.catalog import ItemCatalog
@@ -54,6 +56,9 @@ if TYPE_CHECKING:
 
 # no `from __future__ import annotations` here: FastAPI must see the batch models defined inside create_app
 
+#: How long the read that finds other processes' item writes waits for them to be applied (then answers anyway).
+CATCH_UP_WAIT_S = 0.2
+
 
 
 def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
@@ -67,6 +72,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
+        catalog.close()
         engine.close()
 
     app = FastAPI(
@@ -95,9 +101,15 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     UserPath = Annotated[str, Path(max_length=256)]
 
     async def caught_up() -> None:
-        """Apply other processes' item writes: they are encoded in the thread pool, never on the event loop."""
-        if catalog.behind():
-            await run_in_threadpool(catalog.catch_up)
+        """Apply other processes' item writes, encoded in a thread, never on the event loop. The read that finds
+        them waits up to CATCH_UP_WAIT_S (a few new items are in its answer); past that, it and every read until
+        the catch-up ends answer from the engine as it is (a 1,000-item write elsewhere stalls nobody)."""
+        if not catalog.behind():
+            return
+        future, started = catalog.catch_up_in_background()
+        if started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CATCH_UP_WAIT_S)
 
     async def answer(read, *args, **kwargs):
         """A read on the event loop, or in the thread pool while a write holds the engine (the loop, and every
@@ -269,9 +281,8 @@ def _erased(erase, name: str) -> dict[str, int]:
     try:
         return erase()
     except ErasurePending:
-        raise invalid([(("path", name), "erased from every answer, but a long read still holds old copies in the "
-                                        "store's files: repeat this DELETE", "erasure_pending")],
-                      status=503, headers={"Retry-After": "5"}) from None
+        message = "erased from every answer, but a long read still holds old copies in the store's files: repeat this DELETE"
+        raise invalid([(("path", name), message, "erasure_pending")], status=503, headers={"Retry-After": "5"}) from None
 
 
 def _known_query_parameters():

@@ -31,7 +31,11 @@ from coldrec.data.catalog import CATEGORY_SEPARATOR, ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.profile import build_interest_profiles
-from coldrec.recommend.coldstart import NOT_A_CANDIDATE, SLOTS_AFTER, ColdStartRecommender
+from coldrec.recommend.coldstart import (
+    NOT_A_CANDIDATE,
+    SLOTS_AFTER,
+    ColdStartRecommender,
+)
 from coldrec.serve.matching import floor_from_top1, lexical_matches, probe_queries
 from coldrec.serve.reasons import MATCHES_SEARCH, RELATED_TO_SEARCH, explain
 from coldrec.serve.textvectors import TextVectors
