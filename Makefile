@@ -45,7 +45,8 @@ serve: install build
 # /recommend and /search at 100 req/s and at peak, on the Office model and on a synthetic 100k-item shop;
 # each run starts its own server process with a throw-away state
 loadtest: install build
-	$(VENV)/bin/coldrec loadtest --model $(MODEL) --workers 2 --out reports/loadtest-office.png
+	$(VENV)/bin/coldrec loadtest --model $(MODEL) --workers 2 --endpoint recommend --endpoint search --endpoint items \
+		--endpoint writes --out reports/loadtest-office.png
 	$(VENV)/bin/coldrec loadtest --synthetic 100000 --workers 2 --out reports/loadtest-synthetic-100k.png
 
 test: install
