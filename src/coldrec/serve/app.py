@@ -112,8 +112,9 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CATCH_UP_WAIT_S)
 
     async def answer(read, *args, **kwargs):
-        """A read on the event loop, or in the thread pool while a write holds the engine (the loop, and every
-        other request, would otherwise wait for that write's swap)."""
+        """A read (the shopper's context included: it reads the engine's catalog too) on the event loop, or in the
+        thread pool while a write holds the engine (the loop, and every other request, would otherwise wait for
+        that write's swap)."""
         if engine.busy():
             return await run_in_threadpool(read, *args, **kwargs)
         return read(*args, **kwargs)
@@ -210,11 +211,12 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
         await caught_up()
-        context = shopper_context(user, session)
-        found = await answer(engine.recommend, context, n, category=category, min_price=min_price,
-                             max_price=max_price, in_stock=in_stock, include_bought=include_bought,
-                             include_unavailable=include_unavailable)
-        return Results.of(found)
+        def read():
+            return engine.recommend(shopper_context(user, session), n, category=category, min_price=min_price,
+                                    max_price=max_price, in_stock=in_stock, include_bought=include_bought,
+                                    include_unavailable=include_unavailable)
+
+        return Results.of(await answer(read))
 
     @reads.get("/search", response_model=Results)
     async def search(
@@ -229,10 +231,12 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         if not q.strip():
             raise invalid([(("query", "q"), "the query is blank", "blank")])
         await caught_up()
-        context = shopper_context(user, session) if user is not None or session is not None else None
+        def read():
+            context = shopper_context(user, session) if user is not None or session is not None else None
+            return engine.search(q, n, context=context, include_unavailable=include_unavailable)
+
         try:
-            return Results.of(await answer(engine.search, q, n, context=context,
-                                           include_unavailable=include_unavailable))
+            return Results.of(await answer(read))
         except ValueError as error:  # a query with nothing left to search for once cleaned
             raise invalid([(("query", "q"), str(error), "blank")]) from None
 
