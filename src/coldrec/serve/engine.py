@@ -551,21 +551,14 @@ class Engine:
             if not self.has_item(item_id):
                 raise KeyError(item_id)
             position = int(self.catalog.index_of([item_id])[0])
-            allowed = self._filter(None, None, None, None, include_unavailable)
             query = np.ascontiguousarray(self.model._item_vectors[[position]], np.float32)
-            total = self._index.ntotal + self._live.ntotal
-            k = min(total, n + 11)
-            for _ in range(3):  # more neighbours while filters and duplicates leave fewer than n
-                scores, found = (row[0] for row in self._search(query, k))
-                keep = (found >= 0) & (found != position)
-                if allowed is not None:
-                    keep &= allowed[np.maximum(found, 0)]
-                found, scores = found[keep], scores[keep]
-                distinct = self._distinct_titles(found)
-                found, scores = found[distinct][:n], scores[distinct][:n]
-                if len(found) >= n or k >= total:
-                    break
-                k = min(total, 4 * k)
+
+            def nearest(k: int) -> tuple[np.ndarray, np.ndarray]:
+                scores, found = self._search(query, k)
+                return found[0], scores[0]
+
+            found, scores = self._listed(nearest, n, n + 11, self._index.ntotal + self._live.ntotal,
+                                         include_unavailable, exclude=position)
             title = self._titles[position]
             return [self._result(int(i), float(s), f"similar to {title}") for i, s in zip(found, scores)]
 
@@ -595,29 +588,61 @@ class Engine:
                     [context], self.model._item_vectors, encode, self.model.decay, self.model.max_interests
                 )
                 profiles = built.mean + built.stated
-            allowed = self._filter(None, None, None, None, include_unavailable)
-            total = self.searcher.n_items
-            k = min(total, n + 20)
-            for _ in range(3):  # deeper while filters and duplicates leave fewer than n
-                found, scores = (row[0] for row in self.searcher.search([query], k, profiles=profiles))
-                keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
-                if allowed is not None:
-                    keep &= allowed[np.maximum(found, 0)]
-                found, scores = found[keep], scores[keep]
-                distinct = self._distinct_titles(found)
-                found, scores = found[distinct], scores[distinct]
+            last_matched: list[np.ndarray] = []
+
+            def shown(found: np.ndarray) -> np.ndarray:
+                """Lexical matches, and the others as close in meaning as the floor."""
                 matched = lexical_matches(self.searcher, query, found)
-                shown = matched | (self.searcher.vectors[found] @ vector >= self.search_floor)
-                found, scores, matched = found[shown], scores[shown], matched[shown]
-                if len(found) >= n or k >= total or (keep.all() and distinct.all()):
-                    break
-                k = min(total, 4 * k)
+                visible = matched | (self.searcher.vectors[found] @ vector >= self.search_floor)
+                last_matched[:] = [matched[visible]]
+                return visible
+
+            def searched(k: int) -> tuple[np.ndarray, np.ndarray]:
+                found, scores = self.searcher.search([query], k, profiles=profiles)
+                return found[0], scores[0]
+
+            found, scores = self._listed(searched, n, n + 20, self.searcher.n_items, include_unavailable, shown=shown)
+            matched = last_matched[0][: len(found)] if last_matched else np.zeros(0, bool)
             return [
                 self._result(int(i), float(s), MATCHES_SEARCH if lexical else RELATED_TO_SEARCH)
-                for i, s, lexical in zip(found[:n], scores[:n], matched[:n])
+                for i, s, lexical in zip(found, scores, matched)
             ]
 
     # ------------------------------------------------------------------ helpers
+    def _listed(
+        self,
+        fetch: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        n: int,
+        k: int,
+        total: int,
+        include_unavailable: bool,
+        exclude: int | None = None,
+        shown: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first n of `fetch(k)`'s results (positions, scores; best first, -1 padded) that are neither removed,
+        filtered out (`_filter`), `exclude` nor a title listed earlier, and pass `shown`. While fewer than n are
+        left and the filters or the duplicates dropped some, fetched again 4x deeper (three tries at most).
+        The caller holds the lock."""
+        allowed = self._filter(None, None, None, None, include_unavailable)
+        k = min(total, k)
+        for _ in range(3):
+            found, scores = fetch(k)
+            keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
+            if allowed is not None:
+                keep &= allowed[np.maximum(found, 0)]
+            if exclude is not None:
+                keep &= found != exclude
+            found, scores = found[keep], scores[keep]
+            distinct = self._distinct_titles(found)
+            found, scores = found[distinct], scores[distinct]
+            if shown is not None:
+                visible = shown(found)
+                found, scores = found[visible], scores[visible]
+            if len(found) >= n or k >= total or (keep.all() and distinct.all()):
+                break
+            k = min(total, 4 * k)
+        return found[:n], scores[:n]
+
     def _bounded(self, context: UserContext) -> tuple[UserContext, Callable[[list[str]], np.ndarray]]:
         """The request's context cut to what a request uses (the last MAX_HISTORY_EVENTS events, the first
         MAX_STATED_INTERESTS interests, the last MAX_QUERIES queries), and a lookup of its texts' vectors.
