@@ -249,20 +249,28 @@ def test_a_read_outlasting_the_wait_is_reported_and_purged_when_it_ends(tmp_path
     store.close()
 
 
+def delete_rows_only(store: Store, meta_sql: str) -> sqlite3.Connection:
+    """Delete the erased user's and session's rows with no rewrite or purge, run `meta_sql`, close the store;
+    returns an idle connection that keeps the WAL (closing the store alone would remove it): close it after."""
+    keeps_the_wal = sqlite3.connect(store.path)
+    keeps_the_wal.execute("SELECT 1").fetchone()
+    key, session = store.ids.user(ERASED_USER), store.ids.session(ERASED_SESSION)
+    with store._write() as connection:
+        for sql in ("DELETE FROM events WHERE user_key = ?", "DELETE FROM profiles WHERE user_key = ?"):
+            connection.execute(sql, (key,))
+        connection.execute("DELETE FROM events WHERE user_key = ?", (session,))
+        connection.execute(meta_sql)
+    store.close()
+    return keeps_the_wal
+
+
 def test_opening_completes_an_erasure_a_crash_interrupted(tmp_path):
     """The delete committed, then the process died before the rewrite and the purge: the next open does both."""
     state = tmp_path / "state"
     store = Store.open(state)
     event_ids = seed(store)
-    keeps_the_wal = sqlite3.connect(store.path)  # an idle connection: closing the store does not remove the WAL
-    keeps_the_wal.execute("SELECT 1").fetchone()
-    key, session = store.ids.user(ERASED_USER), store.ids.session(ERASED_SESSION)
-    with store._write() as connection:  # what _erase commits before its rewrite and purge
-        for sql in ("DELETE FROM events WHERE user_key = ?", "DELETE FROM profiles WHERE user_key = ?"):
-            connection.execute(sql, (key,))
-        connection.execute("DELETE FROM events WHERE user_key = ?", (session,))
-        connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'erasures'")
-    store.close()
+    # what _erase commits before its rewrite and purge
+    keeps_the_wal = delete_rows_only(store, "UPDATE meta SET value = value + 1 WHERE key = 'erasures'")
     assert found(state, erased_needles(store, event_ids))
     reopened = Store.open(state)
     assert_erased(reopened, state, event_ids)
@@ -276,15 +284,8 @@ def test_a_store_from_before_this_erasure_is_rewritten_once_on_opening(tmp_path)
     state = tmp_path / "state"
     store = Store.open(state)
     event_ids = seed(store)
-    keeps_the_wal = sqlite3.connect(store.path)
-    keeps_the_wal.execute("SELECT 1").fetchone()
-    key, session = store.ids.user(ERASED_USER), store.ids.session(ERASED_SESSION)
-    with store._write() as connection:  # the old delete_user, then the old meta table (items_version only)
-        for sql in ("DELETE FROM events WHERE user_key = ?", "DELETE FROM profiles WHERE user_key = ?"):
-            connection.execute(sql, (key,))
-        connection.execute("DELETE FROM events WHERE user_key = ?", (session,))
-        connection.execute("DELETE FROM meta WHERE key IN ('erasures', 'scrubbed')")
-    store.close()
+    # the old delete_user, then the old meta table (items_version only)
+    keeps_the_wal = delete_rows_only(store, "DELETE FROM meta WHERE key IN ('erasures', 'scrubbed')")
     assert found(state, erased_needles(store, event_ids))
     reopened = Store.open(state)
     assert_erased(reopened, state, event_ids)

@@ -96,9 +96,8 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     N = Annotated[int, Query(ge=1, le=settings.max_n, description=f"Results, 1..{settings.max_n}.")]
     ShopperId = Annotated[str | None, Query(min_length=1, max_length=256)]
     IncludeUnavailable = Annotated[bool, Query(description="Also list items marked unavailable (out of stock).")]
-    # `:path` ids: an id holding "/" (sent as %2F) is reachable like any other
-    ItemPath = Annotated[str, Path(max_length=256)]
-    UserPath = Annotated[str, Path(max_length=256)]
+    # ids in `{name:path}` routes: an id holding "/" (sent as %2F) is reachable like any other
+    PathId = Annotated[str, Path(max_length=256)]
 
     async def caught_up() -> None:
         """Apply other processes' item writes, encoded in a thread, never on the event loop. The read that finds
@@ -155,7 +154,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         return Added(added=added)
 
     @writes.patch("/items/{item_id:path}", response_model=StoredItem, responses={404: {"description": "Unknown item"}})
-    def patch_item(item_id: ItemPath, patch: ItemPatch) -> StoredItem:
+    def patch_item(item_id: PathId, patch: ItemPatch) -> StoredItem:
         """Change the given fields of one product; every other field keeps its value."""
         changes = patch.changes()
         if "created_at" in changes and changes["created_at"] is not None:
@@ -168,7 +167,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         return StoredItem.from_row(row.iloc[0])
 
     @writes.delete("/items/{item_id:path}", responses={404: {"description": "Unknown item"}})
-    def delete_item(item_id: ItemPath) -> dict[str, str]:
+    def delete_item(item_id: PathId) -> dict[str, str]:
         """Remove a product from every result; it keeps its row, so nothing is renumbered."""
         if not store.delete_item(item_id):
             raise not_found("item_id", item_id)
@@ -177,7 +176,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         return {"deleted": item_id}
 
     @writes.put("/users/{user_id:path}/profile", response_model=Profile)
-    def put_profile(user_id: UserPath, profile: Profile) -> Profile:
+    def put_profile(user_id: PathId, profile: Profile) -> Profile:
         """Onboarding: the interests a shopper states (category names or free text)."""
         store.set_profile(user_id, profile.interests)
         engine.prepare_texts(profile.interests)  # encoded here, in the thread pool, not by the next read
@@ -187,12 +186,12 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
                                             "of the store's files: repeat the DELETE after Retry-After seconds"}}
 
     @writes.delete("/users/{user_id:path}", response_model=Erased, responses=erasure_pending)
-    def delete_user(user_id: UserPath) -> Erased:
+    def delete_user(user_id: PathId) -> Erased:
         """Erase this user's events and profile, from the store's files too."""
         return Erased(**_erased(lambda: store.delete_user(user_id), "user_id"))
 
     @writes.delete("/sessions/{session_id:path}", response_model=Erased, responses=erasure_pending)
-    def delete_session(session_id: Annotated[str, Path(max_length=256)]) -> Erased:
+    def delete_session(session_id: PathId) -> Erased:
         """Erase an anonymous session's events, from the store's files too."""
         return Erased(profiles=0, **_erased(lambda: store.delete_session(session_id), "session_id"))
 
@@ -211,6 +210,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
         await caught_up()
+
         def read():
             return engine.recommend(shopper_context(user, session), n, category=category, min_price=min_price,
                                     max_price=max_price, in_stock=in_stock, include_bought=include_bought,
@@ -231,6 +231,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         if not q.strip():
             raise invalid([(("query", "q"), "the query is blank", "blank")])
         await caught_up()
+
         def read():
             context = shopper_context(user, session) if user is not None or session is not None else None
             return engine.search(q, n, context=context, include_unavailable=include_unavailable)
@@ -241,7 +242,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
             raise invalid([(("query", "q"), str(error), "blank")]) from None
 
     @reads.get("/similar/{item_id:path}", response_model=Results, responses={404: {"description": "Unknown item"}})
-    async def similar(item_id: ItemPath, n: N = 10, include_unavailable: IncludeUnavailable = False) -> Results:
+    async def similar(item_id: PathId, n: N = 10, include_unavailable: IncludeUnavailable = False) -> Results:
         await caught_up()
         if not engine.has_item(item_id):
             raise not_found("item_id", item_id)

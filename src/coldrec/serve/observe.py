@@ -68,7 +68,11 @@ class Observe:
             access_log.info("%s %s %d %.1f ms", scope["method"], route, status, seconds * 1000)
 
     def _too_large(self):
-        return error_response(413, ("body",), f"body over {self.max_body_bytes} bytes", "too_large")
+        return error_response(413, ("body",), self._too_large_message, "too_large")
+
+    @property
+    def _too_large_message(self) -> str:
+        return f"body over {self.max_body_bytes} bytes"
 
     def _declared_too_large(self, scope) -> bool:
         for name, value in scope["headers"]:
@@ -90,8 +94,7 @@ class Observe:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise HTTPException(413, [{"loc": ("body",), "msg": f"body over {self.max_body_bytes} bytes",
-                                               "type": "too_large"}])
+                    raise HTTPException(413, [{"loc": ("body",), "msg": self._too_large_message, "type": "too_large"}])
             return message
 
         return counted

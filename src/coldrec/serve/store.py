@@ -333,10 +333,7 @@ class Store:
                 "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) VALUES (?, ?, ?, ?, ?, ?)",
                 valid,
             ).rowcount if valid else 0
-            stored = {event_id for (event_id,) in connection.execute(
-                "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
-                (json.dumps([r.event_id for r in rejected if r.event_id]),),
-            )} if rejected else set()
+            stored = set(_stored_event_ids(connection, [r.event_id for r in rejected if r.event_id])) if rejected else set()
         rejected = sorted((r for r in rejected if r.event_id not in stored), key=lambda r: r.position)
         return EventsAdded(accepted, len(events) - accepted - len(rejected), rejected)
 
@@ -384,9 +381,7 @@ class Store:
 
     def stored_event_ids(self, event_ids: list[str]) -> list[str]:
         """The given event ids that are stored."""
-        return [event_id for (event_id,) in self._read(
-            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(event_ids),)
-        )]
+        return _stored_event_ids(self._connection(), event_ids)
 
     # profiles
 
@@ -529,6 +524,12 @@ class Store:
             "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), (SELECT COUNT(*) FROM profiles)"
         )
         return {"items": items, "deleted_items": deleted, "events": events, "users": users, "profiles": profiles}
+
+
+def _stored_event_ids(connection: sqlite3.Connection, event_ids: list[str]) -> list[str]:
+    return [event_id for (event_id,) in connection.execute(
+        "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(event_ids),)
+    )]
 
 
 def _event_problem(event: dict) -> tuple[str, str] | None:
