@@ -392,7 +392,7 @@ def build(
         progress.step("save the model")
         engine.save(out / "model")
         progress.step("seed the store")
-        store = _open_store_or_exit(out / "state")
+        store = _open_store(out / "state")
         store.seed(ds.catalog, ds.log)
         counts = store.counts()
         store.close()
@@ -411,7 +411,7 @@ def _uncached_texts(catalog) -> int:
         if isinstance(encoder, CachedEncoder):
             return int((~encoder.cache.get_many(encoder.fingerprint, texts)[1]).sum())
     except Exception:  # noqa: BLE001 - an estimate only: the encode step itself reports a real failure
-        pass
+        return len(texts)
     return len(texts)
 
 
@@ -420,15 +420,6 @@ def _encode_catalog(catalog) -> None:
     from coldrec.encode.shared import default_encoder, item_vectors
 
     item_vectors(default_encoder(), catalog.texts())
-
-
-def _open_store_or_exit(state_dir: Path):
-    from coldrec.serve.store import Store
-
-    try:
-        return Store.open(state_dir, os.environ.get("COLDREC_ID_KEY"))
-    except ValueError as error:
-        _fail(str(error))
 
 
 def _tuned_params(ds, progress=None) -> dict:
@@ -479,12 +470,11 @@ def serve(
 
     import uvicorn
 
+    from coldrec.encode.onnx_backend import SPIN_ENV, THREADS_ENV
     from coldrec.serve.access import ExposedServiceError, check_exposure
     from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.protocol import HTTP_PROTOCOL
     from coldrec.serve.settings import Settings
-
-    from coldrec.encode.onnx_backend import SPIN_ENV, THREADS_ENV
 
     # before the encoder loads (inherited by --workers processes): a bulk encode (POST /items) takes half the
     # cores, its idle threads sleep, and requests keep the rest. Office, 1,000-item POST under 100 reads/s, 2 cores:
@@ -504,7 +494,8 @@ def serve(
         check_exposure(settings)
     except (ValueError, ExposedServiceError) as error:
         _fail(str(error))
-    store = _open_store(settings)
+    store = _open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
+                        settings.id_key_file)
     started = time.perf_counter()
     engine = _serving_engine(model, data, dataset, synthetic, store)
     # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
@@ -532,13 +523,13 @@ def serve(
     store.close()
 
 
-def _open_store(settings):
-    """The settings' store; a key problem (a key file beside the data, two different keys) exits with its message."""
+def _open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None = None):
+    """The store in `state_dir`; a key problem (a key file beside the data, two different keys) exits with its
+    message. Without `id_key` / `key_file`: COLDREC_ID_KEY, else the default key file."""
     from coldrec.serve.store import Store
 
     try:
-        return Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
-                          key_file=settings.id_key_file)
+        return Store.open(state_dir, id_key or os.environ.get("COLDREC_ID_KEY"), key_file=key_file)
     except ValueError as error:
         _fail(str(error))
 
