@@ -12,17 +12,19 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo build serve loadtest test test-all bench bench-encode lock clean
+.PHONY: install demo build serve loadtest lint test test-all bench bench-encode lock clean
 
-$(VENV)/.installed: requirements.lock pyproject.toml
+# requirements.lock: coldrec[serve,lm] (what runs); requirements-dev.lock: what tests and lint add (coldrec[dev])
+$(VENV)/.installed: requirements.lock requirements-dev.lock pyproject.toml
 	@echo "setup 1/3: a virtual environment in $(VENV) (first run only: a few minutes)"
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@echo "setup 2/3: torch $(TORCH) (CPU build)"
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PY) -m pip install --progress-bar off torch==$(TORCH) | { grep -v '^Requirement already' || true; }
-	@echo "setup 3/3: the pinned packages of requirements.lock, then coldrec"
-	$(PY) -m pip install --progress-bar off -r requirements.lock | { grep -E '^(Collecting|Installing|Successfully)' || true; }
+	@echo "setup 3/3: the pinned packages of requirements.lock and requirements-dev.lock, then coldrec"
+	$(PY) -m pip install --progress-bar off -r requirements.lock -r requirements-dev.lock \
+		| { grep -E '^(Collecting|Installing|Successfully)' || true; }
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -49,6 +51,14 @@ loadtest: install build
 		--endpoint writes --out reports/loadtest-office.png
 	$(VENV)/bin/coldrec loadtest --synthetic 100000 --workers 2 --out reports/loadtest-synthetic-100k.png
 
+# ruff and mypy (settings in pyproject.toml), no import cycle in coldrec.encode (nor any at import time),
+# and lock files that match pyproject.toml's extras as installed
+lint: install
+	$(VENV)/bin/ruff check src .ci
+	$(VENV)/bin/mypy src .ci
+	$(PY) .ci/import_cycles.py --fail-on coldrec.encode
+	$(PY) .ci/lock.py --check
+
 test: install
 	$(PY) -m pytest -q
 
@@ -64,9 +74,9 @@ bench: install
 bench-encode: install
 	$(VENV)/bin/coldrec encode --bench --data $(DATA)
 
+# both lock files from what .venv has installed for pyproject.toml's extras (torch stays ==$(TORCH), no +cpu)
 lock:
-	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' \
-		| { echo "# Exact versions, installed after torch==2.13.0 (CPU build). Regenerate: make lock"; cat; } > requirements.lock
+	$(PY) .ci/lock.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

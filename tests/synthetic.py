@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 
 from coldrec.data import InteractionLog, ItemCatalog
+from coldrec.model.registry import register_class
 
 N_PER_CLUSTER = 12
 A_ITEMS = np.arange(N_PER_CLUSTER)
@@ -16,6 +17,7 @@ A_WORDS = ["stapler", "paper", "binder", "envelope", "folder", "clip"]
 B_WORDS = ["router", "cable", "keyboard", "mouse", "monitor", "adapter"]
 
 
+@register_class
 class FakeEncoder:
     """Deterministic hashed bag-of-words vectors (a stand-in for the language model)."""
 

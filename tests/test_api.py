@@ -30,7 +30,7 @@ from coldrec.serve.engine import Recommendation
 from coldrec.serve.process import free_port, start_server, stop_server
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import Store
-from tests.synthetic import FakeEncoder, make_catalog, make_log
+from tests.synthetic import make_catalog, make_log
 
 RAW_USER = "bob.secret-user@example.com"
 REPO = Path(__file__).resolve().parents[1]
@@ -456,10 +456,12 @@ def test_schemathesis_finds_no_server_error(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_model(tmp_path_factory):
-    """The real Engine (FakeEncoder) on the generated shop, and the folder it was saved to."""
+    """The real Engine on the generated shop, and the folder it was saved to. Its encoder (coldrec's own hashing
+    encoder: plain data) is saved with it, so server processes load it from the folder alone."""
     from coldrec.serve.engine import Engine
+    from coldrec.serve.synthetic import HashingEncoder
 
-    engine = Engine.build(make_catalog(), make_log(), encoder=FakeEncoder())
+    engine = Engine.build(make_catalog(), make_log(), encoder=HashingEncoder(256))
     folder = tmp_path_factory.mktemp("built")
     engine.save(folder / "model")
     return engine, folder
@@ -493,13 +495,14 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
     from typer.testing import CliRunner
 
     from coldrec import cli
+    from coldrec.cli import service as commands
     from coldrec.data import Dataset
     from coldrec.serve.engine import Engine
 
-    monkeypatch.setattr(cli, "_load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
+    monkeypatch.setattr(commands, "load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: real_model[0]))
-    monkeypatch.setattr(cli, "_encode_catalog", lambda catalog: None)
-    monkeypatch.setattr(cli, "_uncached_texts", lambda catalog: len(catalog))
+    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog: None)
+    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog: len(catalog))
     monkeypatch.setenv("COLDREC_ID_KEY", "build-test-key")
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -515,14 +518,15 @@ def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real
     from typer.testing import CliRunner
 
     from coldrec import cli
+    from coldrec.cli import service as commands
     from coldrec.data import Dataset
     from coldrec.serve.engine import Engine
 
     built = {}
-    monkeypatch.setattr(cli, "_load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
-    monkeypatch.setattr(cli, "_tuned_params", lambda ds, progress=None: {"candidates_per_source": 100})
-    monkeypatch.setattr(cli, "_encode_catalog", lambda catalog: None)
-    monkeypatch.setattr(cli, "_uncached_texts", lambda catalog: len(catalog))
+    monkeypatch.setattr(commands, "load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
+    monkeypatch.setattr(commands, "_tuned_params", lambda ds, progress=None, model=None: {"candidates_per_source": 100})
+    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog: None)
+    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog: len(catalog))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: built.update(kwargs) or real_model[0]))
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path), "--tune"])
     assert result.exit_code == 0, result.output
@@ -610,7 +614,7 @@ async def _reads_during_writes(url: str, workload):
 
 
 def _start_server(model_dir: Path, state_dir: Path, port: int) -> subprocess.Popen:
-    """`coldrec serve --model` in a child process; PYTHONPATH lets it unpickle the model's FakeEncoder."""
+    """`coldrec serve --model` in a child process; the model folder holds its encoder."""
     return start_server(["--model", str(model_dir), "--state", str(state_dir), "--no-access-log"], port,
                         state_dir / "server.log", env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, timeout=60)
 

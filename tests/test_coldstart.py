@@ -120,19 +120,18 @@ def test_new_arrivals_source_reaches_never_bought_items_crowded_out_elsewhere(sh
     bigger = ItemCatalog(frame)
     model = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300, candidates_per_source=2).fit(log, bigger)
     new = len(bigger) - 1
-    assert model._new_arrivals().tolist() == [new]
+    assert model.new_arrivals().tolist() == [new]
     ink_buyer = UserContext(items=[PER_CATEGORY, PER_CATEGORY + 1, PER_CATEGORY + 2])
-    text = model._item_vectors[ink_buyer.items].mean(axis=0) @ model._item_vectors.T
+    text = model.item_vectors[ink_buyer.items].mean(axis=0) @ model.item_vectors.T
     assert (text[:new] > text[new]).sum() >= 2  # the text sources alone would not reach it
     assert model.score([ink_buyer])[0, new] > -1e8
-    items, _, _ = model.rank_candidates(ink_buyer)
-    assert new in items
+    assert new in model.rank(ink_buyer).items
     chair_buyer = UserContext(items=[2 * PER_CATEGORY])
     added = model.add_items(ItemCatalog.from_records(["new-chair"], ["chair ergonomic mesh new"]))
-    assert sorted(model._new_arrivals().tolist()) == [new, int(added[0])]
-    assert int(added[0]) in model.rank_candidates(chair_buyer)[0]
+    assert sorted(model.new_arrivals().tolist()) == [new, int(added[0])]
+    assert int(added[0]) in model.rank(chair_buyer).items
     model.remove_items([new])
-    assert new not in model.rank_candidates(ink_buyer)[0] and model._new_arrivals().tolist() == [int(added[0])]
+    assert new not in model.rank(ink_buyer).items and model.new_arrivals().tolist() == [int(added[0])]
 
 
 def test_new_arrival_slots_keep_the_top_10_and_give_positions_11_on_to_new_items(shop):
@@ -181,7 +180,7 @@ def test_profiles_weight_purchases_over_views_and_recent_over_old():
 def test_pca_option_reduces_vectors(shop):
     catalog, log = shop
     model = ColdStartRecommender(encoder=FakeEncoder(), pca_dim=16, max_training_users=200).fit(log, catalog)
-    assert model._item_vectors.shape == (len(catalog), 16)
+    assert model.item_vectors.shape == (len(catalog), 16)
     items, _ = top_n(model.score([UserContext(items=[0])]), 10)
     assert np.mean([category_of(i) == 0 for i in items[0]]) >= 0.6
 
@@ -200,9 +199,8 @@ def test_new_items_can_borrow_behaviour_from_their_text_neighbours(shop):
     new = len(bigger) - 1
     plain = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300).fit(log, bigger)
     borrowing = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=300, neighbours_for_new_items=3).fit(log, bigger)
-    assert plain._signals.borrowed_pop[new] == 0
-    assert borrowing._signals.borrowed_pop[new] > 0.5 * borrowing._signals.pop[0]
-    assert np.abs(borrowing._signals.als.item_factors[new]).sum() > 0
+    assert plain.signals.borrowed_pop[new] == 0
+    assert borrowing.signals.borrowed_pop[new] > 0.5 * borrowing.signals.pop[0]
+    assert np.abs(borrowing.signals.item_factors[new]).sum() > 0
     # a shopper who bought the original now sees co-bought evidence for the twin too
-    knn = borrowing._signals.knn.score([UserContext(items=[1, 2])])
-    assert knn[0, new] > 0
+    assert borrowing.signals.similarity[[1, 2]].sum(axis=0)[0, new] > 0

@@ -32,10 +32,11 @@ def _build_model(out: Path) -> None:
     """What `coldrec build` writes (out/model, out/state/coldrec.sqlite), on the generated shop."""
     from coldrec.serve.engine import Engine
     from coldrec.serve.store import Store
-    from tests.synthetic import FakeEncoder, make_catalog, make_log
+    from coldrec.serve.synthetic import HashingEncoder
+    from tests.synthetic import make_catalog, make_log
 
     catalog, log = make_catalog(), make_log()
-    Engine.build(catalog, log, encoder=FakeEncoder(), now=int(time.time())).save(out / "model")
+    Engine.build(catalog, log, encoder=HashingEncoder(256), now=int(time.time())).save(out / "model")
     store = Store.open(out / "state", ID_KEY)
     store.seed(catalog, log)
     store.close()

@@ -9,7 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from coldrec.serve.engine import MAX_STATED_INTERESTS, REQUEST_ENCODE_BUDGET, Engine
+from coldrec.serve.engine import Engine
+from coldrec.serve.requests import MAX_STATED_INTERESTS, REQUEST_ENCODE_BUDGET
 from tests.synthetic import FakeEncoder
 from tests.test_engine import PARAMS, context_of, ids, shop
 
@@ -159,7 +160,7 @@ def test_a_request_encodes_few_uncached_interests_the_rest_later(gated):
     mark = len(encoder.log)
     assert engine.recommend(context, 5)
     assert len(encoder.texts_on(threading.get_ident(), mark)) <= REQUEST_ENCODE_BUDGET
-    assert engine._texts.wait_warm(10)
+    assert engine._texts.texts.wait_warm(10)
     encoded = {text for texts, _, _ in encoder.log[mark:] for text in texts}
     assert encoded == {text.strip() for text in interests[:MAX_STATED_INTERESTS]}
     mark = len(encoder.log)

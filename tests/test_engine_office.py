@@ -37,3 +37,24 @@ def test_identical_office_products_are_listed_once(engine):
     for results in (engine.similar("21", 20), engine.search("sharpie accent yellow highlighters", 20)):
         assert not {"19", "20"} <= set(ids(results))
         assert len({r.title.lower() for r in results}) == len(results)
+
+
+def test_single_requests_and_the_batch_give_the_same_top_10_for_500_office_shoppers(engine, office):
+    """One code path: 500 shoppers (0-3 known items, some with a stated category) ranked one at a time (the
+    serving path, FAISS behind the text source) and as one batch (`score`, evaluation's path) list the same
+    top 10 in the same order."""
+    import numpy as np
+
+    from coldrec.data import UserContext
+    from coldrec.retrieve.ranking import top_n
+
+    model = engine.model
+    rng = np.random.default_rng(0)
+    leaves = sorted({leaf for leaf in model.catalog.leaf_categories() if leaf})
+    contexts = []
+    for row in range(500):
+        items = rng.choice(len(model.catalog), size=row % 4, replace=False)
+        contexts.append(UserContext(items=items, interests=[str(rng.choice(leaves))] if row % 5 == 0 else []))
+    batch = top_n(model.score(contexts), 10)[0]
+    single = np.array([model.rank(context, 10).items for context in contexts])
+    assert (single == batch).all(axis=1).sum() == 500

@@ -8,6 +8,7 @@ from coldrec.data.split import build_split, time_cut, validation_split
 from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
 from coldrec.evaluate.protocol import prepare_splits, rank_split, run_evaluation
 from coldrec.recommend import UserContext, top_n
+from coldrec.recommend.base import Recommender
 from coldrec.recommend.popularity import (
     CategoryPopularityRecommender,
     PopularityRecommender,
@@ -193,28 +194,31 @@ def test_cli_evaluate_chinese_pools(data_root, tmp_path):
     assert rows["weighted"]["top1_strict"] >= 0.8
 
 
-def test_tune_params_picks_the_point_that_scores_best_on_validation(toy):
+class Scripted(Recommender):
+    """Scores items by `future_counts` (set by the test) times ``sign``: +1 puts what the shoppers will buy first."""
+
+    name = "scripted"
+    param_grid = ({"sign": -1.0}, {"sign": 1.0}, {"sign": 0.0})
+    future_counts = np.zeros(0, np.float32)
+
+    def __init__(self, sign: float = 1.0):
+        self.sign = sign
+
+    def _fit(self, log, catalog, profiles):
+        pass
+
+    def score(self, contexts):
+        return np.tile(self.sign * self.future_counts, (len(contexts), 1))
+
+
+def test_tune_params_picks_the_point_that_scores_best_on_validation(toy, monkeypatch):
     """The grid point with the best validation objective wins; every point is reported with its value."""
     from coldrec.evaluate.protocol import tune_params
-    from coldrec.recommend.base import Recommender
 
     log, catalog = toy
     val = build_split(log, catalog, remove_seen=True, onboarding=True)
     future_counts = np.bincount(val.future.item, minlength=len(catalog)).astype(np.float32)
-
-    class Scripted(Recommender):
-        name = "scripted"
-        param_grid = ({"sign": -1.0}, {"sign": 1.0}, {"sign": 0.0})
-
-        def __init__(self, sign: float = 1.0):
-            self.sign = sign
-
-        def _fit(self, log, catalog, profiles):
-            pass
-
-        def score(self, contexts):  # +1: what the shoppers will buy, first; -1: last
-            return np.tile(self.sign * future_counts, (len(contexts), 1))
-
+    monkeypatch.setattr(Scripted, "future_counts", future_counts)
     best, tried, metrics = tune_params(Scripted, val, catalog)
     assert best == {"sign": 1.0} and [t["params"] for t in tried] == list(Scripted.param_grid)
     values = [t["validation ndcg@10"] for t in tried]

@@ -24,8 +24,8 @@ def test_steadier_stop_refits_every_group_with_the_median_tree_count():
     assert len(steady.stopped_trees_) == 3
     assert steady.best_iteration_ == int(np.median(steady.stopped_trees_))
     # the final model is one refit, without a held-out set, of exactly the median number of trees
-    assert steady.model_.booster_.num_trees() == steady.best_iteration_
-    assert not steady.model_.best_iteration_
+    assert steady.booster_.num_trees() == steady.best_iteration_
+    assert not steady.booster_.best_iteration
     again = LearnedFusion(stopping_splits=3, **params).fit(x, labels, groups, ["a", "b", "c", "d"])
     np.testing.assert_array_equal(steady.predict(x[:100]), again.predict(x[:100]))
     assert max(steady.importance(), key=steady.importance().get) == "a"
@@ -36,5 +36,5 @@ def test_one_split_keeps_the_early_stopped_model():
     model = LearnedFusion(n_estimators=150, early_stopping_rounds=10, num_leaves=7, min_child_samples=20).fit(
         x, labels, groups, ["a", "b", "c", "d"])
     assert not hasattr(model, "stopped_trees_")
-    assert model.best_iteration_ == model.model_.best_iteration_ and 0 < model.best_iteration_ <= 150
+    assert model.best_iteration_ == model.booster_.best_iteration and 0 < model.best_iteration_ <= 150
     assert np.isfinite(model.best_score_)

@@ -203,7 +203,7 @@ def test_ivf_dense_index_agrees_with_exact():
 
     exact = Searcher(encoder=Fixed(), weights={"dense": 1.0}, ngram=False).fit(texts, vectors=vectors)
     ivf = Searcher(encoder=Fixed(), weights={"dense": 1.0}, ngram=False, dense_index="ivf", nprobe=8).fit(texts, vectors=vectors)
-    assert type(ivf._dense).__name__.startswith("IndexIVF")
+    assert ivf._dense.is_approximate and not exact._dense.is_approximate
     queries = [f"q {i}" for i in range(0, 2000, 40)]
     pe, _ = exact.search(queries, 5)
     pi, si = ivf.search(queries, 5)
@@ -396,3 +396,40 @@ def test_no_profile_gives_identical_results(searcher, fusion):
     cands = [np.array([0, 1, 7]), np.array([1, 2]), np.array([3]), np.array([0, 7])]
     for a, b in zip(s.score(queries, cands), s.score(queries, cands, profiles=[None] * 4)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_ltr_and_searcher_import_fresh_and_ltr_sits_below_searcher():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import coldrec.search as package
+
+    for module in ("coldrec.search.ltr", "coldrec.search.searcher"):  # each first, in a fresh interpreter
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    folder = Path(package.__file__).parent
+    for lower in ("ltr", "fusion", "signals", "text"):  # the modules searcher.py builds on never import it back
+        tree = ast.parse((folder / f"{lower}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not imported & {"coldrec.search", "coldrec.search.searcher"}, lower
+
+
+def test_dense_signal_shares_or_grows_its_vector_index():
+    from coldrec.retrieve.index import VectorIndex
+
+    encoder = FakeEncoder()
+    own = Searcher(encoder=encoder, dense_index="auto").fit(TITLES)
+    assert not own._dense.is_approximate  # "auto": exact below 20,000 items
+    new = encoder.encode(["solar garden lights"])
+    own.put_vectors(np.array([len(TITLES)]), new * 3)  # a new item past the end, normalised on the way in
+    assert own.n_items == len(TITLES) + 1
+    np.testing.assert_allclose(np.linalg.norm(own.vectors[-1]), 1.0, rtol=1e-5)
+    assert own.dense_top(new, 1)[0, 0] == len(TITLES)
+    shared = Searcher(encoder=encoder).fit(TITLES)
+    index = VectorIndex(kind="exact").fit(own.vectors)
+    shared.share_vectors(own.vectors, index)
+    assert shared._dense is index and shared.dense_top(new, 3).tolist() == own.dense_top(new, 3).tolist()
+    shared.query_encoder = encoder
+    assert shared.query_encoder is encoder

@@ -13,12 +13,18 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
 
 class StepProgress:
-    def __init__(self, steps: Sequence[tuple[str, float]], console: Console, title: str = "", heartbeat_s: float = 15.0):
+    def __init__(
+        self, steps: Sequence[tuple[str, float]], console: Console, title: str = "", heartbeat_s: float = 15.0
+    ):
         if not steps:
             raise ValueError("a job needs at least one step")
         self.names = [name for name, _ in steps]
@@ -31,7 +37,7 @@ class StepProgress:
         self._done_cost = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._bar = None
+        self._bar: Progress | None = None
         self._thread: threading.Thread | None = None
 
     # -------------------------------------------------------------- the job calls these

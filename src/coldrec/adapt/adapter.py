@@ -123,9 +123,11 @@ def _adapt_head(encoder, base_vectors, pairs, held_out, config, train_config, de
     from coldrec.adapt.encoder import HeadEncoder
     from coldrec.adapt.towers import HeadTower, make_head
 
-    head_config = {"kind": config.head, "dim": int(base_vectors.shape[1]), "hidden": config.hidden, "dropout": config.dropout}
+    head_config = {"kind": config.head, "dim": int(base_vectors.shape[1]), "hidden": config.hidden,
+                   "dropout": config.dropout}
     texts = pairs.texts + (held_out.texts if held_out is not None else [])
-    text_vectors = encoder.encode(texts, show_progress=False) if texts else np.zeros((0, base_vectors.shape[1]), np.float32)
+    text_vectors = (encoder.encode(texts, show_progress=False) if texts
+                    else np.zeros((0, base_vectors.shape[1]), np.float32))
     if held_out is not None:  # held-out text queries index after the training ones
         held_out = replace(held_out, text=np.where(held_out.text >= 0, held_out.text + len(pairs.texts), -1))
     tower = HeadTower(make_head(**head_config), base_vectors, text_vectors)
@@ -147,6 +149,7 @@ def _adapt_transformer(encoder, item_texts, pairs, held_out, config, train_confi
     trained = {k: v for k, v in tower.model.named_parameters() if v.requires_grad}
     digest = weights_digest(trained)
     model = tower.merged_model()
-    adapted = TransformerEncoder(model, tower.tokenizer, hash_files(model_path), config.mode, digest, config.max_length, device)
+    adapted = TransformerEncoder(model, tower.tokenizer, hash_files(model_path), config.mode, digest, config.max_length,
+                                 device)
     return adapted, report
 

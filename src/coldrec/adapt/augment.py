@@ -55,14 +55,17 @@ def augment_history(history: np.ndarray, rng: np.random.Generator, crop: bool = 
     return np.pad(items, (len(history) - len(items), 0), constant_values=NO_ITEM)
 
 
-def augment_sequences(pairs: TrainingPairs, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> TrainingPairs:
+def augment_sequences(
+    pairs: TrainingPairs, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
+) -> TrainingPairs:
     """`sequence_copies` altered copies of every sequence pair with at least two history items."""
     rows = np.flatnonzero((pairs.kind == PairKind.SEQUENCE) & ((pairs.history != NO_ITEM).sum(axis=1) > 1))
     if not len(rows) or not (config.crop or config.mask or config.reorder):
         return TrainingPairs.empty(pairs.max_history)
     rows = np.repeat(rows, config.sequence_copies)
-    history = np.stack([augment_history(pairs.history[r], rng, config.crop, config.mask, config.reorder, config.mask_prob)
-                        for r in rows])
+    history = np.stack([
+        augment_history(pairs.history[r], rng, config.crop, config.mask, config.reorder, config.mask_prob) for r in rows
+    ])
     return TrainingPairs.from_items(history, pairs.target[rows], PairKind.SEQUENCE, pairs.time[rows])
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,13 +38,14 @@ class CrossEncoderConfig:
 
 
 class CrossEncoderScorer:
-    """``fit(queries, texts, relevance)`` then ``predict(queries, texts)``: one score a pair, higher is more relevant."""
+    """``fit(queries, texts, relevance)`` then ``predict(queries, texts)``: one score a pair, higher is more
+    relevant."""
 
     def __init__(self, model_path: str | Path | None = None, config: CrossEncoderConfig | None = None) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
         self.config = config or CrossEncoderConfig()
-        self._model = None
-        self._tokenizer = None
+        self._model: Any = None  # transformers' sequence classifier and its tokenizer, once fitted or loaded
+        self._tokenizer: Any = None
         self.label_offset_ = 0.0
         self.training_: dict = {}
 
@@ -82,7 +84,9 @@ class CrossEncoderScorer:
         queries, texts = [str(q) for q in queries], [str(t) for t in texts]
         labels = np.asarray(relevance, np.float32)
         if not (len(queries) == len(texts) == len(labels)):
-            raise ValueError(f"queries, texts and relevance differ in length: {len(queries)}, {len(texts)}, {len(labels)}")
+            raise ValueError(
+                f"queries, texts and relevance differ in length: {len(queries)}, {len(texts)}, {len(labels)}"
+            )
         if not len(labels):
             raise ValueError("no training pairs")
         if not np.isfinite(labels).all():
@@ -131,8 +135,10 @@ class CrossEncoderScorer:
         if len(queries) != len(texts):
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
         out = np.zeros(len(queries), np.float64)
-        by_length = np.argsort([len(q) + len(t) for q, t in zip(queries, texts)], kind="stable")  # less padding
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+        lengths = [len(q) + len(t) for q, t in zip(queries, texts, strict=True)]
+        by_length = np.argsort(lengths, kind="stable")  # less padding
+        bf16 = self.device.startswith("cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             for start in range(0, len(by_length), batch_size):
                 rows = by_length[start : start + batch_size]
                 logits = self._model(**self._batch([queries[r] for r in rows], [texts[r] for r in rows])).logits

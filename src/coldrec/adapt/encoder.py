@@ -40,7 +40,9 @@ class HeadEncoder(TextEncoder):
         self.head = head.cpu().eval()
         self.head_config = dict(head_config)
         self.name = f"{base.name}+head"
-        self._fingerprint = make_fingerprint(base=base.fingerprint, adapter="head", weights=weights_digest(self.head.state_dict()))
+        self._fingerprint = make_fingerprint(
+            base=base.fingerprint, adapter="head", weights=weights_digest(self.head.state_dict())
+        )
 
     @property
     def dim(self) -> int:
@@ -50,7 +52,9 @@ class HeadEncoder(TextEncoder):
     def fingerprint(self) -> str:
         return self._fingerprint
 
-    def encode(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
+    ) -> np.ndarray:
         vectors = np.asarray(self.base.encode(as_text_list(texts), batch_size, show_progress), np.float32)
         return self.transform(vectors)
 
@@ -73,7 +77,9 @@ class HeadEncoder(TextEncoder):
         directory = Path(directory)
         meta = json.loads((directory / "adapter.json").read_text())
         if meta["base_fingerprint"] != base.fingerprint:
-            raise ValueError(f"adapter in {directory} was trained on encoder {meta['base_fingerprint']}, not {base.fingerprint}")
+            raise ValueError(
+                f"adapter in {directory} was trained on encoder {meta['base_fingerprint']}, not {base.fingerprint}"
+            )
         head = make_head(**meta["head"])
         head.load_state_dict(torch.load(directory / "head.pt", weights_only=True))
         return cls(base, head, meta["head"])
@@ -86,12 +92,14 @@ class TransformerEncoder(BatchedEncoder):
 
     def __init__(self, model: nn.Module, tokenizer: Any, base_fingerprint: str, mode: str, weights: str,
                  max_length: int = 64, device: str = "cpu"):
-        self.model = model.to(device).eval()
+        self.model: Any = model.to(device).eval()  # a transformers model: `config`, keyword call
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.device = device
         self.name = f"adapted-{mode}"
-        self._fingerprint = make_fingerprint(base=base_fingerprint, adapter=mode, weights=weights, max_length=max_length)
+        self._fingerprint = make_fingerprint(
+            base=base_fingerprint, adapter=mode, weights=weights, max_length=max_length
+        )
 
     @property
     def dim(self) -> int:
@@ -104,7 +112,8 @@ class TransformerEncoder(BatchedEncoder):
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+        bf16 = self.device.startswith("cuda")
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             tokens = self.model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1).float()
         return ((tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)).cpu().numpy()
@@ -113,5 +122,6 @@ class TransformerEncoder(BatchedEncoder):
         directory = Path(directory)
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
-        (directory / "adapter.json").write_text(json.dumps({"fingerprint": self.fingerprint, "max_length": self.max_length}))
+        meta = {"fingerprint": self.fingerprint, "max_length": self.max_length}
+        (directory / "adapter.json").write_text(json.dumps(meta))
         return directory

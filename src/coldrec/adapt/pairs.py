@@ -52,7 +52,9 @@ class TrainingPairs:
 
     def select(self, rows: np.ndarray) -> TrainingPairs:
         rows = np.asarray(rows)
-        return TrainingPairs(self.history[rows], self.text[rows], self.target[rows], self.kind[rows], self.time[rows], self.texts)
+        return TrainingPairs(
+            self.history[rows], self.text[rows], self.target[rows], self.kind[rows], self.time[rows], self.texts
+        )
 
     def before(self, cut: int) -> TrainingPairs:
         """Pairs whose target event is at or before `cut`."""
@@ -62,7 +64,8 @@ class TrainingPairs:
         return self.select(self.time > cut)
 
     def counts(self) -> dict[str, int]:
-        return {PairKind(k).name.lower(): int(n) for k, n in zip(*np.unique(self.kind, return_counts=True))}
+        kinds, counts = np.unique(self.kind, return_counts=True)
+        return {PairKind(k).name.lower(): int(n) for k, n in zip(kinds, counts, strict=True)}
 
     @classmethod
     def empty(cls, max_history: int) -> TrainingPairs:
@@ -70,7 +73,9 @@ class TrainingPairs:
                    np.zeros(0, np.int8), np.zeros(0, np.int64), [])
 
     @classmethod
-    def from_items(cls, history: np.ndarray, target: np.ndarray, kind: PairKind, time: np.ndarray | None = None) -> TrainingPairs:
+    def from_items(
+        cls, history: np.ndarray, target: np.ndarray, kind: PairKind, time: np.ndarray | None = None
+    ) -> TrainingPairs:
         n = len(target)
         return cls(np.asarray(history, np.int64), np.full(n, NO_ITEM, np.int64), np.asarray(target, np.int64),
                    np.full(n, kind, np.int8), np.zeros(n, np.int64) if time is None else np.asarray(time, np.int64), [])
@@ -79,8 +84,9 @@ class TrainingPairs:
     def from_texts(cls, texts: list[str], target: np.ndarray, kind: PairKind, max_history: int,
                    time: np.ndarray | None = None) -> TrainingPairs:
         n = len(target)
-        return cls(np.full((n, max_history), NO_ITEM, np.int64), np.arange(n, dtype=np.int64), np.asarray(target, np.int64),
-                   np.full(n, kind, np.int8), np.zeros(n, np.int64) if time is None else np.asarray(time, np.int64), list(texts))
+        return cls(np.full((n, max_history), NO_ITEM, np.int64), np.arange(n, dtype=np.int64),
+                   np.asarray(target, np.int64), np.full(n, kind, np.int8),
+                   np.zeros(n, np.int64) if time is None else np.asarray(time, np.int64), list(texts))
 
     @staticmethod
     def concat(parts: list[TrainingPairs]) -> TrainingPairs:
@@ -91,12 +97,15 @@ class TrainingPairs:
             text_columns.append(np.where(part.text >= 0, part.text + len(texts), NO_ITEM))
             texts.extend(part.texts)
         return TrainingPairs(
-            np.concatenate([p.history for p in parts]), np.concatenate(text_columns), np.concatenate([p.target for p in parts]),
-            np.concatenate([p.kind for p in parts]), np.concatenate([p.time for p in parts]), texts,
+            np.concatenate([p.history for p in parts]), np.concatenate(text_columns),
+            np.concatenate([p.target for p in parts]), np.concatenate([p.kind for p in parts]),
+            np.concatenate([p.time for p in parts]), texts,
         )
 
 
-def pairs_from_log(log: InteractionLog, max_history: int = 5, cut: int | None = None, max_co_bought: int = 10) -> TrainingPairs:
+def pairs_from_log(
+    log: InteractionLog, max_history: int = 5, cut: int | None = None, max_co_bought: int = 10
+) -> TrainingPairs:
     """Sequence, query and co-bought pairs from `log` (events at or before `cut` only, when given).
 
     Sequence pairs skip a target already in the history (a rebuy teaches nothing about text).
@@ -110,9 +119,11 @@ def pairs_from_log(log: InteractionLog, max_history: int = 5, cut: int | None = 
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(users)]
     histories, targets, target_times = [], [], []
-    co_history, co_target, co_times = [], [], []
+    co_history: list[int] = []
+    co_target: list[int] = []
+    co_times: list[int] = []
     query_texts, query_targets, query_times = [], [], []
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         user_items, user_times = items[start:end], times[start:end]
         for position in range(1, len(user_items)):
             window = user_items[max(0, position - max_history) : position]

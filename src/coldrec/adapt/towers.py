@@ -55,8 +55,27 @@ def make_head(kind: str, dim: int, hidden: int = 1024, dropout: float = 0.1) -> 
     raise ValueError(f"unknown head {kind!r}; choose 'residual' or 'linear'")
 
 
-class HeadTower(nn.Module):
+class Tower(nn.Module):
+    """What the trainer needs of a tower: L2-normalised rows for items and for query texts."""
+
+    def items(self, ids: torch.Tensor) -> torch.Tensor:
+        """The rows of catalog items `ids`."""
+        raise NotImplementedError
+
+    def texts(self, index: torch.Tensor) -> torch.Tensor:
+        """The rows of the query texts at `index`."""
+        raise NotImplementedError
+
+    def all_items(self) -> torch.Tensor:
+        """Every catalog item's row, in catalog order, computed in eval mode."""
+        raise NotImplementedError
+
+
+class HeadTower(Tower):
     """A trainable head over fixed item and query-text vectors."""
+
+    item_vectors: torch.Tensor  # buffers (register_buffer), typed for the checker
+    text_vectors: torch.Tensor
 
     def __init__(self, head: nn.Module, item_vectors: np.ndarray, text_vectors: np.ndarray):
         super().__init__()
@@ -80,11 +99,11 @@ class HeadTower(nn.Module):
         return out
 
 
-class TransformerTower(nn.Module):
+class TransformerTower(Tower):
     """A Hugging Face encoder (mean pooling, as all-MiniLM-L6-v2) trained end to end or with LoRA."""
 
-    def __init__(self, model_path: str | Path, item_texts: Sequence[str], query_texts: Sequence[str], mode: str = "lora",
-                 lora_rank: int = 8, max_length: int = 64, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, item_texts: Sequence[str], query_texts: Sequence[str],
+                 mode: str = "lora", lora_rank: int = 8, max_length: int = 64, device: str = "cpu"):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -109,7 +128,8 @@ class TransformerTower(nn.Module):
         self.query_texts = list(query_texts)
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
         batch = {k: v.to(self.device) for k, v in batch.items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
             tokens = self.model(**batch).last_hidden_state

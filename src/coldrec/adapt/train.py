@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from coldrec.adapt.pairs import NO_ITEM, TrainingPairs
+from coldrec.adapt.towers import Tower
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def resolve_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train_tower(tower: nn.Module, pairs: TrainingPairs, held_out: TrainingPairs | None, config: TrainConfig,
+def train_tower(tower: Tower, pairs: TrainingPairs, held_out: TrainingPairs | None, config: TrainConfig,
                 device: str = "cpu", epochs: int | None = None) -> TrainingReport:
     """Train `tower` in place; with `held_out`, stop early and restore the best epoch's weights."""
     with torch_threads(config.threads):
@@ -77,7 +77,7 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(previous)
 
 
-def _train_tower(tower: nn.Module, pairs: TrainingPairs, held_out: TrainingPairs | None, config: TrainConfig,
+def _train_tower(tower: Tower, pairs: TrainingPairs, held_out: TrainingPairs | None, config: TrainConfig,
                  device: str, epochs: int | None) -> TrainingReport:
     began = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -134,7 +134,7 @@ def _train_tower(tower: nn.Module, pairs: TrainingPairs, held_out: TrainingPairs
     return TrainingReport(best_epoch, epochs_run, time.perf_counter() - began, history)
 
 
-def query_embeddings(tower: nn.Module, batch: TrainingPairs, item_rows: torch.Tensor, item_embeddings: torch.Tensor,
+def query_embeddings(tower: Tower, batch: TrainingPairs, item_rows: torch.Tensor, item_embeddings: torch.Tensor,
                      decay: float, device: str) -> torch.Tensor:
     """Rows of item queries: recency-weighted mean of their items; rows of text queries: the text."""
     history = torch.as_tensor(batch.history, device=device)
@@ -146,7 +146,8 @@ def query_embeddings(tower: nn.Module, batch: TrainingPairs, item_rows: torch.Te
     is_text = torch.as_tensor(batch.text >= 0, device=device)
     if bool(is_text.any()):
         text_rows = torch.nonzero(is_text).squeeze(1)
-        pooled = pooled.index_put((text_rows,), tower.texts(torch.as_tensor(batch.text[batch.text >= 0], device=device)))
+        text_vectors = tower.texts(torch.as_tensor(batch.text[batch.text >= 0], device=device))
+        pooled = pooled.index_put((text_rows,), text_vectors)
     return pooled
 
 
@@ -156,7 +157,7 @@ def target_log_frequency(pairs: TrainingPairs, n_items: int) -> np.ndarray:
     return np.log(np.maximum(counts, 0.5) / max(len(pairs), 1)).astype(np.float32)
 
 
-def contrastive_loss(tower: nn.Module, batch: TrainingPairs, neighbours: np.ndarray, rng: np.random.Generator,
+def contrastive_loss(tower: Tower, batch: TrainingPairs, neighbours: np.ndarray, rng: np.random.Generator,
                      config: TrainConfig, device: str, log_q: np.ndarray | None = None) -> torch.Tensor:
     """InfoNCE of each query against its target, the batch's other targets and mined hard negatives.
 
@@ -188,7 +189,7 @@ def contrastive_loss(tower: nn.Module, batch: TrainingPairs, neighbours: np.ndar
     return F.cross_entropy(logits, torch.arange(n, device=device))
 
 
-def catalog_softmax_loss(tower: nn.Module, batch: TrainingPairs, n_items: int, config: TrainConfig,
+def catalog_softmax_loss(tower: Tower, batch: TrainingPairs, n_items: int, config: TrainConfig,
                          device: str, log_q: np.ndarray | None = None) -> torch.Tensor:
     """Softmax over the whole item index (the query's own items left out): the ranking the
     model is judged on; affordable when items are cheap to embed (head mode).
@@ -210,7 +211,7 @@ def catalog_softmax_loss(tower: nn.Module, batch: TrainingPairs, n_items: int, c
 
 
 @torch.no_grad()
-def mine_hard_negatives(tower: nn.Module, pool: int, chunk: int = 2048) -> np.ndarray:
+def mine_hard_negatives(tower: Tower, pool: int, chunk: int = 2048) -> np.ndarray:
     """For every item, its `pool` nearest other items under the current tower."""
     vectors = tower.all_items().float()
     pool = min(pool, len(vectors) - 1)
@@ -224,7 +225,7 @@ def mine_hard_negatives(tower: nn.Module, pool: int, chunk: int = 2048) -> np.nd
 
 
 @torch.no_grad()
-def held_out_recall(tower: nn.Module, pairs: TrainingPairs, config: TrainConfig, device: str) -> float:
+def held_out_recall(tower: Tower, pairs: TrainingPairs, config: TrainConfig, device: str) -> float:
     """Share of held-out pairs whose target is in the top `eval_k` of the whole item index
     (the query's own items left out)."""
     training = tower.training
@@ -247,7 +248,7 @@ def held_out_recall(tower: nn.Module, pairs: TrainingPairs, config: TrainConfig,
     return float(np.concatenate(hits).mean())
 
 
-def _trainable_state(tower: nn.Module) -> dict[str, torch.Tensor]:
+def _trainable_state(tower: Tower) -> dict[str, torch.Tensor]:
     trainable = {name for name, p in tower.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in tower.state_dict().items() if k in trainable}
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from coldrec.model.registry import register_class
 
 CATEGORY_SEPARATOR = " > "
 
@@ -24,7 +27,7 @@ CATALOG_COLUMNS = {
 
 
 #: What a catalog column holds where a source does not give it.
-CATALOG_DEFAULTS = {
+CATALOG_DEFAULTS: dict[str, Any] = {
     "title": "",
     "description": "",
     "brand": "",
@@ -37,6 +40,7 @@ CATALOG_DEFAULTS = {
 
 
 @dataclass(frozen=True)
+@register_class
 class TextTemplate:
     """How an item becomes one string for the language model.
 
@@ -62,7 +66,7 @@ class TextTemplate:
                 values = values.str.slice(0, self.max_description_chars)
             parts.append(values.str.strip().to_numpy(dtype=object))
         rendered = []
-        for row in zip(*parts):
+        for row in zip(*parts, strict=True):
             rendered.append(self.separator.join(p for p in row if p))
         return rendered
 
@@ -73,6 +77,7 @@ def _attributes_text(attributes) -> str:
     return ", ".join(f"{k}: {v}" for k, v in attributes.items())
 
 
+@register_class
 class ItemCatalog:
     """Items with their text and attributes. Row order is the item index used everywhere."""
 
@@ -87,6 +92,13 @@ class ItemCatalog:
         self.frame = frame.astype({k: v for k, v in CATALOG_COLUMNS.items() if k != "attributes"})
         self._index = pd.Index(self.frame["item_id"])
 
+    def __getstate__(self) -> dict:
+        return {"frame": self.frame}  # the id index is rebuilt from it
+
+    def __setstate__(self, state: dict) -> None:
+        self.frame = state["frame"]
+        self._index = pd.Index(self.frame["item_id"])
+
     @classmethod
     def from_partial(cls, frame: pd.DataFrame) -> ItemCatalog:
         """A catalog from a frame with `item_id` and any of the other columns; missing ones take CATALOG_DEFAULTS."""
@@ -96,17 +108,18 @@ class ItemCatalog:
     @classmethod
     def from_records(
         cls,
-        item_id: Sequence[str],
-        title: Sequence[str] | None = None,
+        item_id: Collection[str],
+        title: Collection[str] | None = None,
         *,
-        description: Sequence[str] | None = None,
-        brand: Sequence[str] | None = None,
-        category: Sequence[str] | None = None,
-        price: Sequence[float] | None = None,
-        available: Sequence[bool] | None = None,
-        created_at: Sequence | None = None,
-        attributes: Sequence[dict] | None = None,
+        description: Collection[str] | None = None,
+        brand: Collection[str] | None = None,
+        category: Collection[str] | None = None,
+        price: Collection[float] | None = None,
+        available: Collection[bool] | None = None,
+        created_at: Collection[Any] | None = None,
+        attributes: Collection[dict | None] | None = None,
     ) -> ItemCatalog:
+        """A catalog from one column per field (lists, arrays, Series), all of `item_id`'s length."""
         n = len(item_id)
 
         def column(values, default):

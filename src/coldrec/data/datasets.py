@@ -107,9 +107,10 @@ def load_uci_online_retail(root: Path, skip_bad: bool = False) -> Dataset:
     described = clean[clean["Description"] != ""]
     counts = described.groupby(["StockCode", "Description"], sort=False).size().rename("n").reset_index()
     first_seen = {code: i for i, code in enumerate(pd.unique(clean["StockCode"]))}
-    best = counts.sort_values(["StockCode", "n", "Description"], ascending=[True, False, True]).drop_duplicates("StockCode")
-    title = dict(zip(best["StockCode"], best["Description"]))
-    codes = sorted(first_seen, key=first_seen.get)
+    best = counts.sort_values(["StockCode", "n", "Description"], ascending=[True, False, True])
+    best = best.drop_duplicates("StockCode")
+    title = dict(zip(best["StockCode"], best["Description"], strict=True))
+    codes = sorted(first_seen, key=first_seen.__getitem__)
     catalog = ItemCatalog.from_records(codes, [title.get(c, "") for c in codes])
     events = RawTable(
         pd.DataFrame({"user_id": clean["CustomerID"], "item_id": clean["StockCode"], "time": clean["InvoiceDate"]}),
@@ -222,7 +223,7 @@ def load_zh_multicpr(root: Path, skip_bad: bool = False) -> Dataset:
     check.check(~labels.isin(["match", "not match"]).to_numpy(), "labels", "not match / not match")
     keep = check.finish()
     pairs, labels = pairs[keep], labels[keep]
-    titles = pd.unique(pairs["title"])
+    titles: list[str] = pairs["title"].drop_duplicates().tolist()  # first-seen order, as pd.unique
     catalog = ItemCatalog.from_records([str(i) for i in range(len(titles))], titles)
     position = {t: i for i, t in enumerate(titles)}
     judgments = pd.DataFrame(
@@ -240,7 +241,9 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "uci-online-retail": load_uci_online_retail,
     "homedepot-search": load_homedepot_search,
     "amazon18-office": lambda root, skip_bad=False: load_amazon18(root, "Office_Products", "test", skip_bad),
-    "amazon18-industrial": lambda root, skip_bad=False: load_amazon18(root, "Industrial_and_Scientific", "test", skip_bad),
+    "amazon18-industrial": lambda root, skip_bad=False: load_amazon18(
+        root, "Industrial_and_Scientific", "test", skip_bad
+    ),
     "zh-multicpr": load_zh_multicpr,
 }
 

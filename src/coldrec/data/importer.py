@@ -66,7 +66,9 @@ def parse_times(values: pd.Series, unit: str | None = None) -> tuple[np.ndarray,
     return seconds, bad
 
 
-def catalog_from_table(table: RawTable, mapping: Mapping[str, str] | None = None, skip_bad: bool = False) -> ItemCatalog:
+def catalog_from_table(
+    table: RawTable, mapping: Mapping[str, str] | None = None, skip_bad: bool = False
+) -> ItemCatalog:
     columns = _mapped(table, mapping or {}, CATALOG_FIELDS)
     if "item_id" not in columns:
         raise ValueError(f"{table.report.source}: no column is mapped to 'item_id'")
@@ -177,7 +179,7 @@ def events_from_table(
     query = None
     if "query" in columns:
         query = _text(frame, columns["query"]).to_numpy(dtype=object)
-        query = np.where(query == "", None, query)
+        query = np.where(query == "", np.array(None, dtype=object), query)
     keep = check.finish()
     log = InteractionLog.from_arrays(
         user[keep].to_numpy(dtype=object),

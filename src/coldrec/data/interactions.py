@@ -27,6 +27,10 @@ class EventType(IntEnum):
         return lowered.map(lookup).fillna(-1).astype(np.int8).to_numpy()
 
 
+#: the default of `InteractionLog.order`, a marker (never stored): "number the events in file order"
+_FILE_ORDER = np.empty(0, np.int64)
+
+
 @dataclass
 class InteractionLog:
     """Events in file order.
@@ -43,11 +47,12 @@ class InteractionLog:
     event: np.ndarray  # int8, EventType
     weight: np.ndarray  # float32
     query: np.ndarray | None = None  # object (str or None) per event, where queries exist
-    order: np.ndarray = field(default=None)  # int64 position in the source files
+    #: int64 position in the source files; by default 0..n-1 (filled in by __post_init__)
+    order: np.ndarray = field(default_factory=lambda: _FILE_ORDER)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         n = len(self.user)
-        if self.order is None:
+        if self.order is _FILE_ORDER or self.order is None:
             self.order = np.arange(n, dtype=np.int64)
         for name in ("item", "time", "event", "weight", "order"):
             if len(getattr(self, name)) != n:

@@ -138,7 +138,9 @@ def build_split(
             targets = np.setdiff1d(events.item[1:], [first])
             if len(targets) and leaves[first]:
                 segment = segments["onboarding"]
-                segment.contexts.append(UserContext(user_id=str(log.users[user]), interests=[str(leaves[first])], now=cut))
+                segment.contexts.append(
+                    UserContext(user_id=str(log.users[user]), interests=[str(leaves[first])], now=cut)
+                )
                 segment.targets.append(targets)
                 segment.exclude.append(no_items)
 
@@ -147,10 +149,10 @@ def build_split(
     cold = first_seen > cut
     sources, cold_targets = [], []
     for name in ("warm", "cold k=1"):
-        segment = segments.get(name)
-        if segment is None:
+        source = segments.get(name)
+        if source is None:
             continue
-        for row, targets in enumerate(segment.targets):
+        for row, targets in enumerate(source.targets):
             cold_here = targets[cold[targets]]
             if len(cold_here):
                 sources.append((name, row))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,7 @@ def histogram(counts: np.ndarray) -> dict[str, int]:
     """Counts per bucket: 0, 1, 2, 3-4, 5-9, 10-19, 20-49, 50-99, 100-999, 1000+."""
     edges = (0,) + BUCKETS + (np.inf,)
     result = {}
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in itertools.pairwise(edges):
         label = str(low) if high - low == 1 else (f"{low}+" if np.isinf(high) else f"{low}-{int(high) - 1}")
         n = int(((counts >= low) & (counts < high)).sum())
         if n or low > 0:
@@ -51,7 +53,7 @@ def dataset_stats(dataset: Dataset) -> DatasetStats:
     catalog = dataset.catalog
     titles = catalog.frame["title"].fillna("").str.strip()
     descriptions = catalog.frame["description"].fillna("").str.strip()
-    stats = dict(
+    stats: dict[str, Any] = dict(
         name=dataset.name,
         items=len(catalog),
         users=None,

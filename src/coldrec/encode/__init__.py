@@ -12,8 +12,8 @@ from coldrec._lazy import lazy_exports
 _EXPORTS = {
     "TextEncoder": ".base",
     "load_encoder": ".registry",
-    "default_cache_dir": ".registry",
-    "DEFAULT_CACHE_DIR": ".registry",
+    "default_cache_dir": ".env",
+    "DEFAULT_CACHE_DIR": ".env",
     "EmbeddingCache": ".cache",
     "CachedEncoder": ".cache",
     "SentenceTransformerEncoder": ".torch_backend",
@@ -24,14 +24,18 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-if TYPE_CHECKING:
-    from .base import TextEncoder
-    from .benchmark import render_benchmark, run_encode_benchmark
-    from .cache import CachedEncoder, EmbeddingCache
-    from .onnx_backend import OnnxEncoder
-    from .registry import DEFAULT_CACHE_DIR, default_cache_dir, load_encoder
-    from .torch_backend import SentenceTransformerEncoder
-    from .usem3_backend import Usem3Encoder
+if TYPE_CHECKING:  # what the table names, for type checkers (the `X as X` form marks a re-export)
+    from .base import TextEncoder as TextEncoder
+    from .benchmark import render_benchmark as render_benchmark
+    from .benchmark import run_encode_benchmark as run_encode_benchmark
+    from .cache import CachedEncoder as CachedEncoder
+    from .cache import EmbeddingCache as EmbeddingCache
+    from .env import DEFAULT_CACHE_DIR as DEFAULT_CACHE_DIR
+    from .env import default_cache_dir as default_cache_dir
+    from .onnx_backend import OnnxEncoder as OnnxEncoder
+    from .registry import load_encoder as load_encoder
+    from .torch_backend import SentenceTransformerEncoder as SentenceTransformerEncoder
+    from .usem3_backend import Usem3Encoder as Usem3Encoder
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -185,9 +185,12 @@ def read_st_config(model_dir: Path) -> dict[str, Any]:
     if pool_cfg.get("pooling_mode_mean_sqrt_len_tokens") or pool_cfg.get("pooling_mode_weightedmean_tokens"):
         raise NotImplementedError(f"unsupported pooling config: {pool_cfg}")
     hf = load("config.json") or {}
+    dim = pool_cfg.get("word_embedding_dimension") or hf.get("hidden_size")
+    if dim is None:
+        raise ValueError(f"{model_dir}: no embedding dimension in {pooling_dir}/config.json or config.json")
     return {
         "max_seq_length": int(st.get("max_seq_length") or hf.get("max_position_embeddings", 512)),
         "pooling": mode,
         "normalize": any(m["type"].endswith("Normalize") for m in modules),
-        "dim": int(pool_cfg.get("word_embedding_dimension") or hf.get("hidden_size")),
+        "dim": int(dim),
     }

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .base import TextEncoder
+from .env import default_cache_dir
+
 _WARMUP = ["warm-up text", "a slightly longer warm-up text for the encoder"]
 
 
@@ -33,8 +36,6 @@ def run_encode_benchmark(
     ONNX export (default: `default_cache_dir()`); the embedding cache is a fresh temporary
     folder inside it, removed afterwards.
     """
-    from .registry import default_cache_dir
-
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_dir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -45,7 +46,7 @@ def run_encode_benchmark(
             texts_file.write_text(json.dumps(list(texts)))
             vectors: dict[str, np.ndarray] = {}
             for backend in backends:
-                job = {
+                job: dict[str, Any] = {
                     "backend": backend,
                     "texts": str(texts_file),
                     "cache_dir": str(cache_dir),
@@ -86,7 +87,8 @@ def render_benchmark(rows: list[dict[str, Any]]) -> Any:
     from rich.table import Table
 
     table = Table(title="coldrec encode benchmark")
-    for col in ("corpus", "backend", "n", "load s", "encode s", "items/s", "peak RSS MB", "cached s", "min cos vs torch"):
+    columns = ("corpus", "backend", "n", "load s", "encode s", "items/s", "peak RSS MB", "cached s", "min cos vs torch")
+    for col in columns:
         table.add_column(col, justify="left" if col in ("corpus", "backend") else "right")
 
     def fmt(value: Any, spec: str) -> str:
@@ -119,6 +121,7 @@ def _child(job: dict[str, Any]) -> dict[str, Any]:
 
     texts = json.loads(Path(job["texts"]).read_text())
     t0 = time.perf_counter()
+    encoder: TextEncoder
     if job["backend"] == "onnx":
         encoder = OnnxEncoder(cache_dir=Path(job["cache_dir"]) / "onnx")
     else:

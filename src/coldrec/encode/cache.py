@@ -151,7 +151,8 @@ class EmbeddingCache:
     def _load(self, fingerprint: str) -> _Store:
         folder = self.directory / fingerprint
         shards = sorted(folder.glob("*.npz")) if folder.is_dir() else []
-        keys, vecs = [], []
+        keys: list[np.ndarray] = []
+        vecs: list[np.ndarray] = []
         for shard in shards:
             try:
                 with np.load(shard, allow_pickle=False) as z:

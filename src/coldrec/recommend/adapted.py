@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import time_cut
-from coldrec.recommend.coldstart import ColdStartRecommender, _Signals
+from coldrec.recommend.coldstart import ColdStartRecommender
+from coldrec.recommend.items import ItemState
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ class AdaptedColdStartRecommender(ColdStartRecommender):
             full = adapt(base, log_, catalog, config, epochs=inner.report.best_epoch)
             self.adaptation_ = full
             self._encoder = full.encoder
-            self._item_vectors = self._text_vectors(catalog)
-            if self.neighbours_for_new_items:  # borrowed behaviour depends on the vectors
-                self._signals = _Signals(log_, catalog, self.now, self)
+            self._items = ItemState(catalog, self._text_vectors(catalog))
+            # borrowed behaviour depends on the vectors; the sources read the new item state either way
+            self._use_signals(self._behaviour(log_, catalog, self.now) if self.neighbours_for_new_items else self._signals)
 
 
 class _Variant(AdaptedColdStartRecommender):

@@ -40,3 +40,20 @@ def _is_head_of(array: np.ndarray, buffer: np.ndarray | None) -> bool:
         and array.strides == buffer.strides
         and array.ctypes.data == buffer.ctypes.data
     )
+
+
+def reserve_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, count: int) -> np.ndarray:
+    """`array`'s rows as a view of a buffer with room for `count` more (copied into a new one when it has less).
+
+    The contents do not change, so a reader holding the old array is unaffected: a writer can make room
+    before it takes the lock readers wait for, and the append under the lock only writes the new rows.
+    """
+    n = len(array)
+    buffer = buffers.get(key)
+    if _is_head_of(array, buffer) and len(buffer) >= n + count:
+        return array
+    room = max(MIN_ROOM, int((n + count) * ROOM_FRACTION), count)
+    buffer = np.empty((n + room, *array.shape[1:]), array.dtype)
+    buffer[:n] = array
+    buffers[key] = buffer
+    return buffer[:n]

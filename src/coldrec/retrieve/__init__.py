@@ -1,7 +1,9 @@
-"""Candidate retrieval: a lexical (BM25) index and an exact dense (FAISS) index.
+"""Candidate retrieval: a lexical (BM25) index, a vector index (FAISS: exact or IVF, with live updates)
+and an exact dense index over it.
 
-Both return ``(positions int64 (n_queries, k), scores float32 (n_queries, k))`` with
-scores descending and ties broken by item position ascending. Submodules are
+`BM25Index` and `DenseIndex` return ``(positions int64 (n_queries, k), scores float32 (n_queries, k))`` with
+scores descending and ties broken by item position ascending; `VectorIndex.search` returns FAISS's
+order, ``(scores, positions)``, ordered the same way. Submodules are
 imported lazily, so ``import coldrec.retrieve`` does not load FAISS or jieba.
 """
 
@@ -13,11 +15,12 @@ import numpy as np
 
 from coldrec._lazy import lazy_exports
 
-_EXPORTS = {"BM25Index": ".lexical", "tokenize": ".lexical", "DenseIndex": ".dense"}
+_EXPORTS = {"BM25Index": ".lexical", "tokenize": ".lexical", "DenseIndex": ".dense", "VectorIndex": ".index"}
 __all__ = ["top_k", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .dense import DenseIndex
+    from .index import VectorIndex
     from .lexical import BM25Index, tokenize
 
 

@@ -1,30 +1,17 @@
-"""`DenseIndex`: exact inner-product search over L2-normalised float32 vectors (FAISS).
+"""`DenseIndex`: exact inner-product search over (by default L2-normalised) float32 vectors.
 
-Positions are the order in which vectors were added. Results are ordered by score
-descending, ties by position ascending: FAISS is asked for a few extra neighbours and
-the result re-sorted; a row whose tie group may reach past what FAISS returned is
-recomputed exactly with numpy.
+A thin layer over an exact `coldrec.retrieve.index.VectorIndex`: positions are the order in which
+vectors were added; results are ordered by score descending, ties by position ascending (exactly,
+also when a tie group reaches past the k-th result).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from coldrec.retrieve import top_k
+from coldrec.retrieve.index import TIE_MARGIN, VectorIndex, _as_matrix
 
-#: Extra neighbours fetched from FAISS so that ties at the k-th score can be ordered.
-TIE_MARGIN = 16
-
-
-def _as_matrix(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
-    x = np.ascontiguousarray(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
-    if x.ndim != 2:
-        raise ValueError(f"expected a 2-D array of vectors, got shape {x.shape}")
-    if dim is not None and x.shape[1] != dim:
-        raise ValueError(f"vectors have dimension {x.shape[1]}, the index has {dim}")
-    if not np.isfinite(x).all():
-        raise ValueError("vectors contain NaN or infinite values")
-    return x
+__all__ = ["TIE_MARGIN", "DenseIndex", "normalize"]
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -43,7 +30,7 @@ class DenseIndex:
     def __init__(self, dim: int | None = None, normalize: bool = True) -> None:
         self.dim = dim
         self.normalize = normalize
-        self._index = None
+        self._index: VectorIndex | None = None
         self._vectors = np.zeros((0, dim or 0), np.float32)
 
     def __len__(self) -> int:
@@ -58,15 +45,11 @@ class DenseIndex:
         return normalize(x) if self.normalize else x
 
     def add(self, vectors: np.ndarray) -> DenseIndex:
-        import faiss
-
         x = self._prepare(vectors)
-        if self._index is None:
-            self.dim = x.shape[1]
-            self._index = faiss.IndexFlatIP(self.dim)
-            self._vectors = np.zeros((0, self.dim), np.float32)
-        self._index.add(x)
+        self.dim = x.shape[1]
         self._vectors = np.concatenate([self._vectors, x]) if len(self._vectors) else x
+        # refitted on every add: one flat scan over all vectors, so equal vectors score exactly equal
+        self._index = VectorIndex(kind="exact").fit(self._vectors)
         return self
 
     def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,23 +57,8 @@ class DenseIndex:
         if self._index is None or len(self) == 0:
             n = len(np.atleast_2d(query_vectors))
             return np.zeros((n, 0), np.int64), np.zeros((n, 0), np.float32)
-        q = self._prepare(query_vectors)
-        n_items = len(self)
-        k = max(0, min(int(k), n_items))
-        fetch = min(k + TIE_MARGIN, n_items)
-        scores, positions = self._index.search(q, fetch)
-        positions = positions.astype(np.int64)
-        # order by (score desc, position asc) within what FAISS returned
-        order = np.lexsort((positions, -scores), axis=-1) if len(q) else np.zeros_like(positions)
-        positions = np.take_along_axis(positions, order, axis=1)
-        scores = np.take_along_axis(scores, order, axis=1)
-        if fetch < n_items and k > 0:
-            # a tie at the k-th score that runs to the last fetched neighbour may continue beyond it
-            unsure = np.flatnonzero(scores[:, k - 1] <= scores[:, fetch - 1])
-            if len(unsure):
-                exact_pos, exact_scores = top_k(q[unsure] @ self._vectors.T, fetch)
-                positions[unsure], scores[unsure] = exact_pos, exact_scores
-        return positions[:, :k], scores[:, :k].astype(np.float32)
+        scores, positions = self._index.search(self._prepare(query_vectors), min(int(k), len(self)))
+        return positions, scores
 
     def score(self, query_vectors: np.ndarray, item_positions) -> list[np.ndarray] | np.ndarray:
         """Inner products of each query with its candidate items (2-D array or list of arrays)."""

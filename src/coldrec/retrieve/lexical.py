@@ -17,10 +17,12 @@ import logging
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
 
+from coldrec.model.registry import register_class
 from coldrec.retrieve.ranking import sortable_keys
 
 LANGUAGES = ("en", "zh")
@@ -74,6 +76,23 @@ def tokenize(texts: Sequence[str], language: str = "en") -> list[list[str]]:
     return out
 
 
+def term_presence(postings: sp.csr_matrix, term_ids: Sequence[int], items: np.ndarray) -> np.ndarray:
+    """(len(term_ids), len(items)) bool from a terms x items CSR matrix: does the item hold the term?"""
+    items = np.asarray(items, np.int64)
+    out = np.zeros((len(term_ids), len(items)), bool)
+    if not len(items):
+        return out
+    if not postings.has_sorted_indices:
+        postings.sort_indices()  # in place: the same matrix
+    for row, t in enumerate(term_ids):
+        holders = postings.indices[postings.indptr[t]:postings.indptr[t + 1]]
+        if len(holders):
+            at = np.minimum(np.searchsorted(holders, items), len(holders) - 1)
+            out[row] = holders[at] == items
+    return out
+
+
+@register_class
 class BM25Index:
     """BM25 over a list of texts; item positions are indices into the fitted list."""
 
@@ -95,7 +114,34 @@ class BM25Index:
         """Index terms of each text (subclasses change the analysis, e.g. character n-grams)."""
         return tokenize(texts, self.language)
 
-    def fit(self, texts: Sequence[str]) -> BM25Index:
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """The terms this index's analysis makes of each text (known to the index or not)."""
+        if isinstance(texts, str):
+            raise TypeError("pass a list of texts, not a single string")
+        return self._tokens(list(texts))
+
+    def presence(self, terms: Sequence[str], items: np.ndarray) -> np.ndarray:
+        """(len(terms), len(items)) bool: does the item hold the term? Unknown terms and items hold nothing."""
+        items = np.asarray(items, np.int64)
+        known = [(row, self.vocab[t]) for row, t in enumerate(terms) if t in self.vocab]
+        out = np.zeros((len(terms), len(items)), bool)
+        if known and len(items) and self._weights is not None:
+            rows, ids = zip(*known)
+            out[list(rows)] = term_presence(self._weights, ids, items)
+        return out
+
+    def term_counts(self, terms: Sequence[str], items: np.ndarray) -> np.ndarray:
+        """How many of the distinct ``terms`` each item holds (read from the postings; no scoring)."""
+        return self.presence(list(dict.fromkeys(terms)), items).sum(axis=0, dtype=np.int64)
+
+    def terms_per_item(self) -> np.ndarray:
+        """Distinct index terms of each item (float64)."""
+        w = self._weights
+        if w is None or w.shape[0] == 0:
+            return np.zeros(self.n_items)
+        return np.asarray((w > 0).sum(axis=0)).ravel().astype(np.float64)
+
+    def fit(self, texts: Sequence[str]) -> Self:
         import bm25s
 
         tokens = self._tokens(list(texts))
@@ -109,11 +155,15 @@ class BM25Index:
         s = model.scores
         n_terms = len(s["indptr"]) - 1
         # bm25s stores a documents x terms CSC matrix: the same arrays read as CSR are terms x documents
-        self._weights = sp.csr_matrix(
+        weights = sp.csr_matrix(
             (np.asarray(s["data"], np.float32), np.asarray(s["indices"], np.int32), np.asarray(s["indptr"], np.int64)),
             shape=(n_terms, s["num_docs"]),
         )
-        self.vocab = {t: int(i) for t, i in model.vocab_dict.items() if 0 <= i < n_terms}
+        # term ids in sorted term order: bm25s numbers terms in Python's per-process string-hash order, and a
+        # query's score sums its terms in id order, so float32 scores would differ in the last bit between runs
+        terms = sorted(t for t, i in model.vocab_dict.items() if 0 <= i < n_terms)
+        self._weights = weights[np.array([model.vocab_dict[t] for t in terms], np.int64)].tocsr()
+        self.vocab = {t: i for i, t in enumerate(terms)}
         return self
 
     def _query_matrix(self, queries: Sequence[str]) -> sp.csr_matrix:

@@ -62,3 +62,36 @@ def top_n(
         items = np.where(mask, -1, items)
         top_scores = np.where(mask, -np.inf, top_scores)
     return items.astype(np.int64), top_scores
+
+
+def order_by_score(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Indices into ``items`` by score descending, ties by item position ascending (NaN last)."""
+    scores = np.asarray(scores, np.float64)
+    return np.lexsort((np.asarray(items), -np.where(np.isnan(scores), -np.inf, scores)))
+
+
+def ranks_within(items: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Rank (1 = best) of each of ``items`` under each column of ``scores`` (n_items, n_lists), ties by position."""
+    ranks = np.zeros(scores.shape, np.float64)
+    for j in range(scores.shape[1]):
+        ranks[order_by_score(items, scores[:, j]), j] = np.arange(1, len(items) + 1)
+    return ranks
+
+
+def reciprocal_rank_fusion(ranks: np.ndarray, k: float = 60.0) -> np.ndarray:
+    """RRF: the sum over the last axis of ``1 / (k + rank)``, rank from 1; rank 0 = not in that list (adds 0)."""
+    ranks = np.asarray(ranks, np.float64)
+    return np.where(ranks > 0, 1.0 / (k + np.maximum(ranks, 1.0)), 0.0).sum(axis=-1)
+
+
+def fuse_rankings(rankings: Sequence[np.ndarray], k: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+    """Reciprocal-rank fusion of ranked lists of item positions (best first; negative entries are padding).
+
+    Returns the items of any list (ascending) and their fused scores.
+    """
+    lists = [np.asarray(r, np.int64)[np.asarray(r) >= 0] for r in rankings]
+    items = np.unique(np.concatenate(lists)) if lists else np.zeros(0, np.int64)
+    ranks = np.zeros((len(items), len(lists)))
+    for j, ranked in enumerate(lists):
+        ranks[np.searchsorted(items, ranked), j] = np.arange(1, len(ranked) + 1)
+    return items, reciprocal_rank_fusion(ranks, k)

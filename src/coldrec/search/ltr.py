@@ -34,6 +34,12 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from coldrec.model.registry import register_class
+from coldrec.retrieve.lexical import term_presence
+from coldrec.retrieve.ranking import ranks_within
+from coldrec.search.fusion import DEFAULT_WEIGHTS, SIGNALS
+from coldrec.search.text import normalize_query
+
 FEATURES = (
     "bm25", "ngram", "dense",
     "bm25_rank", "ngram_rank", "dense_rank", "dense_gap",
@@ -90,12 +96,11 @@ def _bare(token: str) -> str:
     return re.sub(r"[a-z]+$", "", token)
 
 
+@register_class
 class TitleMatcher:
     """Per-title evidence for the coverage features: normalised text, stems, numbers."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        from coldrec.search.searcher import normalize_query
-
         self.padded = [f" {normalize_query(t)} " for t in texts]
         vocab: dict[str, int] = {}
         rows, cols = [], []
@@ -110,21 +115,6 @@ class TitleMatcher:
         self.numbers = sp.csr_matrix((np.ones(len(rows), np.float32), (cols, rows)),
                                      shape=(len(vocab), len(texts)), dtype=np.float32)
         self.numbers.sort_indices()
-
-
-def _presence(weights: sp.csr_matrix, ids: Sequence[int], items: np.ndarray) -> np.ndarray:
-    """(len(ids), len(items)) 0/1: term id present in item (a terms x items CSR matrix, sorted postings)."""
-    out = np.zeros((len(ids), len(items)), np.float32)
-    if not len(items):
-        return out
-    if not weights.has_sorted_indices:
-        weights.sort_indices()  # in place: the same matrix
-    for row, t in enumerate(ids):
-        postings = weights.indices[weights.indptr[t]:weights.indptr[t + 1]]
-        if len(postings):
-            at = np.minimum(np.searchsorted(postings, items), len(postings) - 1)
-            out[row] = postings[at] == items
-    return out
 
 
 class ProductPrior:
@@ -169,13 +159,6 @@ class ProductPrior:
 def candidate_features(searcher, query: str, cand, prior: ProductPrior | None = None,
                        exclude: str | None = None) -> np.ndarray:
     """(n_candidates, len(FEATURES)) features of one query's candidates (`Searcher` `Candidates`)."""
-    from coldrec.search.searcher import (
-        DEFAULT_WEIGHTS,
-        SIGNALS,
-        normalize_query,
-        ranks_within,
-    )
-
     items = cand.items
     n = len(items)
     X = np.full((n, len(FEATURES)), np.nan, np.float32)
@@ -192,22 +175,19 @@ def candidate_features(searcher, query: str, cand, prior: ProductPrior | None = 
 
     matcher = searcher.matcher
     bm25 = searcher.bm25
-    stems = bm25._tokens([query])[0] if bm25 is not None else []
-    known = [bm25.vocab[t] for t in dict.fromkeys(stems) if t in bm25.vocab] if stems else []
-    n_stems = len(dict.fromkeys(stems))
-    if n_stems and bm25.vocab:
-        present = _presence(bm25._weights, known, items)
+    stems = bm25.tokens([query])[0] if bm25 is not None else []
+    distinct = list(dict.fromkeys(stems))
+    if distinct and bm25.vocab:
+        present = bm25.presence(distinct, items).astype(np.float32)  # unknown stems: rows of 0
         found = present.sum(0)
-        X[:, col["stem_cover"]] = found / n_stems
-        X[:, col["stems_missing"]] = n_stems - found
-        first, last = stems[0], stems[-1]
-        for name, stem in (("first_stem", first), ("last_stem", last)):
-            X[:, col[name]] = present[known.index(bm25.vocab[stem])] if stem in bm25.vocab else 0.0
+        X[:, col["stem_cover"]] = found / len(distinct)
+        X[:, col["stems_missing"]] = len(distinct) - found
+        for name, stem in (("first_stem", stems[0]), ("last_stem", stems[-1])):
+            X[:, col[name]] = present[distinct.index(stem)]
     if searcher.ngram is not None and searcher.ngram.vocab:
-        grams = list(dict.fromkeys(searcher.ngram._tokens([query])[0]))
+        grams = list(dict.fromkeys(searcher.ngram.tokens([query])[0]))
         if grams:
-            ids = [searcher.ngram.vocab[g] for g in grams if g in searcher.ngram.vocab]
-            X[:, col["gram_cover"]] = _presence(searcher.ngram._weights, ids, items).sum(0) / len(grams)
+            X[:, col["gram_cover"]] = searcher.ngram.presence(grams, items).astype(np.float32).sum(0) / len(grams)
     phrase = normalize_query(query)
     if phrase:
         padded = f" {phrase} "
@@ -217,8 +197,8 @@ def candidate_features(searcher, query: str, cand, prior: ProductPrior | None = 
         vocab = matcher.number_vocab
         for name, toks in (("num_unit_match", numbers), ("num_match", ["#" + _bare(t) for t in numbers])):
             ids = [vocab[t] for t in toks if t in vocab]
-            X[:, col[name]] = _presence(matcher.numbers, ids, items).sum(0) / len(toks)
-    X[:, col["query_stems"]] = n_stems
+            X[:, col[name]] = term_presence(matcher.numbers, ids, items).astype(np.float32).sum(0) / len(toks)
+    X[:, col["query_stems"]] = len(distinct)
     X[:, col["title_stems"]] = searcher.title_stems[items]
     X[:, col["n_candidates"]] = n
     if prior is not None:
@@ -239,6 +219,7 @@ def label_gain() -> list[float]:
     return [float(2.0 ** (label / LABEL_STEPS) - 1.0) for label in range(2 * LABEL_STEPS + 1)]
 
 
+@register_class
 class LearnedRanker:
     """Two LambdaRank models (``"retrieve"``, ``"rerank"``) over `FEATURES`; see the module docstring.
 
@@ -315,7 +296,7 @@ class LearnedRanker:
         # one query's few hundred rows: a second thread costs more than it saves; float64 scores
         # straight from the booster (LearnedFusion.predict rounds to float32, which would add ties)
         threads = 1 if len(X) < 5000 else model.n_jobs
-        return model.model_.booster_.predict(X, num_iteration=model.best_iteration_, num_threads=threads).astype(np.float64)
+        return model.raw_scores(X, num_threads=threads)
 
 
 __all__ = ["FEATURES", "LearnedRanker", "ProductPrior", "TitleMatcher", "candidate_features", "label_gain",

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldrec.search.searcher import SIGNALS, Searcher, ranks_within
+from coldrec.retrieve.ranking import order_by_score, ranks_within
+from coldrec.search.fusion import SIGNALS
+from coldrec.search.searcher import Searcher
 
 MODELS = ("bm25", "dense", "weighted", "rrf")
 
@@ -21,7 +23,7 @@ def pool_scores(searcher: Searcher, queries: list[str], pools: list[np.ndarray])
     out: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
     sig = searcher._signals(queries)
     for i, items in enumerate(pools):
-        feats = searcher._features(sig, i, items)
+        feats = sig.features(i, items, searcher.vectors)
         out["bm25"].append(feats[:, SIGNALS.index("bm25")])
         out["dense"].append(feats[:, SIGNALS.index("dense")])
         out["weighted"].append(searcher.fuse(feats, None, "weighted"))
@@ -48,7 +50,7 @@ def pool_top1(searcher: Searcher, judgments) -> list[dict]:
             mine = s[items == r][0]
             others = s[items != r]
             strict.append(bool((mine > others).all()))
-            ties.append(int(items[np.lexsort((items, -s))[0]]) == r)
+            ties.append(int(items[order_by_score(items, s)[0]]) == r)
         rows.append({"model": model, "top1_strict": float(np.mean(strict)), "top1_position_ties": float(np.mean(ties)),
                      "n_queries": len(queries)})
     return rows

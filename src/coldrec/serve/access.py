@@ -41,8 +41,10 @@ def require(settings: Settings, scope: Scope):
     read = settings.read_key.get_secret_value().encode() if settings.read_key else None
     accepted = [key for key in ((write, read) if scope == "read" else (write,)) if key is not None]
 
-    def check(x_api_key: Annotated[str | None, Header(description="Required when the service has keys: the "
-                                                                  "read key opens GET endpoints, the write key all.")] = None):
+    key_header = Header(description="Required when the service has keys: the read key opens GET endpoints, "
+                                    "the write key all.")
+
+    def check(x_api_key: Annotated[str | None, key_header] = None) -> None:
         if write is None:
             return
         given = (x_api_key or "").encode()
@@ -51,7 +53,8 @@ def require(settings: Settings, scope: Scope):
             raise HTTPException(
                 403 if wrong_scope else 401,
                 [{"loc": ("header", KEY_HEADER), "type": "forbidden" if wrong_scope else "unauthorized",
-                  "msg": "the read key cannot write: use the write key" if wrong_scope else "missing or wrong API key"}],
+                  "msg": ("the read key cannot write: use the write key" if wrong_scope
+                          else "missing or wrong API key")}],
                 headers=None if wrong_scope else {"WWW-Authenticate": KEY_HEADER},
             )
 

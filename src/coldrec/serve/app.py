@@ -88,8 +88,9 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     catalog = CatalogSync(engine, store)
     app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        max_url_bytes=settings.max_url_bytes)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(StarletteHTTPException, http_error)  # FastAPI's subclass included
+    # starlette types a handler as taking any Exception, though it passes only the class it was registered for
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]  # FastAPI's subclass too
     known = Depends(_known_query_parameters())
     reads = APIRouter(dependencies=[Depends(require(settings, "read")), known])
     writes = APIRouter(dependencies=[Depends(require(settings, "write")), known])
@@ -145,7 +146,8 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
             return Added(added=[])
         repeated = pd.Series([item.item_id for item in batch.items]).duplicated().to_numpy().nonzero()[0]
         if len(repeated):
-            raise invalid([(("body", "items", int(repeated[0]), "item_id"), "item id repeated in the batch", "duplicate")])
+            where = ("body", "items", int(repeated[0]), "item_id")
+            raise invalid([(where, "item id repeated in the batch", "duplicate")])
         frame = _items_frame(batch.items)
         encoded = engine.encode_items(frame)  # the slow part, before any write: reads go on meanwhile
         store.upsert_items(frame)  # the store before the engine: it is what a restart rebuilds from
@@ -182,8 +184,9 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         engine.prepare_texts(profile.interests)  # encoded here, in the thread pool, not by the next read
         return profile
 
-    erasure_pending = {503: {"description": "Erased from every answer, but a long read still holds old pages "
-                                            "of the store's files: repeat the DELETE after Retry-After seconds"}}
+    erasure_pending: dict[int | str, dict[str, Any]] = {
+        503: {"description": "Erased from every answer, but a long read still holds old pages "
+                             "of the store's files: repeat the DELETE after Retry-After seconds"}}
 
     @writes.delete("/users/{user_id:path}", response_model=Erased, responses=erasure_pending)
     def delete_user(user_id: PathId) -> Erased:
@@ -286,8 +289,10 @@ def _erased(erase, name: str) -> dict[str, int]:
     try:
         return erase()
     except ErasurePending:
-        message = "erased from every answer, but a long read still holds old copies in the store's files: repeat this DELETE"
-        raise invalid([(("path", name), message, "erasure_pending")], status=503, headers={"Retry-After": "5"}) from None
+        message = ("erased from every answer, but a long read still holds old copies in the store's files: "
+                   "repeat this DELETE")
+        raise invalid([(("path", name), message, "erasure_pending")], status=503,
+                      headers={"Retry-After": "5"}) from None
 
 
 def _known_query_parameters():
@@ -328,7 +333,7 @@ def _mount_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> Response:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="coldrec API",
+        return get_swagger_ui_html(openapi_url=app.openapi_url or "/openapi.json", title="coldrec API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/favicon.ico")
 

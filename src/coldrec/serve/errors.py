@@ -1,6 +1,9 @@
 """Every 4xx as {"detail": [{"loc", "msg", "type", "field"}]}, `field` naming the offending input
 as a path like `events[3].item_id`."""
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -17,7 +20,7 @@ def field_name(loc) -> str:
     return text or (str(loc[0]) if loc else "")
 
 
-def error_body(errors: list[dict]) -> dict:
+def error_body(errors: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {"detail": [
         {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"],
          "field": "body" if e["type"] == "json_invalid" else field_name(e["loc"])}

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coldrec.search.searcher import char_ngrams, normalize_query
+from coldrec.search.text import char_ngrams, normalize_query
 
 #: A result holding at least this share of the query's distinct character 3-grams matches it (typos).
 NGRAM_MATCH = 0.5
@@ -63,20 +63,10 @@ def lexical_matches(searcher, query: str, items: np.ndarray) -> np.ndarray:
     """
     items = np.asarray(items, np.int64)
     text = normalize_query(query)
-    matched = _hits(searcher.bm25, searcher.bm25._tokens([text])[0] if searcher.bm25 is not None else [], items) > 0
+    matched = np.zeros(len(items), bool)
+    if searcher.bm25 is not None:
+        matched |= searcher.bm25.term_counts(searcher.bm25.tokens([text])[0], items) > 0
     grams = set(char_ngrams(text))
     if searcher.ngram is not None and grams:
-        matched |= _hits(searcher.ngram, grams, items) >= NGRAM_MATCH * len(grams)
+        matched |= searcher.ngram.term_counts(grams, items) >= NGRAM_MATCH * len(grams)
     return matched
-
-
-def _hits(index, terms, items: np.ndarray) -> np.ndarray:
-    """How many of the distinct `terms` each item holds, read from the index's postings (no scoring)."""
-    if index is None or not index.vocab or not len(items):
-        return np.zeros(len(items), np.int64)
-    weights = index._weights  # (terms, items) CSR: a row's indices are the items holding that term
-    rows = [index.vocab[t] for t in set(terms) if t in index.vocab]
-    if not rows:
-        return np.zeros(len(items), np.int64)
-    postings = np.sort(np.concatenate([weights.indices[weights.indptr[r] : weights.indptr[r + 1]] for r in rows]))
-    return np.searchsorted(postings, items, "right") - np.searchsorted(postings, items, "left")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -30,22 +32,30 @@ def start_server(
     Its output goes to `log_path` (appended: a restarted server keeps the first one's log). Raises
     RuntimeError, with the log's tail, when the server exits or `timeout` seconds (None: no limit) pass.
     """
-    import httpx
-
     command = [sys.executable, "-m", "coldrec.cli", "serve", *serve_args, "--port", str(port)]
     with open(log_path, "a") as server_log:
         process = subprocess.Popen(command, env=env, cwd=cwd, stdout=server_log, stderr=subprocess.STDOUT)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
+        if _healthy(port):
+            return process
         if process.poll() is not None or (deadline is not None and time.monotonic() > deadline):
             stop_server(process)
             raise RuntimeError(f"the server did not start:\n{Path(log_path).read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+#: the standard library's client, never through a proxy from the environment: the server is on loopback
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _healthy(port: int) -> bool:
+    """Whether GET /healthz on 127.0.0.1:`port` answers 200 within a second."""
+    try:
+        with _LOCAL.open(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, http.client.HTTPException):  # refused, reset, timed out, an error status, a garbled answer
+        return False
 
 
 def stop_server(process: subprocess.Popen, wait: float = 10) -> None:

@@ -1,7 +1,7 @@
-"""A short reason per recommended item, from the ranker's per-feature contributions.
+"""A short reason per recommended item, from the model's `Explanation` of it.
 
-LightGBM's SHAP values (`pred_contrib=True`) on the returned rows only are summed per
-group of features; the strongest group names the reason:
+The strongest kind of evidence names the reason (coldrec sums LightGBM's SHAP values per group of
+features; see `coldrec.recommend.explaining`):
 
 - history (text similarity to what was seen, co-occurrence, ALS, brand): "because you
   viewed|bought|added to cart X", X the known item closest to the recommended one;
@@ -15,110 +15,50 @@ word (or most of its letters) with the query, `RELATED_TO_SEARCH` when only thei
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType
-from coldrec.recommend.coldstart import FEATURES
+from coldrec.recommend.base import Explanation
 
-HISTORY = ("text_interest_max", "text_interest_weight", "text_mean", "text_last", "als", "itemknn", "seen_weight", "brand_share")
-STATED = ("text_stated", "has_stated")
-POPULARITY = ("log_pop", "log_pop30", "decayed_pop", "category_pop_share", "borrowed_pop")
-NEWNESS = ("log_item_events", "item_age_days")
 VERBS = {EventType.PURCHASE: "bought", EventType.RATING: "bought", EventType.CART: "added to cart"}
 MATCHES_SEARCH = "matches your search"
 RELATED_TO_SEARCH = "related to your search"
 
 
-def _columns(names: tuple[str, ...]) -> np.ndarray:
-    return np.array([FEATURES.index(name) for name in names])
-
-
-def explain(
-    model,
+def reasons(
+    explanations: Sequence[Explanation],
     context: UserContext,
-    items: np.ndarray,
-    features: np.ndarray,
-    titles: np.ndarray | None = None,
-    leaves: np.ndarray | None = None,
-    encode_texts=None,
+    titles: np.ndarray,
+    leaves: np.ndarray,
+    ids: np.ndarray,
+    items: np.ndarray | None = None,
 ) -> list[str]:
-    """One reason per item (rows of `features` are the ranker's inputs for `items`).
-
-    `titles` and `leaves` (per catalog position) name the items; taken from the model's
-    catalog when not given; `encode_texts` encodes interests (the model's encoder by default).
-    """
-    if not len(items):
-        return []
-    if titles is None:
-        titles = model.catalog.frame["title"].fillna("").to_numpy(dtype=object)
-    if leaves is None:
-        leaves = model.catalog.leaf_categories()
-    contributions = model._fusion.contributions(features)
-    category = FEATURES.index("category_share")
-    stated_category = _stated_category_mask(model, context, items)
-    history = contributions[:, _columns(HISTORY)].sum(axis=1)
-    stated = contributions[:, _columns(STATED)].sum(axis=1)
-    history += np.where(stated_category, 0.0, contributions[:, category])
-    stated += np.where(stated_category, contributions[:, category], 0.0)
-    if not len(context.items):
-        history[:] = -np.inf
-    if not (context.interests or context.queries):
-        stated[:] = -np.inf
-    popularity = contributions[:, _columns(POPULARITY)].sum(axis=1)
-    newness = contributions[:, _columns(NEWNESS)].sum(axis=1) + popularity
-    is_new = model._signals.events[items] == 0
-
-    interests = _Interests(model, context, encode_texts or model._encode_texts)
-    reasons = []
-    for row, item in enumerate(items):
-        personal = max(history[row], stated[row])
-        if is_new[row] and (personal <= 0 or personal <= newness[row]):
-            reasons.append("new arrival")
-        elif history[row] >= stated[row] and history[row] > 0 and history[row] >= popularity[row]:
-            reasons.append(_because(model, context, int(item), titles))
-        elif stated[row] > 0 and stated[row] >= popularity[row]:
-            reasons.append(f"matches your interest {interests.closest(int(item))}")
+    """One reason per explained item; `titles`, `leaves` and `ids` name catalog positions."""
+    said = []
+    for row, why in enumerate(explanations):
+        history = why.contributions.get("history", 0.0) if len(context.items) else -np.inf
+        stated = why.contributions.get("stated", 0.0) if (context.interests or context.queries) else -np.inf
+        popularity = why.contributions.get("popularity", 0.0)
+        newness = why.contributions.get("newness", 0.0) + popularity
+        personal = max(history, stated)
+        if why.is_new and (personal <= 0 or personal <= newness):
+            said.append("new arrival")
+        elif history >= stated and history > 0 and history >= popularity and why.closest_known >= 0:
+            said.append(_because(context, why.closest_known, titles, ids))
+        elif stated > 0 and stated >= popularity and why.closest_interest:
+            said.append(f"matches your interest {why.closest_interest}")
         else:
-            leaf = str(leaves[item] or "").strip()
-            reasons.append(f"popular in {leaf}" if leaf else "popular right now")
-    return reasons
+            position = int(items[row]) if items is not None else -1
+            leaf = str(leaves[position] or "").strip() if position >= 0 else ""
+            said.append(f"popular in {leaf}" if leaf else "popular right now")
+    return said
 
 
-def _stated_category_mask(model, context: UserContext, items: np.ndarray) -> np.ndarray:
-    """Items whose category a stated interest names (their category share comes from that interest)."""
-    codes = [model._category_lookup.get(text.strip().lower()) for text in context.interests]
-    codes = [c for c in codes if c is not None]
-    return np.isin(model._category[items], codes) if codes else np.zeros(len(items), bool)
-
-
-def _because(model, context: UserContext, item: int, titles: np.ndarray) -> str:
-    vectors = model._item_vectors
-    known = np.asarray(context.items, np.int64)
-    similarity = vectors[known] @ vectors[item]
-    similarity[known == item] = -np.inf if (known != item).any() else similarity[known == item]
-    closest = int(np.argmax(similarity))
+def _because(context: UserContext, known_item: int, titles: np.ndarray, ids: np.ndarray) -> str:
     # the most recent event on that item says what the shopper did
-    last = np.flatnonzero(known == known[closest])[-1]
+    last = np.flatnonzero(np.asarray(context.items) == known_item)[-1]
     verb = VERBS.get(int(context.events[last]), "viewed")
-    title = titles[known[closest]]
-    return f"because you {verb} {title or model.catalog.ids[known[closest]]}"
-
-
-class _Interests:
-    """The shopper's stated interests and queries, encoded once (only when a reason needs them)."""
-
-    def __init__(self, model, context: UserContext, encode_texts):
-        self.model = model
-        self.encode_texts = encode_texts
-        self.texts = [text.strip() for text in [*context.interests, *context.queries] if text and text.strip()]
-        self._vectors = None
-
-    def closest(self, item: int) -> str:
-        leaf = self.model._category_names[self.model._category[item]]
-        named = [text for text in self.texts if text.lower() == leaf]
-        if named or len(self.texts) == 1:
-            return (named or self.texts)[0]
-        if self._vectors is None:
-            self._vectors = self.encode_texts(self.texts)
-        return self.texts[int(np.argmax(self._vectors @ self.model._item_vectors[item]))]
+    return f"because you {verb} {titles[known_item] or ids[known_item]}"

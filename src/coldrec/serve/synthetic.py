@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import EventType, InteractionLog
+from coldrec.model.registry import register_class
+
+if TYPE_CHECKING:
+    from coldrec.serve.engine import Engine
 
 DAY = 86_400
 _TOKEN = re.compile(r"\w+")
 
 
+@register_class
 class HashingEncoder:
     """Deterministic bag-of-tokens vectors: each token a seeded random vector; texts their normalised sum."""
 
@@ -52,7 +58,8 @@ class HashingEncoder:
             for word in words:
                 rows.append(row)
                 cols.append(vocabulary.setdefault(word, len(vocabulary)))
-        table = np.stack([self._token(word) for word in vocabulary]) if vocabulary else np.zeros((0, self.dim), np.float32)
+        table = (np.stack([self._token(word) for word in vocabulary]) if vocabulary
+                 else np.zeros((0, self.dim), np.float32))
         counts = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocabulary)))
         out = np.asarray(counts @ table, np.float32).reshape(len(texts), self.dim)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
@@ -73,7 +80,8 @@ def synthetic_shop(
     rng = np.random.default_rng(seed)
     n_leaves = n_departments * leaves_per_department
     leaf_names = np.array(
-        [f"Department {d:02d} > Shelf {d:02d}-{j:02d}" for d in range(n_departments) for j in range(leaves_per_department)]
+        [f"Department {d:02d} > Shelf {d:02d}-{j:02d}"
+         for d in range(n_departments) for j in range(leaves_per_department)]
     )
     words = np.array([f"w{i:04d}" for i in range(vocabulary)])
     leaf_of_item = np.sort(rng.integers(0, n_leaves, n_items))
@@ -102,7 +110,8 @@ def synthetic_shop(
     launch = end - (rng.random(n_items) ** 0.5 * 1.2 * days * DAY).astype(np.int64)
     time = np.maximum(end - rng.integers(0, days * DAY, n_events), launch[item] + rng.integers(0, 7 * DAY, n_events))
     time = np.minimum(time, end)
-    event = rng.choice([EventType.VIEW, EventType.CART, EventType.PURCHASE], n_events, p=[0.6, 0.15, 0.25]).astype(np.int8)
+    kinds = [EventType.VIEW, EventType.CART, EventType.PURCHASE]
+    event = rng.choice(kinds, n_events, p=[0.6, 0.15, 0.25]).astype(np.int8)
     order = np.argsort(time, kind="stable")
     log = InteractionLog.from_arrays(
         np.char.add("user", user.astype(str))[order], item[order], time[order], event[order]
@@ -110,8 +119,13 @@ def synthetic_shop(
     return catalog, log
 
 
-def synthetic_engine(n_items: int = 100_000, dim: int = 384, seed: int = 0, n_users: int | None = None, **model_params):
-    """A fitted `Engine` over `synthetic_shop(n_items)` with a `HashingEncoder(dim)` (about 200k events at 100k items)."""
+def synthetic_engine(
+    n_items: int = 100_000, dim: int = 384, seed: int = 0, n_users: int | None = None, **model_params: Any
+) -> Engine:
+    """A fitted `Engine` over `synthetic_shop(n_items)` with a `HashingEncoder(dim)`.
+
+    About 200k events at 100k items.
+    """
     from coldrec.serve.engine import Engine
 
     catalog, log = synthetic_shop(n_items, n_users=n_users or max(200, n_items // 5), seed=seed)

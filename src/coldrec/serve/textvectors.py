@@ -67,7 +67,9 @@ class TextVectors:
         """Store vectors encoded elsewhere."""
         self._put(list(texts), vectors)
 
-    def encode(self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], batch_size: int | None = None, show_progress: bool | None = None
+    ) -> np.ndarray:
         """Encoder-style: one row per text, every text encoded (e.g. the searcher's query encoder)."""
         found = self.get(list(texts))
         return np.stack([found[text] for text in texts]) if len(texts) else np.zeros((0, 0), np.float32)
@@ -98,7 +100,7 @@ class TextVectors:
         try:
             while True:
                 with self._lock:
-                    batch = []
+                    batch: list[str] = []
                     while self._queue and len(batch) < WARM_BATCH:
                         text = self._queue.popitem(last=False)[0]
                         if text not in self._vectors:
@@ -115,7 +117,7 @@ class TextVectors:
 
     def _put(self, texts: list[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
         vectors = np.asarray(vectors, np.float32)
-        out = dict(zip(texts, vectors))
+        out = dict(zip(texts, vectors, strict=True))
         with self._lock:
             self._vectors.update(out)
             for text in texts:

@@ -108,7 +108,7 @@ class ALSRecommender(Recommender):
 
     def user_factors(self, contexts: Sequence[UserContext]) -> np.ndarray:
         """Folded-in factors of each context (zeros for a context without items)."""
-        known = context_matrix(contexts, len(self.catalog))
+        known = context_matrix(contexts, self.fitted_items_)
         out = np.zeros((len(contexts), self.factors), np.float32)
         rows = np.flatnonzero(np.diff(known.indptr))
         if len(rows):

@@ -52,6 +52,11 @@ class ItemKNNRecommender(Recommender):
         pruned = top_k_per_row(sim, self.neighbours)
         self._similarity = sp.csr_matrix(pruned.T, dtype=np.float32)
 
+    @property
+    def similarity(self) -> sp.csr_matrix:
+        """(known item, target item) similarities: a shopper's scores are the sum of their known items' rows."""
+        return self._similarity
+
     def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
-        known = context_matrix(contexts, len(self.catalog))
+        known = context_matrix(contexts, self.fitted_items_)
         return np.asarray((known @ self._similarity).toarray(), dtype=np.float32)

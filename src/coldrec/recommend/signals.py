@@ -1,0 +1,140 @@
+"""`BehaviourSignals`: the behaviour-side evidence fitted on one log (the inner cut, then everything).
+
+Popularity overall, in the last 30 days and decayed, each item's event count and age, its share of
+its category's popularity, implicit ALS item factors (a shopper is folded in per request) and the
+item-kNN co-occurrence matrix. Popularities are scale-free (a share of the most popular item's),
+so a ranker trained on a shorter past applies unchanged to the whole past.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from coldrec.data.catalog import ItemCatalog
+from coldrec.data.interactions import InteractionLog
+from coldrec.model.registry import register_class
+from coldrec.recommend.rows import append_rows, reserve_rows
+
+DAY = 86_400
+
+#: per-item arrays and their value for an item without behaviour
+PER_ITEM = (
+    ("pop", 0.0), ("pop30", 0.0), ("events", 0.0), ("decayed_pop", 0.0), ("category_pop_share", 0.0),
+    ("borrowed_pop", 0.0), ("age_days", np.nan), ("item_factors", 0.0),
+)
+
+
+@register_class
+class BehaviourSignals:
+    """Behaviour evidence per catalog position; `fold_in` turns a shopper's known items into ALS factors."""
+
+    __transient__ = ("_buffers", "_gram")
+
+    def __init__(
+        self,
+        log: InteractionLog,
+        catalog: ItemCatalog,
+        now: int,
+        category: np.ndarray,
+        *,
+        als_factors: int = 64,
+        knn_neighbours: int | None = 200,
+        random_state: int = 0,
+    ):
+        from coldrec.recommend.baselines.als import ALSRecommender
+        from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
+
+        n = len(catalog)
+        self.now = int(now)
+        self.pop = _share_of_max(np.log1p(log.distinct_users_per_item(n)))
+        recent = (log.time > now - 30 * DAY) & (log.time <= now)
+        self.pop30 = _share_of_max(np.log1p(log.select(recent).distinct_users_per_item(n)))
+        self.events = np.log1p(np.bincount(log.item, minlength=n).astype(np.float32))
+        first = np.full(n, np.inf)
+        np.minimum.at(first, log.item, log.time.astype(np.float64))
+        self.age_days = np.where(np.isfinite(first), (now - first) / DAY, np.nan).astype(np.float32)
+        # popularity with a 90-day half-life: what sells now, smoother than a 30-day window
+        decay = np.exp2(-(now - log.time) / (90 * DAY)).astype(np.float32)
+        self.decayed_pop = _share_of_max(np.log1p(np.bincount(log.item, weights=decay, minlength=n)))
+        sold = np.expm1(self.pop)
+        by_category = np.bincount(category, weights=sold, minlength=int(category.max(initial=0)) + 1)
+        self.category_pop_share = (sold / np.maximum(by_category[category], 1e-9)).astype(np.float32)
+        als = ALSRecommender(factors=als_factors, regularization=0.1, alpha=10.0, random_state=random_state)
+        als.fit(log, catalog, now=now)
+        self.item_factors = np.ascontiguousarray(als.item_factors, np.float32)
+        self.regularization, self.alpha = float(als.regularization), float(als.alpha)
+        #: (known item, target item): a shopper's item-kNN scores are the sum of their known items' rows
+        self.similarity = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now).similarity
+        self.borrowed_pop = self.pop.copy()
+
+    def __len__(self) -> int:
+        return len(self.pop)
+
+    def borrow_for_new_items(self, vectors: np.ndarray, k: int) -> None:
+        """Pseudo-behaviour for items nobody has bought yet, from their nearest established items.
+
+        A new item's ALS factors, co-occurrence rows and columns and popularity are the
+        text-similarity-weighted mean of those of its k nearest established items (by the
+        encoder's vectors), so "bought with X" evidence reaches a new variant of X the moment it
+        is listed. `events` stays 0: the ranker still knows it is new.
+        """
+        established = np.flatnonzero(self.events > 0)
+        new = np.flatnonzero(self.events == 0)
+        if not len(new) or not len(established):
+            return
+        k = min(k, len(established))
+        similarity = vectors[new] @ vectors[established].T
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        weights = np.clip(np.take_along_axis(similarity, top, axis=1), 0, None)
+        weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+        n = len(self.events)
+        # borrow[i, j]: how much item i takes from item j (identity for established items)
+        borrow = sp.csr_matrix(
+            (
+                np.concatenate([np.ones(len(established), np.float32), weights.ravel().astype(np.float32)]),
+                (np.concatenate([established, np.repeat(new, k)]), np.concatenate([established, established[top].ravel()])),
+            ),
+            shape=(n, n),
+        )
+        self.item_factors[new] = borrow[new] @ self.item_factors
+        self.similarity = sp.csr_matrix(borrow @ self.similarity @ borrow.T, dtype=np.float32)
+        self.borrowed_pop = (borrow @ self.pop).astype(np.float32)
+        self._gram = None
+
+    def fold_in(self, known: np.ndarray) -> np.ndarray:
+        """One shopper's ALS factors from their distinct known items: implicit's least-squares solve
+        (confidence alpha per known item), as `implicit` computes it for a new user."""
+        y = np.asarray(self.item_factors[known], np.float64)
+        gram = getattr(self, "_gram", None)
+        if gram is None or gram[0] != len(self.item_factors):
+            factors = np.asarray(self.item_factors, np.float64)
+            gram = self._gram = (len(self.item_factors), factors.T @ factors + self.regularization * np.eye(factors.shape[1]))
+        a = gram[1] + (self.alpha - 1.0) * (y.T @ y)
+        return np.linalg.solve(a, self.alpha * y.sum(axis=0)).astype(np.float32)
+
+    def grow(self, count: int) -> None:
+        """`count` more positions without behaviour (a new item: no popularity, events, age, factors or co-buyers)."""
+        if not count:
+            return
+        for name, fill in PER_ITEM:
+            setattr(self, name, append_rows(self._room(), name, np.asarray(getattr(self, name)), count, fill))
+        sim, n = self.similarity, len(self.pop)
+        self.similarity = sp.csr_matrix(
+            (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(count, sim.indptr[-1])])), shape=(n, n)
+        )
+
+    def reserve(self, count: int) -> None:
+        """Room for `count` more positions (contents unchanged: safe while others read)."""
+        for name, _ in PER_ITEM:
+            setattr(self, name, reserve_rows(self._room(), name, np.asarray(getattr(self, name)), count))
+
+    def _room(self) -> dict:
+        if getattr(self, "_buffers", None) is None:
+            self._buffers = {}
+        return self._buffers
+
+
+def _share_of_max(values: np.ndarray) -> np.ndarray:
+    top = values.max() if len(values) else 0.0
+    return (values / top if top > 0 else values).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Popularity: the shop's best sellers, overall and in the last 30 days; and the new arrivals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coldrec.recommend.shoppers import ShopperBatch
+from coldrec.recommend.sources.base import Candidates, CandidateSource, per_row, top_positive
+
+#: The new-arrivals source looks at most this many of the latest items nobody has bought yet.
+NEW_ARRIVALS_POOL = 2048
+
+
+class PopularitySource(CandidateSource):
+    """The k most popular items overall and the k most popular of the last 30 days, for every shopper."""
+
+    name = "popularity"
+
+    def popular(self, k: int) -> np.ndarray:
+        def build():
+            return {}
+
+        cache = self._derived(build)
+        if k not in cache:
+            n = len(self.state)
+            top = [np.argsort(-p[:n], kind="stable")[:k] for p in (self.signals.pop, self.signals.pop30)]
+            cache[k] = np.unique(np.concatenate(top))
+        return cache[k]
+
+    def candidates(self, shoppers: ShopperBatch, k: int) -> Candidates:
+        items = self.popular(k)
+        return Candidates(np.repeat(np.arange(len(shoppers)), len(items)), np.tile(items, len(shoppers)),
+                          np.zeros(len(shoppers) * len(items), np.float32))
+
+
+class NewArrivalsSource(CandidateSource):
+    """Among the latest items nobody has bought yet (listed, not removed; `NEW_ARRIVALS_POOL` at most), the k
+    closest to the shopper's interests or stated words. Only text reaches them otherwise, through lists ranked
+    over the whole catalog where established items crowd them out."""
+
+    name = "new_arrivals"
+
+    def arrivals(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pool (latest listed first) and its vectors (contiguous: gathered once, not per request)."""
+
+        def build():
+            n = len(self.state)
+            new = np.flatnonzero((self.signals.events[:n] == 0) & ~self.state.removed)
+            new = np.ascontiguousarray(new[::-1][:NEW_ARRIVALS_POOL])
+            return new, np.ascontiguousarray(self.state.vectors[new])
+
+        return self._derived(build)
+
+    def candidates(self, shoppers: ShopperBatch, k: int) -> Candidates:
+        pool, vectors = self.arrivals()
+        if not len(pool):
+            return Candidates.empty()
+        profiles = shoppers.profiles
+        lists, values = [], []
+        for row in range(len(shoppers)):
+            text = (vectors @ np.vstack([profiles.interests[row], profiles.stated[row : row + 1]]).T).max(axis=1)
+            picked = top_positive(text, k)
+            lists.append(pool[picked])
+            values.append(text[picked])
+        return per_row(lists, values)

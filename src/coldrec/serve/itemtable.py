@@ -1,0 +1,96 @@
+"""`ItemTable`: per-position ids, titles, category paths, prices and stock, for filters and results.
+
+The server's own view of the live catalog (the model ranks positions; this names them). Rows are
+re-read only for the positions a write touched, so an add stays cheap on a big catalog.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from coldrec.data.catalog import CATEGORY_SEPARATOR, ItemCatalog
+
+_FILLS = {"ids": "", "titles": "", "paths": "", "price": np.nan, "available": False, "path_code": 0, "title_code": -1}
+
+
+class ItemTable:
+    def __init__(self, catalog: ItemCatalog):
+        self.ids, self.titles, self.paths = (np.zeros(0, object) for _ in range(3))
+        self.price, self.available = np.zeros(0), np.zeros(0, bool)
+        self.path_names, self.path_code, self._path_lookup = np.zeros(0, object), np.zeros(0, np.int64), {}
+        self.title_code, self._title_lookup = np.zeros(0, np.int64), {}
+        self.refresh(catalog)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def refresh(self, catalog: ItemCatalog, positions: np.ndarray | None = None) -> None:
+        """(Re)read the rows at `positions` (all when None) from `catalog`."""
+        if positions is None:
+            frame, positions = catalog.frame, np.arange(len(catalog))
+        else:
+            frame = catalog.frame.iloc[positions]
+        grow = len(catalog) - len(self.ids)
+        for name, fill in _FILLS.items():
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
+        self.ids[positions] = frame["item_id"].to_numpy(dtype=object)
+        self.titles[positions] = frame["title"].fillna("").to_numpy(dtype=object)
+        # one code per title up to case and spacing (-1: no title), to collapse duplicate listings
+        inverse, keys = pd.factorize(np.array([" ".join(str(t).lower().split()) for t in self.titles[positions]], object))
+        codes = np.array([self._title_lookup.setdefault(k, len(self._title_lookup)) if k else -1 for k in keys], np.int64)
+        self.title_code[positions] = codes[inverse] if len(keys) else inverse
+        paths = frame["category"].fillna("").to_numpy(dtype=object)
+        self.paths[positions] = paths
+        self.price[positions] = frame["price"].to_numpy(dtype=np.float64)
+        self.available[positions] = frame["available"].to_numpy(dtype=bool)
+        self.all_available = bool(self.available.all())
+        inverse, distinct = pd.factorize(paths.astype(str))
+        codes = np.array([self._path_lookup.setdefault(path, len(self._path_lookup)) for path in distinct], np.int64)
+        self.path_code[positions] = codes[inverse] if len(distinct) else inverse
+        self.path_names = np.array(list(self._path_lookup), dtype=object)
+        leaf_of_path = np.array([path.split(CATEGORY_SEPARATOR)[-1] for path in self.path_names], dtype=object)
+        self.leaves = leaf_of_path[self.path_code] if len(leaf_of_path) else np.zeros(0, object)
+
+    def allowed(
+        self, removed: np.ndarray, category=None, min_price=None, max_price=None, in_stock=None,
+        include_unavailable: bool = False,
+    ) -> np.ndarray | None:
+        """The mask of positions the filters admit, or None when nothing is filtered. Unavailable items are
+        filtered out unless `include_unavailable` (or `in_stock` says otherwise)."""
+        if in_stock is None and not include_unavailable and not self.all_available:
+            in_stock = True
+        if category is None and min_price is None and max_price is None and in_stock is None:
+            return None
+        allowed = ~removed
+        if category:
+            allowed &= np.isin(self.path_code, np.flatnonzero(_path_matches(self.path_names, category)))
+        if min_price is not None:
+            allowed &= self.price >= min_price
+        if max_price is not None:
+            allowed &= self.price <= max_price
+        if in_stock is not None:
+            allowed &= self.available == bool(in_stock)
+        return allowed
+
+    def distinct_titles(self, positions: np.ndarray) -> np.ndarray:
+        """Mask over ranked `positions`: False where an item's title (up to case and spacing) came earlier."""
+        codes = self.title_code[positions]
+        keep = codes < 0
+        keep[np.unique(codes, return_index=True)[1]] = True
+        return keep
+
+    def price_of(self, position: int) -> float | None:
+        price = self.price[position]
+        return None if np.isnan(price) else float(price)
+
+
+def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:
+    """Category paths equal to `category`, under it, or having it as one of their levels (case-insensitive)."""
+    wanted = category.strip().lower()
+    lowered = np.char.lower(paths.astype(str))
+    levels = [{level.strip() for level in p.split(CATEGORY_SEPARATOR.strip())} for p in lowered]
+    return np.array(
+        [p == wanted or p.startswith(wanted + CATEGORY_SEPARATOR) or wanted in lv for p, lv in zip(lowered, levels)], bool
+    )

@@ -1,0 +1,61 @@
+"""The tables of the store's SQLite file, the constants their rows follow, and the upgrade of older files."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from coldrec.data.catalog import CATALOG_COLUMNS
+from coldrec.data.interactions import EventType
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    position INTEGER PRIMARY KEY,  -- row in the engine's catalog: assigned once, never reused
+    item_id TEXT NOT NULL UNIQUE,
+    title TEXT, description TEXT, brand TEXT, category TEXT,
+    price REAL, available INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER,  -- unix seconds
+    attributes TEXT,  -- JSON object
+    deleted INTEGER NOT NULL DEFAULT 0,
+    changed INTEGER NOT NULL DEFAULT 0  -- the items_version of the row's last write
+);
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY,  -- the client's idempotency key
+    user_key TEXT NOT NULL,  -- pseudonymised user or session id
+    item_id TEXT,  -- NULL only for search events
+    time REAL NOT NULL,
+    event INTEGER NOT NULL,  -- EventType
+    query TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_user ON events (user_key, time);
+CREATE INDEX IF NOT EXISTS items_by_change ON items (changed);
+-- items_version: counts item writes, so every server process sharing the file sees catalog changes;
+-- erasures: counts erasures that deleted rows; scrubbed: the erasures count the last VACUUM covered
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('items_version', 0);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_key TEXT PRIMARY KEY,
+    interests TEXT NOT NULL  -- JSON list of strings
+);
+"""
+ITEM_FIELDS = [c for c in CATALOG_COLUMNS if c != "item_id"]
+EVENT_CODES = {e.name.lower(): int(e) for e in EventType}
+USER_EVENT_COLUMNS = ["item_id", "time", "event", "query"]
+BUSY_TIMEOUT_S = 30
+
+
+def create_or_upgrade(connection: sqlite3.Connection) -> None:
+    """Create the tables, or bring a file written by an older coldrec up to them (the caller holds the write lock)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(items)")}
+    if columns and "changed" not in columns:  # a store written before items_version existed
+        connection.execute("ALTER TABLE items ADD COLUMN changed INTEGER NOT NULL DEFAULT 0")
+    connection.executescript(SCHEMA)  # its own transaction
+    # a store with items but no erasures count is older than the rewrite on erasure: rewrite it once
+    connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('erasures', ?), ('scrubbed', 0)",
+                       (int(bool(columns)),))
+
+
+def bump_items_version(connection: sqlite3.Connection) -> int:
+    """Count one more item write (inside the caller's transaction); the new items_version."""
+    connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'items_version'")
+    version: int = connection.execute("SELECT value FROM meta WHERE key = 'items_version'").fetchone()[0]
+    return version

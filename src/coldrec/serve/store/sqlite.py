@@ -1,0 +1,321 @@
+"""`Store`: items, events and profiles in one SQLite file (the package docstring says what it promises)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from coldrec.data.catalog import ItemCatalog
+from coldrec.data.interactions import InteractionLog
+from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
+
+from .erasure import PURGE_WAIT_S, Erasure
+from .rows import (
+    EventsAdded,
+    Rejected,
+    as_frame,
+    event_problem,
+    events_columns,
+    events_frame,
+    item_columns,
+    sql_values,
+    stored_event_ids,
+)
+from .schema import EVENT_CODES, ITEM_FIELDS, USER_EVENT_COLUMNS, bump_items_version, create_or_upgrade
+
+
+class Store(Erasure):
+    """Thread-safe: a connection per thread (WAL lets readers run beside the writer), one writer at a time."""
+
+    def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S):
+        super().__init__(path, purge_wait_s)
+        self.ids = pseudonymizer
+        with self._write_lock:
+            connection = self._connection()
+            create_or_upgrade(connection)
+        self._finish_erasures(connection)
+
+    @classmethod
+    def open(
+        cls, state_dir: str | Path, id_key: str | None = None, key_file: str | Path | None = None,
+        filename: str = "coldrec.sqlite",
+    ) -> Store:
+        """The store in `state_dir`, keyed by `id_key`, else by the key in `key_file` (see `load_or_create_key`)."""
+        key = load_or_create_key(id_key, key_file=key_file, state_dir=state_dir)
+        return cls(Path(state_dir) / filename, Pseudonymizer(key))
+
+    # items
+
+    def upsert_items(self, frame: pd.DataFrame) -> list[str]:
+        """Add or update items (catalog columns); a new id takes the next position, an existing one keeps its own.
+
+        Upserting a deleted item brings it back.
+        """
+        catalog = ItemCatalog.from_partial(frame)
+        columns = item_columns(catalog.frame)
+        rows = list(zip(*(sql_values(values) for values in columns.values()), strict=True))
+        names = ", ".join(columns)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in list(columns)[1:])
+        with self._write() as connection:
+            version = self._bump_items_version(connection)
+            start = connection.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM items").fetchone()[0]
+            # positions for new ids come from a counter; an update keeps its row's position
+            connection.executemany(
+                f"INSERT INTO items (position, {names}, changed) VALUES (?, {', '.join('?' * len(columns))}, ?) "
+                f"ON CONFLICT (item_id) DO UPDATE SET {updates}, deleted = 0, changed = excluded.changed",
+                ((start + i, *row, version) for i, row in enumerate(rows)),
+            )
+        return catalog.ids.tolist()
+
+    def patch_item(self, item_id: str, fields: dict) -> pd.DataFrame | None:
+        """Change only the given catalog fields of a live item, in one transaction: its row after the change
+        (CATALOG_COLUMNS, one row), or None when the item is unknown or deleted.
+
+        Values are encoded as by `upsert_items` (created_at naive UTC; None clears a field).
+        """
+        unknown = sorted(set(fields) - set(ITEM_FIELDS))
+        if unknown:
+            raise ValueError(f"not catalog fields: {unknown} (item_id cannot change)")
+        if "available" in fields and fields["available"] is None:
+            raise ValueError("available must be True or False")
+        if not fields:
+            return self.item(item_id)
+        names = list(fields)
+        given = ItemCatalog.from_partial(
+            pd.DataFrame({"item_id": [item_id], **{name: [fields[name]] for name in names}})
+        )
+        encoded = item_columns(given.frame)
+        values = [sql_values(encoded[name])[0] for name in names]
+        with self._write() as connection:
+            if not self._is_live(connection, item_id):
+                return None
+            version = self._bump_items_version(connection)
+            connection.execute(
+                f"UPDATE items SET {', '.join(f'{name} = ?' for name in names)}, changed = ? WHERE item_id = ?",
+                (*values, version, item_id),
+            )
+            return self._items("WHERE item_id = ?", (item_id,), connection).drop(columns="deleted")
+
+    def item(self, item_id: str) -> pd.DataFrame | None:
+        """A live item's row (CATALOG_COLUMNS, one row), or None when it is unknown or deleted."""
+        frame = self._items("WHERE item_id = ? AND deleted = 0", (item_id,))
+        return None if frame.empty else frame.drop(columns="deleted")
+
+    def delete_item(self, item_id: str) -> bool:
+        """Mark an item deleted (it keeps its position); False if unknown or already deleted."""
+        with self._write() as connection:
+            if not self._is_live(connection, item_id):
+                return False
+            version = self._bump_items_version(connection)
+            connection.execute("UPDATE items SET deleted = 1, changed = ? WHERE item_id = ?", (version, item_id))
+            return True
+
+    @staticmethod
+    def _is_live(connection: sqlite3.Connection, item_id: str) -> bool:
+        row = connection.execute("SELECT 1 FROM items WHERE item_id = ? AND deleted = 0", (item_id,)).fetchone()
+        return row is not None
+
+    def _bump_items_version(self, connection: sqlite3.Connection) -> int:
+        version = bump_items_version(connection)
+        self._local.items_version_written = version
+        return version
+
+    def written_items_version(self) -> int | None:
+        """The items_version that this thread's last item write (upsert, patch, delete) committed; None before any.
+        A server process applies its own writes to its engine itself and need not read them back."""
+        return getattr(self._local, "items_version_written", None)
+
+    def items_version(self) -> int:
+        """Grows with every item write (by any process sharing this file): a cheap "has the catalog changed?"."""
+        version: int = self._read("SELECT value FROM meta WHERE key = 'items_version'")[0][0]
+        return version
+
+    def items_frame(self, changed_since: int | None = None) -> pd.DataFrame:
+        """Every item (or those written after items_version `changed_since`), deleted ones included, in
+        position order: CATALOG_COLUMNS + "deleted"."""
+        since = -1 if changed_since is None else int(changed_since)
+        return self._items("WHERE changed > ?", (since,))
+
+    def _items(self, where: str, parameters: tuple, connection: sqlite3.Connection | None = None) -> pd.DataFrame:
+        frame = pd.read_sql_query(
+            f"SELECT item_id, {', '.join(ITEM_FIELDS)}, deleted FROM items {where} ORDER BY position",
+            connection or self._connection(), params=parameters,
+        )
+        frame["created_at"] = pd.to_datetime(frame["created_at"], unit="s")
+        frame["available"] = frame["available"].astype(bool)
+        frame["attributes"] = frame["attributes"].map(lambda text: json.loads(text) if isinstance(text, str) else None)
+        frame["price"] = frame["price"].astype("float64")
+        deleted = frame.pop("deleted").astype(bool).to_numpy()
+        frame = ItemCatalog(frame).frame
+        frame["deleted"] = deleted
+        return frame
+
+    def item_count(self) -> int:
+        """Items not deleted."""
+        count: int = self._read("SELECT COUNT(*) FROM items WHERE deleted = 0")[0][0]
+        return count
+
+    # events
+
+    def add_events(self, events: list[dict]) -> EventsAdded:
+        """Store a batch of events in one transaction; every valid event is stored whatever the others hold.
+
+        Each event: event_id, user_id or session_id, item_id (None only for "search"),
+        type (view|click|cart|purchase|search), time (unix seconds; now when None), query.
+        An event_id already stored (or repeated in the batch) is a duplicate and ignored, even when
+        its item has been deleted since (a retried batch). An event naming an unknown or deleted
+        item, or malformed, is not stored and is listed in `rejected`.
+        """
+        keys: dict[tuple[str, str], str] = {}
+
+        def key_of(event: dict) -> str:
+            if event.get("user_id") is not None:
+                kind, value = "user", event["user_id"]
+            else:
+                kind, value = "session", event["session_id"]
+            if (kind, value) not in keys:
+                keys[kind, value] = self.ids.user(value) if kind == "user" else self.ids.session(value)
+            return keys[kind, value]
+
+        now = time.time()
+        rejected: list[Rejected] = []
+        rows: list[tuple[int, tuple]] = []  # (position, row)
+        for position, e in enumerate(events):
+            problem = event_problem(e)
+            if problem is not None:
+                rejected.append(Rejected(position, str(e.get("event_id") or ""), *problem))
+                continue
+            rows.append((position, (e["event_id"], key_of(e), e.get("item_id"),
+                                    now if e.get("time") is None else float(e["time"]), EVENT_CODES[e["type"]],
+                                    e.get("query"))))
+        item_ids = sorted({row[2] for _, row in rows if row[2] is not None})
+        with self._write() as connection:
+            deleted = dict(connection.execute(
+                "SELECT item_id, deleted FROM items WHERE item_id IN (SELECT value FROM json_each(?))",
+                (json.dumps(item_ids),),
+            ))
+            valid = []
+            for position, row in rows:
+                item_id = row[2]
+                if item_id is None or deleted.get(item_id) == 0:
+                    valid.append(row)
+                else:
+                    state = "deleted" if item_id in deleted else "unknown"
+                    rejected.append(Rejected(position, row[0], "item_id", f"{state} item id {item_id!r}"))
+            accepted = connection.executemany(
+                "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                valid,
+            ).rowcount if valid else 0
+            retried = [r.event_id for r in rejected if r.event_id]
+            stored = set(stored_event_ids(connection, retried)) if retried else set()
+        rejected = sorted((r for r in rejected if r.event_id not in stored), key=lambda r: r.position)
+        return EventsAdded(accepted, len(events) - accepted - len(rejected), rejected)
+
+    def user_events(
+        self, user_id: str | None = None, session_id: str | None = None, limit: int | None = None
+    ) -> pd.DataFrame:
+        """One shopper's events in time order: item_id, time (int64), event (int8 EventType), query.
+
+        Given both ids, the events of the user and of the session together; given `limit`, only the
+        `limit` most recent of them.
+        """
+        return as_frame(self.user_event_columns(user_id, session_id, limit), USER_EVENT_COLUMNS)
+
+    def user_event_columns(
+        self, user_id: str | None = None, session_id: str | None = None, limit: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """`user_events` as numpy columns: the per-request path, where a DataFrame costs more than the query."""
+        keys = ([self.ids.user(user_id)] if user_id is not None else []) + (
+            [self.ids.session(session_id)] if session_id is not None else []
+        )
+        if limit is None:
+            rows = self._read(
+                "SELECT item_id, time, event, query FROM events WHERE user_key IN (SELECT value FROM json_each(?)) "
+                "ORDER BY time, rowid",
+                (json.dumps(keys),),
+            )
+            return events_columns(rows, USER_EVENT_COLUMNS)
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        # newest first, walking events_by_user (user_key, time, rowid) backwards: the cost is `limit`, not the history
+        newest = [row for key in keys for row in self._read(
+            "SELECT time, rowid, item_id, event, query FROM events WHERE user_key = ? "
+            "ORDER BY time DESC, rowid DESC LIMIT ?",
+            (key, limit),
+        )]
+        if len(keys) > 1:
+            newest = sorted(newest, reverse=True)[:limit]
+        rows = [(item_id, t, event, query) for t, _, item_id, event, query in reversed(newest)]
+        return events_columns(rows, USER_EVENT_COLUMNS)
+
+    def events_log(self) -> pd.DataFrame:
+        """Every event in time order: user_key, item_id, time (int64), event (int8), query (for rebuilds)."""
+        rows = self._read("SELECT user_key, item_id, time, event, query FROM events ORDER BY time, rowid")
+        return events_frame(rows, ["user_key", *USER_EVENT_COLUMNS])
+
+    def stored_event_ids(self, event_ids: list[str]) -> list[str]:
+        """The given event ids that are stored."""
+        return stored_event_ids(self._connection(), event_ids)
+
+    # profiles
+
+    def set_profile(self, user_id: str, interests: list[str]) -> None:
+        with self._write() as connection:
+            connection.execute(
+                "INSERT INTO profiles (user_key, interests) VALUES (?, ?) "
+                "ON CONFLICT (user_key) DO UPDATE SET interests = excluded.interests",
+                (self.ids.user(user_id), json.dumps(list(interests))),
+            )
+
+    def profile(self, user_id: str) -> list[str]:
+        rows = self._read("SELECT interests FROM profiles WHERE user_key = ?", (self.ids.user(user_id),))
+        interests: list[str] = json.loads(rows[0][0]) if rows else []
+        return interests
+
+    # erasure (see .erasure)
+
+    def delete_user(self, user_id: str) -> dict[str, int]:
+        """Erase a user's events and profile, from the files too: {"events": n, "profiles": m}.
+
+        Raises ErasurePending (after erasing) when a read that began earlier outlasts `purge_wait_s`.
+        """
+        return self._erase(self.ids.user(user_id), ("events", "profiles"))
+
+    def delete_session(self, session_id: str) -> dict[str, int]:
+        """Erase an anonymous session's events, from the files too: {"events": n} (see `delete_user`)."""
+        return self._erase(self.ids.session(session_id), ("events",))
+
+    # bulk
+
+    def seed(self, catalog: ItemCatalog, log: InteractionLog | None) -> None:
+        """Load a data set: its items, then its events (event ids "seed-<row>") in one transaction."""
+        self.upsert_items(catalog.frame)
+        if log is None or not len(log):
+            return
+        user_keys = np.array([self.ids.user(str(u)) for u in log.users], dtype=object)[log.user]
+        event_ids = np.char.add("seed-", log.order.astype(str)).astype(object)
+        queries = log.query if log.query is not None else np.full(len(log), None, dtype=object)
+        rows = zip(
+            event_ids.tolist(), user_keys.tolist(), catalog.ids[log.item].tolist(), log.time.tolist(),
+            log.event.tolist(), sql_values(pd.Series(queries, dtype=object)), strict=True,
+        )
+        with self._write() as connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def counts(self) -> dict[str, int]:
+        (items, deleted, events, users, profiles), = self._read(
+            "SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM items WHERE deleted = 1), "
+            "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), "
+            "(SELECT COUNT(*) FROM profiles)"
+        )
+        return {"items": items, "deleted_items": deleted, "events": events, "users": users, "profiles": profiles}
