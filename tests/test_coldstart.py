@@ -204,3 +204,12 @@ def test_new_items_can_borrow_behaviour_from_their_text_neighbours(shop):
     assert np.abs(borrowing.signals.item_factors[new]).sum() > 0
     # a shopper who bought the original now sees co-bought evidence for the twin too
     assert borrowing.signals.similarity[[1, 2]].sum(axis=0)[0, new] > 0
+
+
+def test_two_fits_with_one_seed_give_the_same_lists(shop, model):
+    """Reproducible: the same data and seed give the same scores, so the same top-10 lists."""
+    catalog, log = shop
+    again = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=400).fit(log, catalog)
+    contexts = [UserContext(items=[i, (7 * i) % len(catalog)]) for i in range(0, len(catalog), 3)]
+    contexts += [UserContext(interests=["Staplers"]), UserContext()]
+    np.testing.assert_array_equal(model.score(contexts), again.score(contexts))

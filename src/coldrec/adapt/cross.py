@@ -76,7 +76,7 @@ class CrossEncoderScorer:
                                   padding=True, return_tensors="pt")
         return {name: tensor.to(self.device) for name, tensor in encoded.items()}
 
-    def fit(self, queries: Sequence[str], texts: Sequence[str], relevance: Sequence[float],
+    def fit(self, queries: Sequence[str], texts: Sequence[str], relevance: Sequence[float] | np.ndarray,
             on_progress: Callable[[int, int, float], None] | None = None) -> CrossEncoderScorer:
         """Train on pairs (``relevance`` any graded scale); ``on_progress(step, steps, loss)`` every 50 steps."""
         import torch

@@ -16,8 +16,10 @@ console = Console()
 if not console.is_terminal and console.width < 120:
     console = Console(width=120)  # logs and CI: keep report tables on one line per row
 
-DataOption = typer.Option(None, "--data", help="Folder holding the data sets (default: $COLDREC_DATA or ../shared/data).")
-SkipBadOption = typer.Option(False, "--skip-bad", help="Count and skip malformed rows instead of stopping at the first.")
+DataOption = typer.Option(None, "--data",
+                          help="Folder holding the data sets (default: $COLDREC_DATA or ../shared/data).")
+SkipBadOption = typer.Option(False, "--skip-bad",
+                             help="Count and skip malformed rows instead of stopping at the first.")
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:

@@ -18,8 +18,10 @@ def evaluate(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to evaluate on."),
     models: str = typer.Option("pop,pop30,itemknn,als,lightfm,text", help="Comma-separated model names, or 'all'."),
     data: Path = DataOption,
-    out: Path = typer.Option(Path("reports"), help="Folder for report.md, report.json and plots (a sub-folder per data set)."),
-    tune: bool = typer.Option(True, help="Tune each model's grid on the validation cut (--no-tune: first grid point)."),
+    out: Path = typer.Option(Path("reports"),
+                             help="Folder for report.md, report.json and plots (a sub-folder per data set)."),
+    tune: bool = typer.Option(True,
+                              help="Tune each model's grid on the validation cut (--no-tune: first grid point)."),
 ) -> None:
     """The benchmark protocol (../shared/BENCHMARK.md) on one data set, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -75,7 +77,8 @@ def evaluate(
 def stability_command(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set with an interaction log."),
     model: str = typer.Option("coldrec", help="A registered model name."),
-    params: list[str] = typer.Option([], "--params", help="A JSON object of model parameters; repeat to compare configs."),
+    params: list[str] = typer.Option([], "--params",
+                                     help="A JSON object of model parameters; repeat to compare configs."),
     seeds: str = typer.Option("0,1,2", help="Comma-separated random states."),
     cuts: str = typer.Option("0.8,0.7,0.6", help="Cut quantiles of the past (0.8: the validation cut)."),
     data: Path = DataOption,
@@ -98,7 +101,8 @@ def stability_command(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("splitting", total=None)
         try:
-            rows = stability(ds, model, configs, seed_list, quantiles, lambda text: progress.update(task, description=text))
+            rows = stability(ds, model, configs, seed_list, quantiles,
+                             lambda text: progress.update(task, description=text))
         except ValueError as error:
             raise typer.BadParameter(str(error)) from error
     summaries = summarise(rows)
@@ -115,7 +119,8 @@ def stability_command(
     console.print(table)
     folder = out / ds.name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"stability_{model}.json").write_text(json.dumps({"rows": rows, "summary": summaries}, indent=2, default=str))
+    report = {"rows": rows, "summary": summaries}
+    (folder / f"stability_{model}.json").write_text(json.dumps(report, indent=2, default=str))
     plot = write_plot(rows, folder / f"stability_{model}.png", f"{ds.name}: {model}")
     console.print(f"wrote {folder / f'stability_{model}.json'}, {plot}")
 
@@ -133,7 +138,8 @@ def _evaluate_pools(ds: Dataset, out: Path) -> None:
     for column in ("model", "top-1 (ties count as misses)", "top-1 (ties by position)", "queries"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
-        table.add_row(row["model"], f"{row['top1_strict']:.3f}", f"{row['top1_position_ties']:.3f}", f"{row['n_queries']:,}")
+        table.add_row(row["model"], f"{row['top1_strict']:.3f}", f"{row['top1_position_ties']:.3f}",
+                      f"{row['n_queries']:,}")
     console.print(table)
     folder = out / ds.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -163,12 +169,16 @@ def search_bench(
 
     ds = load_or_exit("homedepot-search", data, skip_bad=False)
     items_encoder = load_encoder("onnx", cache_dir=default_cache_dir())  # titles: the on-disk cache
-    query_encoder = items_encoder.encoder if isinstance(items_encoder, CachedEncoder) else items_encoder  # queries: no cache
+    # queries: no cache
+    query_encoder = items_encoder.encoder if isinstance(items_encoder, CachedEncoder) else items_encoder
     searcher = Searcher(encoder=items_encoder, query_encoder=query_encoder, fusion=fusion, dense_index=dense_index,
                         nprobe=nprobe)
     started = time.perf_counter()
     searcher.fit(ds.catalog)
     fit_s = time.perf_counter() - started
+    if ds.judgments is None:
+        console.print(f"[red]error:[/red] data set {ds.name!r} has no search judgments")
+        raise typer.Exit(2)
     queries = search_queries(ds.judgments, "report").queries
     queries = queries[:limit] if limit else queries
     ms = time_queries(searcher, queries, k, warmup)

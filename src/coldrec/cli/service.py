@@ -8,11 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from coldrec.cli.common import DataOption, app, console, load_or_exit
-
 
 BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "save": 0.4, "seed": 0.5}
 
@@ -22,8 +22,8 @@ def build(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on."),
     data: Path = DataOption,
     out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
-    tune: bool = typer.Option(False, "--tune/--no-tune",
-                              help="Choose the recommender's parameters on a time cut of the data first (as evaluate does)."),
+    tune: bool = typer.Option(False, "--tune/--no-tune", help="Choose the recommender's parameters on a time cut "
+                              "of the data first (as evaluate does)."),
     recommender: str = typer.Option("coldrec", "--recommender", help="The registered model to serve (e.g. itemknn "
                                     "as a control); `coldrec evaluate --help` lists them."),
 ) -> None:
@@ -38,6 +38,8 @@ def build(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--recommender") from error
     ds = load_or_exit(dataset, data, skip_bad=False)
+    if ds.log is None:
+        _fail(f"data set {ds.name!r} has no interaction log")
     size = max(len(ds.log), 1) / 10_000
     grid = list(chosen.param_grid) if tune else []
     steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog) / 1000)]
@@ -85,7 +87,7 @@ def _encode_catalog(catalog) -> None:
     item_vectors(default_encoder(), catalog.texts())
 
 
-def _tuned_params(ds, progress=None, model=None) -> dict:
+def _tuned_params(ds, progress=None, model=None) -> dict | None:
     """The recommender's grid point that scores best on the benchmark's time cut of the whole log (the latest
     fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served."""
     from coldrec.data.split import build_split
@@ -171,10 +173,12 @@ def serve(
     counts = store.counts()
     console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
                   f"{counts['events']:,} events in {settings.database_path}")
-    keys = "  [write key required" + (", read key for GET" if settings.read_key else "") + "]" if settings.api_key else ""
+    keys = ("  [write key required" + (", read key for GET" if settings.read_key else "") + "]"
+            if settings.api_key else "")
     console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + keys
                   + (f"  [{workers} worker processes]" if workers > 1 else ""))
-    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
     if workers == 1:
         served = create_app(engine, store, settings)
@@ -198,14 +202,15 @@ def _open_store(state_dir: Path, id_key: str | None = None, key_file: Path | Non
         _fail(str(error))
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
 
 
 @contextmanager
 def _saved_model(engine, model: Path | None, scratch_parent: Path) -> Iterator[Path]:
-    """The engine's saved folder: --model's own, or a scratch folder (removed afterwards) for a built or synthetic one."""
+    """The engine's saved folder: --model's own, or a scratch folder (removed afterwards) for a built or synthetic
+    one."""
     if model is not None:
         yield _model_directory(model)
         return
@@ -246,6 +251,8 @@ def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthet
 
         return synthetic_engine(n_items=synthetic)
     ds = load_or_exit(dataset, data, skip_bad=False)
+    if ds.log is None:
+        _fail(f"data set {ds.name!r} has no interaction log")
     console.print(f"building the engine on {ds.name} ({len(ds.catalog):,} items, {len(ds.log):,} events)")
     engine = Engine.build(ds.catalog, ds.log)
     if store.item_count() == 0:
@@ -266,7 +273,8 @@ def loadtest(
     concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Concurrent clients in peak mode."),
     duration: float = typer.Option(20.0, "--duration", min=1, help="Seconds per endpoint and mode."),
     users: int = typer.Option(200, "--users", min=0, help="Users given a history first (and half as many sessions)."),
-    out: Path = typer.Option(Path("reports/loadtest.png"), "--out", help="Latency histogram/CDF PNG (+ .json figures)."),
+    out: Path = typer.Option(Path("reports/loadtest.png"), "--out",
+                             help="Latency histogram/CDF PNG (+ .json figures)."),
     api_key_file: Path = typer.Option(None, "--api-key-file", help="File holding the server's write key, if any "
                                       "(or set COLDREC_API_KEY)."),
     workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -19,9 +19,17 @@ DEPTH = 20  # ranks kept per user: enough for Recall@20
 BATCH = 1024
 TUNING_METRIC = "ndcg@10"
 
+
+class SplitOptions(TypedDict):
+    """`build_split`'s per-data-set keywords."""
+
+    remove_seen: bool
+    onboarding: bool
+
+
 # Per data set: whether seen items leave the ranking (people rebuy at UCI), and whether
 # the onboarding segment applies (stated interests from leaf categories).
-PROTOCOLS: dict[str, dict[str, bool]] = {
+PROTOCOLS: dict[str, SplitOptions] = {
     "amazon14-office": {"remove_seen": True, "onboarding": True},
     "uci-online-retail": {"remove_seen": False, "onboarding": False},
 }
@@ -55,7 +63,8 @@ class Evaluation:
         candidates = [r for r in self.results if r.baseline and segment in r.per_user]
         if not candidates:
             return None
-        return max(candidates, key=lambda r: float(np.mean(r.per_user[segment][metric])) if len(r.per_user[segment][metric]) else -1)
+        return max(candidates, key=lambda r: float(np.mean(r.per_user[segment][metric]))
+                   if len(r.per_user[segment][metric]) else -1)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per (segment, model): means, users and the interval against the best baseline."""
@@ -110,10 +119,12 @@ def _metrics(top, targets):
     return user_metrics(top, targets)
 
 
-def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC, cold_items: bool = False) -> float:
+def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC,
+              cold_items: bool = False) -> float:
     """Validation objective: `metric` averaged over the user segments (each counts once), the cold-item
     segment included only when asked (a model whose parameters trade other segments for it)."""
-    values = [np.mean(m[metric]) for s, m in per_user.items() if (cold_items or s != "cold items") and len(m[metric])]
+    values = [np.mean(m[metric]) for s, m in per_user.items()
+              if (cold_items or s != "cold items") and len(m[metric])]
     return float(np.mean(values))
 
 
@@ -123,12 +134,16 @@ def tune_params(
     catalog,
     grid_points: list[dict[str, Any]] | None = None,
     on_step: Callable[[str], None] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, float]]]:
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, float]]]:
     """The grid point (default: `cls.param_grid`) that scores best on `val`, by the class's objective: NDCG@10
     over the user segments unless it names another (`tuning_metric`, `tune_on_cold_items`). Returns it, every
-    point with its value, and the chosen point's mean metrics per segment."""
+    point with its value, and the chosen point's mean metrics per segment. The point is None when none scores
+    (an empty grid, or no objective above -inf)."""
     metric, with_cold_items = getattr(cls, "tuning_metric", TUNING_METRIC), getattr(cls, "tune_on_cold_items", False)
-    tried, best, best_value, best_val_metrics = [], None, -np.inf, {}
+    tried: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    best_value = -np.inf
+    best_val_metrics: dict[str, dict[str, float]] = {}
     for point in grid_points if grid_points is not None else list(cls.param_grid):
         if on_step:
             on_step(f"{cls.name} {point or ''} (validation)")
@@ -139,7 +154,8 @@ def tune_params(
         tried.append({"params": point, f"validation {metric}" + (" with cold items" * with_cold_items): value})
         if value > best_value:
             best, best_value = point, value
-            best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()} for s, ms in per_user.items()}
+            best_val_metrics = {s: {m: float(np.mean(v)) if len(v) else float("nan") for m, v in ms.items()}
+                                for s, ms in per_user.items()}
     return best, tried, best_val_metrics
 
 
@@ -156,6 +172,8 @@ def evaluate_model(
     catalog = dataset.catalog
     grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
     best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step)
+    if best is None:
+        raise ValueError(f"{name}: no grid point scored on the validation cut")
     if on_step:
         on_step(f"{name} {best or ''} (test)")
     began = time.perf_counter()
@@ -163,10 +181,11 @@ def evaluate_model(
     fit_seconds = time.perf_counter() - began
     tops, score_seconds, users = rank_split(model, split)
     per_user, covered = split_metrics(split, tops, len(catalog))
-    return ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered, best_val_metrics)
+    return ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered,
+                       best_val_metrics)
 
 
-def protocol_options(dataset_name: str) -> dict[str, bool]:
+def protocol_options(dataset_name: str) -> SplitOptions:
     """The split options of a data set (PROTOCOLS; other shops: seen items removed, no onboarding segment)."""
     return PROTOCOLS.get(dataset_name, {"remove_seen": True, "onboarding": False})
 
@@ -175,7 +194,8 @@ def prepare_splits(dataset: Dataset) -> tuple[Split, Split]:
     if dataset.log is None:
         raise ValueError(f"{dataset.name} has no interaction log: it is a search data set")
     options = protocol_options(dataset.name)
-    return build_split(dataset.log, dataset.catalog, **options), validation_split(dataset.log, dataset.catalog, **options)
+    return (build_split(dataset.log, dataset.catalog, **options),
+            validation_split(dataset.log, dataset.catalog, **options))
 
 
 def run_evaluation(

@@ -94,7 +94,8 @@ def to_markdown(evaluation: Evaluation) -> str:
     ]
     rows = evaluation.table()
     for segment in evaluation.segment_names():
-        lines += [f"## {segment}", "", "| model | users | NDCG@10 | Recall@20 | HR@10 | Coverage@10 | NDCG@10 vs best baseline |",
+        lines += [f"## {segment}", "",
+                  "| model | users | NDCG@10 | Recall@20 | HR@10 | Coverage@10 | NDCG@10 vs best baseline |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for r in (r for r in rows if r["segment"] == segment):
             lines.append(
@@ -102,19 +103,21 @@ def to_markdown(evaluation: Evaluation) -> str:
                 f"| {r['coverage@10']:.3f} | {_interval(r, 'ndcg@10')} |"
             )
         lines.append("")
-    lines += ["## Models, tuning and time", "", "| model | chosen params (validation) | grid points | fit s | score s | users/s |",
+    lines += ["## Models, tuning and time", "",
+              "| model | chosen params (validation) | grid points | fit s | score s | users/s |",
               "|---|---|---:|---:|---:|---:|"]
     for t in timing_rows(evaluation):
-        lines.append(f"| {t['model']} | `{t['params']}` | {t['grid points']} | {t['fit s']} | {t['score s']} | {t['users/s']:,} |")
+        lines.append(f"| {t['model']} | `{t['params']}` | {t['grid points']} | {t['fit s']} | {t['score s']} "
+                     f"| {t['users/s']:,} |")
     lines.append("")
     lines += ["Grids (validation NDCG@10 averaged over user segments, unless another objective is named):", ""]
-    for r in evaluation.results:
+    for result in evaluation.results:
         tried = ", ".join(
             f"`{g['params']}` " + " ".join(f"{v:.4f}" if key == "validation ndcg@10" else f"{key} {v:.4f}"
                                            for key, v in g.items() if key.startswith("validation "))
-            for g in r.grid
+            for g in result.grid
         )
-        lines.append(f"- {r.name}: {tried}")
+        lines.append(f"- {result.name}: {tried}")
     return "\n".join(lines) + "\n"
 
 
@@ -155,7 +158,8 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         names = [r["model"] for r in seg_rows]
         values = [r["ndcg@10"] for r in seg_rows]
-        colors = ["#4c72b0" if next(x for x in evaluation.results if x.name == n).baseline else "#dd8452" for n in names]
+        colors = ["#4c72b0" if next(x for x in evaluation.results if x.name == n).baseline else "#dd8452"
+                  for n in names]
         ax.bar(names, values, color=colors)
         ax.set_ylabel("NDCG@10")
         ax.set_title(f"{evaluation.dataset}: {segment} ({seg_rows[0]['users'] if seg_rows else 0:,} users)")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -87,11 +88,12 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
             if id(part) not in fitted:
                 part.fit(dataset.catalog)
                 fitted.add(id(part))
-        tuned = None
+        tuned, tuning_grid = None, []
         if isinstance(model, WeightedModel):
             if half == "tune":
                 raise ValueError("the weighted model is tuned on the tuning half; evaluate it on another half")
             tuned = model.tune(dataset)
+            tuning_grid = list(model.searcher.tuning)
         start = time.perf_counter()
         scores = model.score_candidates(qs.queries, qs.judged)
         rerank_ms = (time.perf_counter() - start) * 1000 / max(len(qs), 1)
@@ -100,11 +102,11 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
         retrieve_ms = (time.perf_counter() - start) * 1000 / max(len(qs), 1)
         for task, per_query, ms in (("rerank", rerank_metrics(qs, scores), rerank_ms),
                                     ("retrieve", retrieve_metrics(qs, ranked), retrieve_ms)):
-            row = {"model": name, "task": task, "half": half, "n_queries": len(qs), "ms_per_query": ms,
-                   "per_query": per_query}
+            row: dict[str, Any] = {"model": name, "task": task, "half": half, "n_queries": len(qs),
+                                   "ms_per_query": ms, "per_query": per_query}
             if tuned is not None:
-                row["tuned"] = {"weights": tuned["weights"], "rrf_k": tuned["rrf_k"], "tune_queries": tuned["n_queries"],
-                                "grid": list(model.searcher.tuning)}
+                row["tuned"] = {"weights": tuned["weights"], "rrf_k": tuned["rrf_k"],
+                                "tune_queries": tuned["n_queries"], "grid": list(tuning_grid)}
                 if "ltr" in tuned:
                     row["tuned"]["ltr"] = tuned["ltr"]
             for metric, values in per_query.items():
@@ -116,7 +118,8 @@ def evaluate_search(dataset, models: Iterable[str] = ("bm25", "dense"), half: st
     for row in rows:
         if row["model"] != "bm25":
             ref = reference[row["task"]]["per_query"]
-            row["vs_bm25"] = {m: paired_bootstrap(v, ref[m], bootstrap_resamples, seed) for m, v in row["per_query"].items()}
+            row["vs_bm25"] = {m: paired_bootstrap(v, ref[m], bootstrap_resamples, seed)
+                              for m, v in row["per_query"].items()}
     return rows
 
 
@@ -133,7 +136,8 @@ def describe_tuning(row: dict) -> str:
                 parts.append(f"{task}: {info['trees']} trees, held-out NDCG@10 {info['valid_ndcg@10']:.4f} "
                              f"({info['queries']:,} queries, {info['rows']:,} rows; top gain: {top})")
         return (f"{row['model']}: LambdaRank fitted on {tuned['tune_queries']:,} tuning-half queries "
-                f"(prior {'on' if ltr['prior'] else 'off'}, candidates top {ltr['depth']} a signal); " + "; ".join(parts))
+                f"(prior {'on' if ltr['prior'] else 'off'}, candidates top {ltr['depth']} a signal); "
+                + "; ".join(parts))
     return (f"{row['model']}: weights {tuned['weights']}, rrf k {tuned['rrf_k']:g} "
             f"(tuned on {tuned['tune_queries']:,} tuning-half queries, retrieve NDCG@10)")
 
@@ -144,7 +148,8 @@ def render_search_table(rows: Sequence[dict], title: str | None = None):
 
     half = rows[0].get("half", "") if rows else ""
     table = Table(title=title or f"{DATASET} ({half} half)")
-    for col in ("model", "task", "NDCG@10", "Δ vs BM25 [95% CI]", "Recall@100", "Δ vs BM25 [95% CI]", "queries", "ms/query"):
+    for col in ("model", "task", "NDCG@10", "Δ vs BM25 [95% CI]", "Recall@100", "Δ vs BM25 [95% CI]", "queries",
+                "ms/query"):
         table.add_column(col, justify="left" if col in ("model", "task") else "right")
 
     def diff(row, metric):

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coldrec.evaluate.queries import RECALL_K, rank_candidates, retrieve_metrics, search_queries
 from coldrec.retrieve.ranking import fuse_rankings, ranks_within, reciprocal_rank_fusion
+
+if TYPE_CHECKING:
+    from coldrec.retrieve.dense import DenseIndex
 
 
 class SearchModel(ABC):
@@ -54,7 +58,8 @@ class RandomModel(SearchModel):
     def retrieve(self, queries, k):
         rng = np.random.default_rng(self.seed)
         k = min(k, self.n_items)
-        ranked = np.stack([rng.choice(self.n_items, k, replace=False) for _ in queries]) if len(queries) else np.zeros((0, k), np.int64)
+        ranked = (np.stack([rng.choice(self.n_items, k, replace=False) for _ in queries]) if len(queries)
+                  else np.zeros((0, k), np.int64))
         return ranked.astype(np.int64), np.zeros(ranked.shape, np.float32)
 
 
@@ -86,7 +91,7 @@ class DenseModel(SearchModel):
         self._encoder = encoder
         self.backend = backend
         self.batch_size = batch_size
-        self.index = None
+        self.index: DenseIndex | None = None
 
     @property
     def encoder(self):
@@ -105,11 +110,16 @@ class DenseModel(SearchModel):
         self.index = DenseIndex().add(self._encode(catalog.texts()))
         return self
 
+    def _fitted(self) -> DenseIndex:
+        if self.index is None:
+            raise RuntimeError("DenseModel is not fitted; call fit(catalog) first")
+        return self.index
+
     def score_candidates(self, queries, candidates):
-        return self.index.score(self._encode(queries), list(candidates))
+        return self._fitted().score(self._encode(queries), list(candidates))
 
     def retrieve(self, queries, k):
-        return self.index.search(self._encode(queries), k)
+        return self._fitted().search(self._encode(queries), k)
 
 
 class RRFModel(SearchModel):

@@ -92,7 +92,8 @@ def write_plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> Path:
         xs = list(summary["per_cut"])
         line, = ax.plot(xs, list(summary["per_cut"].values()), marker="o", label=label)
         mine = [r for r in rows if r["config"] == config]
-        ax.scatter([r["quantile"] for r in mine], [r["objective"] for r in mine], color=line.get_color(), alpha=0.4, s=12)
+        ax.scatter([r["quantile"] for r in mine], [r["objective"] for r in mine], color=line.get_color(), alpha=0.4,
+                   s=12)
     ax.set_xlabel("cut quantile of the past (0.8 = the validation cut)")
     ax.set_ylabel(f"objective (mean {TUNING_METRIC} over segments)")
     ax.set_title(title)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from coldrec.model.registry import register_class
@@ -47,14 +49,17 @@ class LearnedFusion:
         self.held_out_share = held_out_share
         self.stopping_splits = stopping_splits
 
-    def fit(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray, feature_names: list[str]) -> LearnedFusion:
+    def fit(self, features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+            feature_names: list[str]) -> LearnedFusion:
         groups = np.asarray(groups, np.int64)
         self.feature_names_ = list(feature_names)
         if self.stopping_splits <= 1:
-            model, self.best_iteration_, self.best_score_ = self._fit_stopped(features, labels, groups, self.random_state)
+            model, self.best_iteration_, self.best_score_ = self._fit_stopped(features, labels, groups,
+                                                                              self.random_state)
             self.booster_ = model.booster_
             return self
-        stops = [self._fit_stopped(features, labels, groups, self.random_state + s) for s in range(self.stopping_splits)]
+        stops = [self._fit_stopped(features, labels, groups, self.random_state + s)
+                 for s in range(self.stopping_splits)]
         self.stopped_trees_ = [trees for _, trees, _ in stops]
         self.best_iteration_ = max(1, int(np.median(self.stopped_trees_)))
         self.best_score_ = float(np.nanmean([score for _, _, score in stops]))
@@ -66,6 +71,7 @@ class LearnedFusion:
     def _ranker(self, n_estimators: int, seed: int):
         import lightgbm as lgb
 
+        gain: dict[str, Any] = {} if self.label_gain is None else {"label_gain": list(self.label_gain)}
         return lgb.LGBMRanker(
             objective="lambdarank",
             n_estimators=n_estimators,
@@ -78,7 +84,7 @@ class LearnedFusion:
             random_state=seed,
             n_jobs=self.n_jobs,
             verbose=-1,
-            **({} if self.label_gain is None else {"label_gain": list(self.label_gain)}),
+            **gain,
         )
 
     def _fit_stopped(self, features, labels, groups, seed: int):
@@ -101,9 +107,11 @@ class LearnedFusion:
             "callbacks": [lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         } if held_out.any() else {}
         model = self._ranker(self.n_estimators, seed).fit(
-            features[train_rows], labels[train_rows], group=groups[~held_out], feature_name=self.feature_names_, **stopping)
+            features[train_rows], labels[train_rows], group=groups[~held_out], feature_name=self.feature_names_,
+            **stopping)
         scores = model.best_score_.get("valid_0", {})
-        return model, int(model.best_iteration_ or self.n_estimators), float(scores.get("ndcg@10", np.nan)) if scores else float("nan")
+        held_out_ndcg = float(scores.get("ndcg@10", np.nan)) if scores else float("nan")
+        return model, int(model.best_iteration_ or self.n_estimators), held_out_ndcg
 
     def predict(self, features: np.ndarray, num_threads: int | None = None) -> np.ndarray:
         """Scores of the rows (`num_threads`: default n_jobs; one for a single request's few hundred rows)."""
@@ -118,10 +126,12 @@ class LearnedFusion:
 
     def contributions(self, features: np.ndarray, num_threads: int = 1) -> np.ndarray:
         """Per-row, per-feature contributions to the score (SHAP values; the bias column dropped)."""
-        out = self.booster_.predict(features, num_iteration=self.best_iteration_, num_threads=num_threads, pred_contrib=True)
+        out = self.booster_.predict(features, num_iteration=self.best_iteration_, num_threads=num_threads,
+                                    pred_contrib=True)
         return out[:, : len(self.feature_names_)]
 
     def importance(self) -> dict[str, float]:
         gains = self.booster_.feature_importance(importance_type="gain")
         total = gains.sum() or 1.0
-        return {name: float(g / total) for name, g in sorted(zip(self.feature_names_, gains), key=lambda x: -x[1])}
+        pairs = zip(self.feature_names_, gains, strict=True)  # one gain per feature the booster was fitted on
+        return {name: float(g / total) for name, g in sorted(pairs, key=lambda x: -x[1])}

@@ -16,7 +16,8 @@ augmentation off each), `coldrec-adapter-norefit` (serves with the inner-cut ada
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
@@ -24,17 +25,23 @@ from coldrec.data.split import time_cut
 from coldrec.recommend.coldstart import ColdStartRecommender
 from coldrec.recommend.items import ItemState
 
+if TYPE_CHECKING:
+    from coldrec.adapt.adapter import Mode
+    from coldrec.encode.base import TextEncoder
+
 log = logging.getLogger(__name__)
 
 
 class AdaptedColdStartRecommender(ColdStartRecommender):
     name = "coldrec-adapter"
     # coldrec's candidate depths (compared at equal footing), its usual interests setting
-    param_grid = ({"max_interests": 3, "decay": 0.7}, {"max_interests": 3, "decay": 0.7, "candidates_per_source": 100})
+    param_grid: Sequence[dict[str, Any]] = (
+        {"max_interests": 3, "decay": 0.7}, {"max_interests": 3, "decay": 0.7, "candidates_per_source": 100},
+    )
 
     def __init__(
         self,
-        adapt_mode: str = "head",
+        adapt_mode: Mode = "head",
         head: str = "linear",
         augment_sequences: bool = True,
         synthetic_queries: bool = True,
@@ -59,7 +66,7 @@ class AdaptedColdStartRecommender(ColdStartRecommender):
         self.refit_adapter = refit_adapter
         self.device = device
         self.adapter_seed = adapter_seed
-        self._base_encoder = None
+        self._base_encoder: TextEncoder | None = None
 
     def adapt_config(self):
         from dataclasses import replace
@@ -67,7 +74,7 @@ class AdaptedColdStartRecommender(ColdStartRecommender):
         from coldrec.adapt import AdaptConfig, AugmentConfig
 
         config = AdaptConfig.for_mode(
-            self.adapt_mode,  # type: ignore[arg-type]
+            self.adapt_mode,
             head=self.head,
             augment=AugmentConfig(sequences=self.augment_sequences, synthetic_queries=self.synthetic_queries,
                                   pseudo_labels=self.pseudo_labels),
@@ -89,7 +96,8 @@ class AdaptedColdStartRecommender(ColdStartRecommender):
         base, config = self._base_encoder, self.adapt_config()
         inner = adapt(base, log_, catalog, config, held_out_cut=time_cut(log_))
         self.adaptation_ = inner
-        log.info("adapter (inner cut): best epoch %d of %d, %.1fs", inner.report.best_epoch, inner.report.epochs_run, inner.seconds)
+        log.info("adapter (inner cut): best epoch %d of %d, %.1fs", inner.report.best_epoch, inner.report.epochs_run,
+                 inner.seconds)
         self._encoder = inner.encoder
         super()._fit(log_, catalog, profiles)  # the ranker learns on the inner-cut adapter's vectors
         if self.refit_adapter and inner.report.best_epoch > 0:
@@ -98,7 +106,8 @@ class AdaptedColdStartRecommender(ColdStartRecommender):
             self._encoder = full.encoder
             self._items = ItemState(catalog, self._text_vectors(catalog))
             # borrowed behaviour depends on the vectors; the sources read the new item state either way
-            self._use_signals(self._behaviour(log_, catalog, self.now) if self.neighbours_for_new_items else self._signals)
+            self._use_signals(self._behaviour(log_, catalog, self.now) if self.neighbours_for_new_items
+                              else self._signals)
 
 
 class _Variant(AdaptedColdStartRecommender):
@@ -113,7 +122,8 @@ class _Variant(AdaptedColdStartRecommender):
 
 class AdapterNoAugmentation(_Variant):
     name = "coldrec-adapter-noaug"
-    settings: ClassVar[dict[str, Any]] = {"augment_sequences": False, "synthetic_queries": False, "pseudo_labels": False}
+    settings: ClassVar[dict[str, Any]] = {"augment_sequences": False, "synthetic_queries": False,
+                                          "pseudo_labels": False}
 
 
 class AdapterNoSequenceAugmentation(_Variant):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ class Recommender(ABC):
         catalog: ItemCatalog,
         profiles: dict[str, UserProfile] | None = None,
         now: int | None = None,
-    ) -> Recommender:
+    ) -> Self:
         self.catalog = catalog
         self.now = int(now if now is not None else (log.time.max() if len(log) else 0))
         self.fitted_items_ = len(catalog)
@@ -118,6 +118,25 @@ class Recommender(ABC):
 
     # ------------------------------------------------------------------ serving
     @property
+    def item_vectors(self) -> np.ndarray | None:
+        """Each position's text vector in the model's space; None for a model that reads no item text."""
+        return None
+
+    @property
+    def item_index(self) -> Any:
+        """The vector index over `item_vectors` (a `coldrec.retrieve.index.VectorIndex`), or None."""
+        return None
+
+    @property
+    def reduces_vectors(self) -> bool:
+        """Is the model's text space a reduction of the encoder's (so its vectors are not the encoder's own)?"""
+        return False
+
+    def to_model_space(self, vectors: np.ndarray) -> np.ndarray:
+        """Encoder vectors in the model's text space (unchanged by default)."""
+        return vectors
+
+    @property
     def removed(self) -> np.ndarray:
         """Mask of removed items, one entry per catalog position."""
         return self.removed_
@@ -135,7 +154,8 @@ class Recommender(ABC):
         Default: `score` over the fitted items; items added since the fit are never ranked."""
         fitted = self.fitted_items_
         known = np.asarray(context.items) < fitted
-        context = replace(context, items=context.items[known], times=context.times[known], events=context.events[known])
+        context = replace(context, items=context.items[known], times=context.times[known],
+                          events=context.events[known])
         scores = np.full(len(self.catalog), -np.inf, np.float32)
         scores[:fitted] = self.score([context])[0]
         keep = ~self.removed & np.isfinite(scores)
@@ -151,7 +171,8 @@ class Recommender(ABC):
         top = ranked.take(slice(0, n))
         return top, np.zeros(len(top), bool)
 
-    def explain(self, context: UserContext, ranked: Ranked, encode_texts: EncodeTexts | None = None) -> list[Explanation]:
+    def explain(self, context: UserContext, ranked: Ranked,
+                encode_texts: EncodeTexts | None = None) -> list[Explanation]:
         """One `Explanation` per ranked item. Default: the whole score is history when the shopper has known
         items (the most recent one named), popularity otherwise."""
         kind = "history" if len(context.items) else "popularity"
@@ -181,7 +202,7 @@ class Recommender(ABC):
         self.removed_[positions] = False
         return positions
 
-    def reserve(self, count: int) -> None:
+    def reserve(self, count: int) -> None:  # noqa: B027 - an optional hook: by default there is nothing to do
         """Make room for `count` more items ahead of an `add_items` (a server does it before taking the lock
         readers wait for); it changes no answer. Nothing to do by default."""
 
@@ -207,12 +228,13 @@ class Recommender(ABC):
 
 
 def merge_catalog(catalog: ItemCatalog, frame: pd.DataFrame) -> tuple[ItemCatalog, np.ndarray]:
-    """`catalog` with `frame`'s rows: existing ids updated in place, new ids appended. Returns it and the rows' positions."""
+    """`catalog` with `frame`'s rows: existing ids updated in place, new ids appended. Returns it and the rows'
+    positions."""
     at = catalog.index_of(frame["item_id"])
     updated, fresh = frame[at >= 0], frame[at < 0]
     merged = catalog.frame.copy()
-    for column in merged.columns:
-        merged.iloc[at[at >= 0], merged.columns.get_loc(column)] = updated[column].to_numpy()
+    for column_at, column in enumerate(merged.columns):  # a catalog's columns are distinct
+        merged.iloc[at[at >= 0], column_at] = updated[column].to_numpy()
     positions = at.copy()
     positions[at < 0] = len(catalog) + np.arange(len(fresh))
     return ItemCatalog(pd.concat([merged, fresh], ignore_index=True)), positions

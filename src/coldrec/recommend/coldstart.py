@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
@@ -98,10 +99,11 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self._pipeline = CandidatePipeline(self.sources)
         inner = build_split(log, catalog, remove_seen=False, onboarding=self._items.has_categories)
         self._use_signals(self._behaviour(inner.past, catalog, inner.cut))
-        examples = training_examples(
-            inner, self.candidate_features, len(catalog), prefixes=self.training_prefixes,
-            max_users=self.max_training_users, max_negatives=self.max_negatives, random_state=self.random_state,
-        )
+        with threadpool_limits(1, "blas"):  # many small products: BLAS threads would only contend
+            examples = training_examples(
+                inner, self.candidate_features, len(catalog), prefixes=self.training_prefixes,
+                max_users=self.max_training_users, max_negatives=self.max_negatives, random_state=self.random_state,
+            )
         self._fusion = LearnedFusion(
             num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples,
             random_state=self.random_state, stopping_splits=self.ranker_stopping_splits,
@@ -146,9 +148,10 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 
     def to_model_space(self, vectors: np.ndarray) -> np.ndarray:
         """Encoder vectors in the model's space: PCA-reduced and re-normalised when a PCA is fitted."""
-        if getattr(self, "_pca", None) is None:
+        pca = getattr(self, "_pca", None)
+        if pca is None:
             return vectors
-        return normalise(self._pca.transform(vectors).astype(np.float32))
+        return normalise(pca.transform(vectors).astype(np.float32))
 
     def encode_texts(self, texts: list[str], encoder=None) -> np.ndarray:
         """Stated interests or queries as vectors in the model's space."""
@@ -188,7 +191,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         out = np.full((len(contexts), len(self._items)), NOT_A_CANDIDATE, np.float32)
         batch = max(1, min(256, 20_000_000 // max(1, self.max_interests * len(self._items))))
         for start in range(0, len(contexts), batch):
-            users, items, features = self.candidate_features(contexts[start : start + batch])
+            with threadpool_limits(1, "blas"):
+                users, items, features = self.candidate_features(contexts[start : start + batch])
             out[start + users, items] = self._fusion.predict(features)
         return out
 
@@ -214,20 +218,23 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             candidates = candidates[np.argpartition(-self._signals.pop[candidates], k - 1)[:k]]
         return candidates
 
-    def explain(self, context: UserContext, ranked: Ranked, encode_texts: EncodeTexts | None = None) -> list[Explanation]:
+    def explain(self, context: UserContext, ranked: Ranked,
+                encode_texts: EncodeTexts | None = None) -> list[Explanation]:
         """Each item's feature contributions (LightGBM's SHAP values on its feature row), summed per group."""
         if not len(ranked):
             return []
-        if ranked.evidence is None:
-            ranked = self._with_evidence(context, ranked, encode_texts)
-        contributions = self._fusion.contributions(ranked.evidence)
+        evidence = ranked.evidence
+        if evidence is None:
+            evidence = self._evidence(context, ranked, encode_texts)
+        contributions = self._fusion.contributions(evidence)
         return explain_rows(self._items, self._signals, context, ranked.items, contributions,
                             encode_texts or self.encode_texts)
 
-    def _with_evidence(self, context: UserContext, ranked: Ranked, encode_texts: EncodeTexts | None) -> Ranked:
+    def _evidence(self, context: UserContext, ranked: Ranked, encode_texts: EncodeTexts | None) -> np.ndarray:
+        """The feature rows of `ranked`'s items (for a list ranked without them), aligned with its items."""
         extra = Candidates(np.zeros(len(ranked), np.int64), ranked.items, np.zeros(len(ranked), np.float32))
         _, items, features = self.candidate_features([context], encode_texts, extra)
-        return Ranked(ranked.items, ranked.scores, features[np.searchsorted(items, ranked.items)])
+        return features[np.searchsorted(items, ranked.items)]
 
     def similar_items(self, position: int, n: int = 10, allowed: np.ndarray | None = None) -> Ranked:
         """The nearest items by text vector (inner product), the item itself left out."""

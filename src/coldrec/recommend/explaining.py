@@ -27,8 +27,8 @@ def explain_rows(
         return []
     items = np.asarray(items, np.int64)
     category = contributions[:, columns_of(CATEGORY)].sum(axis=1)
-    codes = [state.category_code(text) for text in context.interests]
-    codes = [c for c in codes if c is not None]
+    named = [state.category_code(text) for text in context.interests]
+    codes = [c for c in named if c is not None]
     stated_category = np.isin(state.category[items], codes) if codes else np.zeros(len(items), bool)
     history = contributions[:, columns_of(HISTORY)].sum(axis=1) + np.where(stated_category, 0.0, category)
     stated = contributions[:, columns_of(STATED)].sum(axis=1) + np.where(stated_category, category, 0.0)
@@ -72,7 +72,7 @@ def _closest_interests(state: ItemState, context: UserContext, items: np.ndarray
     lowered = [text.lower() for text in texts]
     vectors = None
     out = []
-    for item, leaf in zip(items, leaves):
+    for item, leaf in zip(items, leaves, strict=True):  # one leaf per item
         if leaf in lowered:
             out.append(texts[lowered.index(leaf)])
             continue

@@ -2,9 +2,9 @@
 
 Each `Feature` names itself, says which kind of evidence it is (`group`: the reasons a served
 item gives are read from the groups) and computes its column for any set of pairs. Adding a
-feature is one entry in `FEATURES`. Every column is computed pair by pair (element-wise
-products and row sums, no matrix products across pairs), so a shopper's values do not depend on
-which other shoppers share the batch: a request is a batch of one, with the same numbers.
+feature is one entry in `FEATURES`. Every column is computed shopper by shopper (one small
+matrix product each for the text and ALS scores), so a shopper's values do not depend on which
+other shoppers share the batch: a request is a batch of one, with the same numbers.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from coldrec.recommend.shoppers import ShopperBatch
 from coldrec.recommend.signals import BehaviourSignals
 
 #: the groups a reason can come from
-HISTORY, STATED, CATEGORY, POPULARITY, NEWNESS, SHOPPER = "history", "stated", "category", "popularity", "newness", "shopper"
-#: pairs per chunk of the (pairs x dim) products: bounds their memory on big batches
-CHUNK = 8192
+HISTORY, STATED, CATEGORY, POPULARITY, NEWNESS, SHOPPER = (
+    "history", "stated", "category", "popularity", "newness", "shopper",
+)
 
 
 @dataclass
@@ -35,23 +35,32 @@ class Pairs:
     state: ItemState
     signals: BehaviourSignals
 
-    def dot(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Row-wise inner products of `left[rows]` (per shopper) and `right[items]` (per item)."""
-        out = np.zeros(len(self.rows), np.float32)
-        for start in range(0, len(self.rows), CHUNK):
-            part = slice(start, start + CHUNK)
-            out[part] = (left[self.rows[part]] * right[self.items[part]]).sum(axis=-1)
-        return out
+    @cached_property
+    def text_scores(self) -> np.ndarray:
+        """(pairs x (interests + 3)): the item's cosine to each interest vector (0 for an empty slot), to the
+        mean, to the stated vector and to the most recent known item (0 when there is none)."""
+        profiles, vectors = self.shoppers.profiles, self.state.vectors
+        last = self.shoppers.last
+        recent = np.where((last >= 0)[:, None], vectors[np.maximum(last, 0)], 0.0).astype(np.float32)
+        queries = np.concatenate(
+            [profiles.interests, profiles.mean[:, None], profiles.stated[:, None], recent[:, None]], axis=1
+        )
+        return self._per_shopper_products(queries, vectors)
 
     @cached_property
-    def interest_scores(self) -> np.ndarray:
-        """(pairs x interests): the item's cosine to each of the shopper's interest vectors (0 for an empty slot)."""
-        interests = self.shoppers.profiles.interests
-        out = np.zeros((len(self.rows), interests.shape[1]), np.float32)
-        vectors = self.state.vectors
-        for start in range(0, len(self.rows), CHUNK):
-            part = slice(start, start + CHUNK)
-            out[part] = (interests[self.rows[part]] * vectors[self.items[part]][:, None, :]).sum(axis=-1)
+    def als_scores(self) -> np.ndarray:
+        """(pairs,): user factors . item factors (0 for a shopper without known items)."""
+        return self._per_shopper_products(self.shoppers.user_factors[:, None], self.signals.item_factors)[:, 0]
+
+    def _per_shopper_products(self, queries: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """(pairs x q): `table[item] . queries[shopper, j]`, one small matrix product per shopper. A shopper's
+        numbers come from the same product whatever else is in the batch: batch and single request agree."""
+        out = np.zeros((len(self.rows), queries.shape[1]), np.float32)
+        bounds = np.searchsorted(self.rows, np.arange(len(self.shoppers) + 1))
+        for row in range(len(self.shoppers)):
+            start, end = bounds[row], bounds[row + 1]
+            if end > start:
+                out[start:end] = table[self.items[start:end]] @ queries[row].T
         return out
 
     def per_shopper(self, values: np.ndarray) -> np.ndarray:
@@ -69,31 +78,24 @@ class Feature:
     compute: Callable[[Pairs], np.ndarray]
 
 
-def _interest_max(p: Pairs) -> np.ndarray:
-    return p.interest_scores.max(axis=1)
+def _interests(p: Pairs) -> np.ndarray:
+    return p.text_scores[:, : p.shoppers.profiles.interests.shape[1]]
 
 
 def _interest_weight(p: Pairs) -> np.ndarray:
-    best = np.argmax(p.interest_scores, axis=1)
-    return p.shoppers.profiles.weights[p.rows, best]
-
-
-def _text_last(p: Pairs) -> np.ndarray:
-    last = p.shoppers.last
-    values = p.dot(p.state.vectors[np.maximum(last, 0)], p.state.vectors)
-    return np.where(last[p.rows] >= 0, values, 0.0)
+    return p.shoppers.profiles.weights[p.rows, np.argmax(_interests(p), axis=1)]
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("text_interest_max", HISTORY, _interest_max),
+    Feature("text_interest_max", HISTORY, lambda p: _interests(p).max(axis=1)),
     Feature("text_interest_weight", HISTORY, _interest_weight),
-    Feature("text_mean", HISTORY, lambda p: p.dot(p.shoppers.profiles.mean, p.state.vectors)),
-    Feature("text_last", HISTORY, _text_last),
-    Feature("text_stated", STATED, lambda p: p.dot(p.shoppers.profiles.stated, p.state.vectors)),
+    Feature("text_mean", HISTORY, lambda p: p.text_scores[:, -3]),
+    Feature("text_last", HISTORY, lambda p: p.text_scores[:, -1]),
+    Feature("text_stated", STATED, lambda p: p.text_scores[:, -2]),
     Feature("category_share", CATEGORY, lambda p: p.shoppers.category_share[p.rows, p.state.category[p.items]]),
     Feature("brand_share", HISTORY,
             lambda p: p.shoppers.brand_share[p.rows, p.state.brand[p.items]] * p.state.has_brand[p.items]),
-    Feature("als", HISTORY, lambda p: p.dot(p.shoppers.user_factors, p.signals.item_factors)),
+    Feature("als", HISTORY, lambda p: p.als_scores),
     Feature("itemknn", HISTORY, lambda p: p.gather(p.shoppers.knn)),
     Feature("seen_weight", HISTORY, lambda p: p.gather(p.shoppers.seen)),
     Feature("log_pop", POPULARITY, lambda p: p.signals.pop[p.items]),

@@ -87,9 +87,9 @@ class ItemState:
         for name, _ in _GROWN:
             setattr(self, name, reserve_rows(self._room(), name, np.asarray(getattr(self, name)), count))
 
-    def _room(self) -> dict:
+    def _room(self) -> dict[str, np.ndarray]:
         if getattr(self, "_buffers", None) is None:
-            self._buffers = {}
+            self._buffers: dict[str, np.ndarray] = {}
         return self._buffers
 
     def _code(self, vocabulary: str, name: str) -> int:

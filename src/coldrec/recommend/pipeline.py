@@ -37,7 +37,8 @@ class CandidatePipeline:
     def pairs(self, shoppers: ShopperBatch, k: int, extra: Candidates | None = None) -> Pairs:
         """Every source's candidates (and `extra`), each (shopper, item) once, removed items left out;
         ordered by shopper row, then item position."""
-        found = Candidates.concat([source.candidates(shoppers, k) for source in self.sources] + ([extra] if extra else []))
+        found = Candidates.concat([source.candidates(shoppers, k) for source in self.sources]
+                                  + ([extra] if extra else []))
         n_items = len(self.state)
         keys = np.unique(found.rows * n_items + found.items)
         rows, items = keys // n_items, keys % n_items

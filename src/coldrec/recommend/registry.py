@@ -14,7 +14,8 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     "itemknn": ("coldrec.recommend.baselines.itemknn", "ItemKNNRecommender", True),
     "als": ("coldrec.recommend.baselines.als", "ALSRecommender", True),
     "lightfm": ("coldrec.recommend.baselines.lightfm_hybrid", "LightFMRecommender", True),
-    # not in BENCHMARK.md's list: a stronger co-purchase model, named on request (a dense inverse over the 5,000 most-bought items)
+    # not in BENCHMARK.md's list: a stronger co-purchase model, named on request (a dense inverse over the 5,000
+    # most-bought items)
     "ease": ("coldrec.recommend.baselines.ease", "EASERecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
     "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),
@@ -34,7 +35,9 @@ MODELS: dict[str, tuple[str, str, bool]] = {
 
 
 # ablation and slow variants: named explicitly, left out of "all"
-NOT_IN_ALL = frozenset(name for name in MODELS if name.startswith("coldrec-") and name not in ("coldrec-adapter", "coldrec-fresh")) | {"ease"}
+NOT_IN_ALL = frozenset(
+    name for name in MODELS if name.startswith("coldrec-") and name not in ("coldrec-adapter", "coldrec-fresh")
+) | {"ease"}
 
 
 def model_class(name: str) -> type[Recommender]:
@@ -50,7 +53,10 @@ def is_baseline(name: str) -> bool:
 
 def resolve_names(spec: str) -> list[str]:
     """'all' or a comma-separated list of names, validated."""
-    names = [n for n in MODELS if n not in NOT_IN_ALL] if spec.strip() == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    if spec.strip() == "all":
+        names = [n for n in MODELS if n not in NOT_IN_ALL]
+    else:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
         if name not in MODELS:
             raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")

@@ -22,7 +22,7 @@ def append_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, cou
     """
     n = len(array)
     buffer = buffers.get(key)
-    if not _is_head_of(array, buffer) or len(buffer) < n + count:
+    if buffer is None or not _is_head_of(array, buffer) or len(buffer) < n + count:
         room = max(MIN_ROOM, int((n + count) * ROOM_FRACTION))
         buffer = np.empty((n + count + room, *array.shape[1:]), array.dtype)
         buffer[:n] = array
@@ -31,10 +31,9 @@ def append_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, cou
     return buffer[: n + count]
 
 
-def _is_head_of(array: np.ndarray, buffer: np.ndarray | None) -> bool:
+def _is_head_of(array: np.ndarray, buffer: np.ndarray) -> bool:
     return (
-        buffer is not None
-        and array.base is buffer
+        array.base is buffer
         and array.dtype == buffer.dtype
         and array.shape[1:] == buffer.shape[1:]
         and array.strides == buffer.strides
@@ -50,7 +49,7 @@ def reserve_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, co
     """
     n = len(array)
     buffer = buffers.get(key)
-    if _is_head_of(array, buffer) and len(buffer) >= n + count:
+    if buffer is not None and _is_head_of(array, buffer) and len(buffer) >= n + count:
         return array
     room = max(MIN_ROOM, int((n + count) * ROOM_FRACTION), count)
     buffer = np.empty((n + room, *array.shape[1:]), array.dtype)

@@ -65,7 +65,8 @@ class BehaviourSignals:
         self.item_factors = np.ascontiguousarray(als.item_factors, np.float32)
         self.regularization, self.alpha = float(als.regularization), float(als.alpha)
         #: (known item, target item): a shopper's item-kNN scores are the sum of their known items' rows
-        self.similarity = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now).similarity
+        knn = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now)
+        self.similarity = knn.similarity
         self.borrowed_pop = self.pop.copy()
 
     def __len__(self) -> int:
@@ -93,14 +94,15 @@ class BehaviourSignals:
         borrow = sp.csr_matrix(
             (
                 np.concatenate([np.ones(len(established), np.float32), weights.ravel().astype(np.float32)]),
-                (np.concatenate([established, np.repeat(new, k)]), np.concatenate([established, established[top].ravel()])),
+                (np.concatenate([established, np.repeat(new, k)]),
+                 np.concatenate([established, established[top].ravel()])),
             ),
             shape=(n, n),
         )
         self.item_factors[new] = borrow[new] @ self.item_factors
         self.similarity = sp.csr_matrix(borrow @ self.similarity @ borrow.T, dtype=np.float32)
         self.borrowed_pop = (borrow @ self.pop).astype(np.float32)
-        self._gram = None
+        self._gram: tuple[int, np.ndarray] | None = None  # (items, the factors' Gram matrix + regularisation)
 
     def fold_in(self, known: np.ndarray) -> np.ndarray:
         """One shopper's ALS factors from their distinct known items: implicit's least-squares solve
@@ -109,7 +111,8 @@ class BehaviourSignals:
         gram = getattr(self, "_gram", None)
         if gram is None or gram[0] != len(self.item_factors):
             factors = np.asarray(self.item_factors, np.float64)
-            gram = self._gram = (len(self.item_factors), factors.T @ factors + self.regularization * np.eye(factors.shape[1]))
+            gram = self._gram = (len(self.item_factors),
+                                 factors.T @ factors + self.regularization * np.eye(factors.shape[1]))
         a = gram[1] + (self.alpha - 1.0) * (y.T @ y)
         return np.linalg.solve(a, self.alpha * y.sum(axis=0)).astype(np.float32)
 
@@ -129,9 +132,9 @@ class BehaviourSignals:
         for name, _ in PER_ITEM:
             setattr(self, name, reserve_rows(self._room(), name, np.asarray(getattr(self, name)), count))
 
-    def _room(self) -> dict:
+    def _room(self) -> dict[str, np.ndarray]:
         if getattr(self, "_buffers", None) is None:
-            self._buffers = {}
+            self._buffers: dict[str, np.ndarray] = {}
         return self._buffers
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from coldrec._lazy import lazy_exports
 
 _EXPORTS = {"BM25Index": ".lexical", "tokenize": ".lexical", "DenseIndex": ".dense", "VectorIndex": ".index"}
-__all__ = ["top_k", *_EXPORTS]
+__all__ = ["top_k", "BM25Index", "tokenize", "DenseIndex", "VectorIndex"]  # top_k and what _EXPORTS names
 
 if TYPE_CHECKING:
     from .dense import DenseIndex

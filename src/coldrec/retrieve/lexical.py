@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Self
 
 import numpy as np
@@ -32,21 +32,21 @@ _WORD_CHAR = re.compile(r"\w")
 QUERY_BATCH = 512
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stopwords(language: str) -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_CHINESE, STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN if language == "en" else STOPWORDS_CHINESE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stemmer():
     import Stemmer
 
     return Stemmer.Stemmer("english")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _jieba():
     import jieba
 
@@ -126,7 +126,7 @@ class BM25Index:
         known = [(row, self.vocab[t]) for row, t in enumerate(terms) if t in self.vocab]
         out = np.zeros((len(terms), len(items)), bool)
         if known and len(items) and self._weights is not None:
-            rows, ids = zip(*known)
+            rows, ids = zip(*known, strict=True)
             out[list(rows)] = term_presence(self._weights, ids, items)
         return out
 
@@ -148,7 +148,8 @@ class BM25Index:
         n_docs = len(tokens)
         if n_docs == 0 or not any(tokens):
             self.vocab = {}
-            self._weights = sp.csr_matrix((0, n_docs), dtype=np.float32)
+            # scipy-stubs type a shape-only csr_matrix as float64, whatever the dtype
+            self._weights = sp.csr_matrix((0, n_docs), dtype=np.float32)  # type: ignore[arg-type]
             return self
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         model.index(tokens, create_empty_token=False, show_progress=False)
@@ -176,7 +177,8 @@ class BM25Index:
             rows += [i] * len(ids)
             cols += ids
         data = np.ones(len(rows), np.float32)
-        q = sp.csr_matrix((data, (rows, cols)), shape=(len(queries), self._weights.shape[0]), dtype=np.float32)
+        n_terms = self._require_fit().shape[0]
+        q = sp.csr_matrix((data, (rows, cols)), shape=(len(queries), n_terms), dtype=np.float32)
         q.sum_duplicates()
         return q
 

@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dense-index", default="ivf")
     args = parser.parse_args(argv)
     ds = load_dataset("homedepot-search", None)
+    if ds.judgments is None:
+        raise SystemExit(f"data set {ds.name!r} has no search judgments")
     items_encoder = load_encoder("onnx", cache_dir=default_cache_dir())
     query_encoder = items_encoder.encoder if isinstance(items_encoder, CachedEncoder) else items_encoder
     searcher = Searcher(encoder=items_encoder, query_encoder=query_encoder, dense_index=args.dense_index)

@@ -130,7 +130,7 @@ class ProductPrior:
         self.sum = np.zeros(self.n_items)
         self.count = np.zeros(self.n_items)
         self.own: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for q, items, rel in zip(queries, judged, relevance):
+        for q, items, rel in zip(queries, judged, relevance, strict=True):
             items = np.asarray(items, np.int64)
             rel = np.asarray(rel, np.float64)
             np.add.at(self.sum, items, rel)
@@ -146,7 +146,7 @@ class ProductPrior:
         s, c = self.sum[items].copy(), self.count[items].copy()
         if exclude is not None and exclude in self.own:
             own_items, own_rel = self.own[exclude]
-            for item, rel in zip(own_items.tolist(), own_rel.tolist()):
+            for item, rel in zip(own_items.tolist(), own_rel.tolist(), strict=True):
                 hit = items == item
                 s[hit] -= rel
                 c[hit] -= 1.0
@@ -211,7 +211,8 @@ def candidate_features(searcher, query: str, cand, prior: ProductPrior | None = 
 
 def relevance_labels(relevance: np.ndarray) -> np.ndarray:
     """Relevance 1..3 -> integer labels 0..24 (1/12 steps); gains are `label_gain`."""
-    return np.clip(np.rint((np.asarray(relevance, np.float64) - 1.0) * LABEL_STEPS), 0, 2 * LABEL_STEPS).astype(np.int32)
+    labels = np.rint((np.asarray(relevance, np.float64) - 1.0) * LABEL_STEPS)
+    return np.clip(labels, 0, 2 * LABEL_STEPS).astype(np.int32)
 
 
 def label_gain() -> list[float]:
@@ -270,7 +271,7 @@ class LearnedRanker:
             else:
                 raise ValueError(f"unknown task {task!r}; choose retrieve or rerank")
             blocks, labels, groups = [], [], []
-            for q, c, items, rel in zip(queries, cands, judged, relevance):
+            for q, c, items, rel in zip(queries, cands, judged, relevance, strict=True):
                 lab = np.zeros(len(c.items), np.int32)
                 where = np.searchsorted(c.items, items)
                 inside = where < len(c.items)

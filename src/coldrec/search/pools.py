@@ -23,7 +23,7 @@ def pool_scores(searcher: Searcher, queries: list[str], pools: list[np.ndarray])
     out: dict[str, list[np.ndarray]] = {m: [] for m in MODELS}
     sig = searcher._signals(queries)
     for i, items in enumerate(pools):
-        feats = sig.features(i, items, searcher.vectors)
+        feats = sig.features(i, items, searcher._vectors)
         out["bm25"].append(feats[:, SIGNALS.index("bm25")])
         out["dense"].append(feats[:, SIGNALS.index("dense")])
         out["weighted"].append(searcher.fuse(feats, None, "weighted"))
@@ -46,7 +46,7 @@ def pool_top1(searcher: Searcher, judgments) -> list[dict]:
     rows = []
     for model in MODELS:
         strict, ties = [], []
-        for items, s, r in zip(pools, scores[model], relevant):
+        for items, s, r in zip(pools, scores[model], relevant, strict=True):  # one score array and relevant item a pool
             mine = s[items == r][0]
             others = s[items != r]
             strict.append(bool((mine > others).all()))

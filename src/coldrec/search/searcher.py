@@ -221,11 +221,13 @@ class Searcher(UsesEncoder):
 
     # ------------------------------------------------------------------ fusion
 
-    def fuse(self, features: np.ndarray, ranks: np.ndarray, fusion: str | None = None,
+    def fuse(self, features: np.ndarray, ranks: np.ndarray | None, fusion: str | None = None,
              weights: dict[str, float] | None = None, rrf_k: float | None = None) -> np.ndarray:
-        """Fused scores of candidates from their features (weighted) or ranks (rrf)."""
+        """Fused scores of candidates from their features (weighted) or ranks (rrf; weighted needs none)."""
         if (fusion or self.fusion) == "weighted":
             return weighted_fusion(features, self.weights if weights is None else weights)
+        if ranks is None:
+            raise ValueError("rrf fusion needs the candidates' ranks")
         return rrf_fusion(ranks, self.rrf_k if rrf_k is None else rrf_k, self.rrf_signals)
 
     @staticmethod
@@ -287,7 +289,8 @@ class Searcher(UsesEncoder):
     def _rerank_heads(self, queries: list[str], positions: np.ndarray) -> None:
         """The first `rerank_depth` of each row re-ordered by the reranker, in place (scores stay the fusion's)."""
         heads = [row[: self.rerank_depth][row[: self.rerank_depth] >= 0] for row in positions]
-        for row, (head, values) in enumerate(zip(heads, self._reranker_scores(queries, heads))):
+        # strict=False: np.split of no rows at all gives one empty part
+        for row, (head, values) in enumerate(zip(heads, self._reranker_scores(queries, heads), strict=False)):
             positions[row, : len(head)] = head[np.argsort(-values, kind="stable")]
 
     def _reranker_scores(self, queries: list[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -296,7 +299,7 @@ class Searcher(UsesEncoder):
 
     def _pairs(self, queries: Sequence[str], candidates: Sequence[np.ndarray]) -> tuple[list[str], list[str]]:
         """(query, product text) pairs, one a candidate, queries in order."""
-        return ([q for q, c in zip(queries, candidates) for _ in c],
+        return ([q for q, c in zip(queries, candidates, strict=True) for _ in c],
                 [self.texts[int(i)] for c in candidates for i in c])
 
     def score(self, queries: Sequence[str], candidates: Sequence[np.ndarray], profiles=None,
@@ -312,7 +315,9 @@ class Searcher(UsesEncoder):
             base = self._reranker_scores(queries, [c.items for c in given])
         else:
             base = [self._fused(queries[i], c, "rerank").astype(np.float64) for i, c in enumerate(given)]
-        return [self.personalise(c.items, b, rows[i], profile_weight) for i, (c, b) in enumerate(zip(given, base))]
+        # strict=False: the reranker's np.split of no candidate sets at all gives one empty part
+        return [self.personalise(c.items, b, rows[i], profile_weight)
+                for i, (c, b) in enumerate(zip(given, base, strict=False))]
 
     def fit_ranker(self, queries: Sequence[str], judged: Sequence[np.ndarray], relevance: Sequence[np.ndarray],
                    **params) -> Searcher:
@@ -336,8 +341,8 @@ class Searcher(UsesEncoder):
 
     def tune(self, queries: Sequence[str], metrics: Callable[[list[np.ndarray]], dict[str, np.ndarray]],
              depth: int = 100, weight_grid: Sequence[float] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-             ngram_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), rrf_grid: Sequence[float] = (10, 30, 60, 100),
-             metric: str = "ndcg@10") -> dict:
+             ngram_grid: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+             rrf_grid: Sequence[float] = (10, 30, 60, 100), metric: str = "ndcg@10") -> dict:
         """Pick the weights (and ``rrf_k``) maximising ``metric`` over tuning ``queries``.
 
         ``metrics(ranked)`` scores one top-``depth`` list per query (the caller's judgments:

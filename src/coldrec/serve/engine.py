@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +30,12 @@ from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.encode.shared import normalise
 from coldrec.profile import build_interest_profiles
 from coldrec.recommend.base import Recommender
-from coldrec.serve.itemtable import ItemTable
+from coldrec.serve.itemtable import ItemTable, Recommendation
 from coldrec.serve.lexical import LexicalRefitter
 from coldrec.serve.matching import floor_from_top1, lexical_matches, probe_queries
 from coldrec.serve.reasons import MATCHES_SEARCH, RELATED_TO_SEARCH, reasons
-from coldrec.serve.requests import MAX_QUERIES, RequestTexts, clean_query, rows_differ
+from coldrec.serve.requests import RequestTexts, clean_query, rows_differ, shopper_context
+from coldrec.serve.saved import shares_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +45,6 @@ logger = logging.getLogger(__name__)
 #: amazon14-office shopper (at most 94 events) and 95% of UCI Online Retail's (p95: 305 events, p99:
 #: 639). On Office a request with 300 events took 9 ms against 4 ms with 10 (100k events: 115 ms).
 MAX_HISTORY_EVENTS = 300
-
-
-@dataclass
-class Recommendation:
-    """One recommended, similar or found item."""
-
-    item_id: str
-    title: str
-    score: float
-    reason: str
-    category: str
-    price: float | None
 
 
 class Engine:
@@ -92,25 +81,11 @@ class Engine:
         model_params: dict | None = None,
         recommender: str = "coldrec",
     ) -> Engine:
-        from coldrec.encode.shared import item_vectors
-        from coldrec.model import data_fingerprint
-        from coldrec.recommend.registry import model_class
-        from coldrec.search import Searcher
+        """Fit the registered `recommender` (with `model_params`) and a searcher on the catalog and log."""
+        from coldrec.serve.saved import build_engine
 
-        cls_ = model_class(recommender)
-        params = dict(model_params or {})
-        if "encoder" in cls_.__init__.__code__.co_varnames:
-            params["encoder"] = encoder
-        model = cls_(**params).fit(log, catalog, profiles, now=now)
-        searcher = Searcher(encoder=getattr(model, "encoder", None) or encoder)
-        if not _shares_vectors(model):
-            searcher.dense_index = "auto"
-            searcher.fit(catalog, vectors=item_vectors(searcher.encoder, catalog.texts()))
-        fingerprint = data_fingerprint(catalog.ids, log.item, log.time, log.event)
-        engine = cls(model, searcher, fingerprint=fingerprint)
-        if _shares_vectors(model):
-            engine._lexical.refit(catalog, engine._lexical.generation)
-        return engine
+        return build_engine(cls, catalog, log, profiles, encoder=encoder, now=now, model_params=model_params,
+                            recommender=recommender)
 
     def save(self, directory: Path) -> None:
         """The model directory (`coldrec.model`): a manifest and the parts as data; no user data, no code."""
@@ -165,17 +140,14 @@ class Engine:
             encoded = self.encode_items(frame)
         self.model.reserve(len(frame))  # room for the rows, made outside the read lock
         with self._lock:
-            positions = self.model.add_items(frame, vectors=self._model_space(encoded))
-            if _shares_vectors(self.model):
+            positions = self.model.add_items(frame, vectors=self.model.to_model_space(encoded))
+            if shares_vectors(self.model):
                 self._attach_searcher()  # the grown arrays are new views
             else:
                 self.searcher.put_vectors(positions, encoded)
             self._lexical.changed()
             self._table.refresh(self.catalog, np.asarray(positions, np.int64))
 
-    def _model_space(self, encoded: np.ndarray) -> np.ndarray | None:
-        to_space = getattr(self.model, "to_model_space", None)
-        return to_space(encoded) if to_space is not None else None
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -207,8 +179,12 @@ class Engine:
 
     def _attach_searcher(self) -> None:
         """A model whose text vectors are the encoder's lends them and their index to the searcher (one copy)."""
-        if _shares_vectors(self.model):
+        if shares_vectors(self.model):
             self.searcher.share_vectors(self.model.item_vectors, self.model.item_index)
+
+    def refit_lexical(self) -> None:
+        """Refit the lexical indexes on the catalog now, in this thread (live changes refit in the background)."""
+        self._lexical.refit(self.catalog, self._lexical.generation)
 
     def wait_for_lexical(self, timeout: float = 30.0) -> bool:
         """Block until the lexical indexes hold every added item (True), or `timeout` seconds pass (False)."""
@@ -248,7 +224,9 @@ class Engine:
 
     def _sync(self, items_frame: pd.DataFrame) -> int:
         """sync_items' work; the caller holds the write lock (so the catalog cannot change meanwhile)."""
-        deleted = items_frame["deleted"].to_numpy(bool) if "deleted" in items_frame else np.zeros(len(items_frame), bool)
+        deleted = np.zeros(len(items_frame), bool)
+        if "deleted" in items_frame:
+            deleted = items_frame["deleted"].to_numpy(bool)
         positions = self.catalog.index_of(items_frame["item_id"])
         known = positions >= 0
         stale = ~known
@@ -268,35 +246,10 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
     def context(self, events, interests: list[str], now: int | None = None) -> UserContext:
-        """A shopper's context from the store's events in time order (a DataFrame or a mapping of columns:
-        item_id, time, event, query): the last MAX_HISTORY_EVENTS item events, the last MAX_QUERIES queries;
-        unknown or removed item ids are skipped."""
-        if events is None or not len(events["event"]):
-            return UserContext(interests=list(interests or []), now=now)
-        event = np.asarray(events["event"], np.int8)
-        queries: list[str] = []
-        if "query" in events:
-            searched = np.asarray(events["query"], object)[event == EventType.SEARCH]
-            for query in searched[::-1]:
-                if isinstance(query, str) and query.strip():
-                    queries.append(str(query))
-                    if len(queries) == MAX_QUERIES:
-                        break
-            queries.reverse()
-        raw = np.asarray(events["item_id"], object)
-        rows = np.flatnonzero(pd.notna(raw))[-MAX_HISTORY_EVENTS:]
+        """A shopper's context from the store's events in time order (`coldrec.serve.requests.shopper_context`):
+        the last MAX_HISTORY_EVENTS item events, the last MAX_QUERIES queries; unknown or removed ids skipped."""
         with self._lock:
-            positions = self.catalog.index_of([str(i) for i in raw[rows]])
-            valid = positions >= 0
-            valid[valid] = ~self.model.removed[positions[valid]]
-        return UserContext(
-            items=positions[valid],
-            times=np.asarray(events["time"], np.int64)[rows][valid],
-            events=event[rows][valid],
-            interests=list(interests or []),
-            queries=queries,
-            now=now,
-        )
+            return shopper_context(events, interests, now, self.catalog, self.model.removed, MAX_HISTORY_EVENTS)
 
     def prepare_texts(self, texts: list[str]) -> int:
         """Encode a shopper's stated interests into the in-memory cache (those a request uses), so the next
@@ -326,12 +279,14 @@ class Engine:
                 bought = context.items[np.isin(context.events, (EventType.PURCHASE, EventType.RATING))]
                 keep &= ~np.isin(ranked.items, bought)
             ranked = ranked.take(np.flatnonzero(keep))
-            ranked = ranked.take(self._table.distinct_titles(ranked.items))  # a duplicate listing never follows its twin
+            # a duplicate listing never follows its twin
+            ranked = ranked.take(self._table.distinct_titles(ranked.items))
             top, slotted = self.model.arrange_ranked(ranked, n)
             explanations = self.model.explain(context, top, encode)
             said = reasons(explanations, context, self._table.titles, self._table.leaves, self._table.ids, top.items)
-            said = ["new arrival" if moved else reason for reason, moved in zip(said, slotted)]
-            return [self._result(int(i), float(s), r) for i, s, r in zip(top.items, top.scores, said)]
+            said = ["new arrival" if moved else reason for reason, moved in zip(said, slotted, strict=True)]
+            listed = zip(top.items, top.scores, said, strict=True)
+            return [self._table.result(int(i), float(s), r) for i, s, r in listed]
 
     def similar(self, item_id: str, n: int = 10, include_unavailable: bool = False) -> list[Recommendation]:
         """The model's similar items (coldrec: nearest by text vector); KeyError for an unknown or removed id."""
@@ -344,9 +299,11 @@ class Engine:
                 found = self.model.similar_items(position, k)
                 return found.items, found.scores
 
-            found, scores = self._listed(nearest, n, n + 11, len(self.catalog), include_unavailable, exclude=position)
+            found, scores = self._table.listed(nearest, n, n + 11, len(self.catalog), self.model.removed,
+                                               include_unavailable, exclude=position)
             title = self._table.titles[position]
-            return [self._result(int(i), float(s), f"similar to {title}") for i, s in zip(found, scores)]
+            reason = f"similar to {title}"
+            return [self._table.result(int(i), float(s), reason) for i, s in zip(found, scores, strict=True)]
 
     def search(
         self, query: str, n: int = 10, context: UserContext | None = None, include_unavailable: bool = False
@@ -383,47 +340,15 @@ class Engine:
                 found, scores = self.searcher.search([query], k, profiles=profiles)
                 return found[0], scores[0]
 
-            found, scores = self._listed(searched, n, n + 20, self.searcher.n_items, include_unavailable, shown=shown)
+            found, scores = self._table.listed(searched, n, n + 20, self.searcher.n_items, self.model.removed,
+                                               include_unavailable, shown=shown)
             matched = last_matched[0][: len(found)] if last_matched else np.zeros(0, bool)
             return [
-                self._result(int(i), float(s), MATCHES_SEARCH if lexical else RELATED_TO_SEARCH)
-                for i, s, lexical in zip(found, scores, matched)
+                self._table.result(int(i), float(s), MATCHES_SEARCH if lexical else RELATED_TO_SEARCH)
+                for i, s, lexical in zip(found, scores, matched, strict=True)
             ]
 
     # ------------------------------------------------------------------ helpers
-    def _listed(
-        self,
-        fetch: Callable[[int], tuple[np.ndarray, np.ndarray]],
-        n: int,
-        k: int,
-        total: int,
-        include_unavailable: bool,
-        exclude: int | None = None,
-        shown: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The first n of `fetch(k)`'s results (positions, scores; best first, -1 padded) that are neither removed,
-        filtered out, `exclude` nor a title listed earlier, and pass `shown`. While fewer than n are left and the
-        filters or the duplicates dropped some, fetched again 4x deeper (three tries at most). Caller holds the lock."""
-        allowed = self._table.allowed(self.model.removed, include_unavailable=include_unavailable)
-        k = min(total, k)
-        for _ in range(3):
-            found, scores = fetch(k)
-            keep = (found >= 0) & ~self.model.removed[np.maximum(found, 0)]
-            if allowed is not None:
-                keep &= allowed[np.maximum(found, 0)]
-            if exclude is not None:
-                keep &= found != exclude
-            found, scores = found[keep], scores[keep]
-            distinct = self._table.distinct_titles(found)
-            found, scores = found[distinct], scores[distinct]
-            if shown is not None:
-                visible = shown(found)
-                found, scores = found[visible], scores[visible]
-            if len(found) >= n or k >= total or (keep.all() and distinct.all()):
-                break
-            k = min(total, 4 * k)
-        return found[:n], scores[:n]
-
     def _bounded(self, context: UserContext, model_space: bool = True):
         """The request's context cut to what a request uses (`RequestTexts.bounded`; the last MAX_HISTORY_EVENTS
         events) and a lookup of its texts' vectors (in the model's space, or the encoder's)."""
@@ -434,7 +359,7 @@ class Engine:
             times=context.times[-MAX_HISTORY_EVENTS:],
             events=context.events[-MAX_HISTORY_EVENTS:],
         )
-        if not model_space or getattr(self.model, "to_model_space", None) is None:
+        if not model_space or not self.model.reduces_vectors:
             return context, lookup
         to_space = self.model.to_model_space
         return context, lambda texts: to_space(lookup(texts))
@@ -447,22 +372,6 @@ class Engine:
         top = self.searcher.dense_top(vectors, 1)[:, 0]
         top1 = np.einsum("qd,qd->q", self.searcher.vectors[np.maximum(top, 0)], vectors)
         return floor_from_top1(top1[top >= 0])
-
-    def _result(self, position: int, score: float, reason: str) -> Recommendation:
-        table = self._table
-        return Recommendation(
-            item_id=str(table.ids[position]),
-            title=str(table.titles[position]),
-            score=score,
-            reason=reason,
-            category=str(table.paths[position]),
-            price=table.price_of(position),
-        )
-
-
-def _shares_vectors(model: Recommender) -> bool:
-    """Are the model's item vectors the encoder's own (so the searcher can use them and their index)?"""
-    return getattr(model, "item_vectors", None) is not None and not getattr(model, "reduces_vectors", True)
 
 
 def _one_thread_per_request() -> None:

@@ -6,10 +6,26 @@ re-read only for the positions a write touched, so an add stays cheap on a big c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from coldrec.data.catalog import CATEGORY_SEPARATOR, ItemCatalog
+
+
+@dataclass
+class Recommendation:
+    """One recommended, similar or found item."""
+
+    item_id: str
+    title: str
+    score: float
+    reason: str
+    category: str
+    price: float | None
+
 
 _FILLS = {"ids": "", "titles": "", "paths": "", "price": np.nan, "available": False, "path_code": 0, "title_code": -1}
 
@@ -18,8 +34,10 @@ class ItemTable:
     def __init__(self, catalog: ItemCatalog):
         self.ids, self.titles, self.paths = (np.zeros(0, object) for _ in range(3))
         self.price, self.available = np.zeros(0), np.zeros(0, bool)
-        self.path_names, self.path_code, self._path_lookup = np.zeros(0, object), np.zeros(0, np.int64), {}
-        self.title_code, self._title_lookup = np.zeros(0, np.int64), {}
+        self.path_names, self.path_code = np.zeros(0, object), np.zeros(0, np.int64)
+        self.title_code = np.zeros(0, np.int64)
+        self._path_lookup: dict[str, int] = {}  # category path -> code, in first-seen order
+        self._title_lookup: dict[str, int] = {}  # normalised title -> code
         self.refresh(catalog)
 
     def __len__(self) -> int:
@@ -38,8 +56,10 @@ class ItemTable:
         self.ids[positions] = frame["item_id"].to_numpy(dtype=object)
         self.titles[positions] = frame["title"].fillna("").to_numpy(dtype=object)
         # one code per title up to case and spacing (-1: no title), to collapse duplicate listings
-        inverse, keys = pd.factorize(np.array([" ".join(str(t).lower().split()) for t in self.titles[positions]], object))
-        codes = np.array([self._title_lookup.setdefault(k, len(self._title_lookup)) if k else -1 for k in keys], np.int64)
+        normalised = np.array([" ".join(str(t).lower().split()) for t in self.titles[positions]], object)
+        inverse, keys = pd.factorize(normalised)
+        codes = np.array([self._title_lookup.setdefault(k, len(self._title_lookup)) if k else -1 for k in keys],
+                         np.int64)
         self.title_code[positions] = codes[inverse] if len(keys) else inverse
         paths = frame["category"].fillna("").to_numpy(dtype=object)
         self.paths[positions] = paths
@@ -81,9 +101,50 @@ class ItemTable:
         keep[np.unique(codes, return_index=True)[1]] = True
         return keep
 
-    def price_of(self, position: int) -> float | None:
+    def result(self, position: int, score: float, reason: str) -> Recommendation:
         price = self.price[position]
-        return None if np.isnan(price) else float(price)
+        return Recommendation(
+            item_id=str(self.ids[position]),
+            title=str(self.titles[position]),
+            score=score,
+            reason=reason,
+            category=str(self.paths[position]),
+            price=None if np.isnan(price) else float(price),
+        )
+
+    def listed(
+        self,
+        fetch: Callable[[int], tuple[np.ndarray, np.ndarray]],
+        n: int,
+        k: int,
+        total: int,
+        removed: np.ndarray,
+        include_unavailable: bool,
+        exclude: int | None = None,
+        shown: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The first n of `fetch(k)`'s results (positions, scores; best first, -1 padded) that are neither removed,
+        filtered out, `exclude` nor a title listed earlier, and pass `shown`. While fewer than n are left and the
+        filters or the duplicates dropped some, fetched again 4x deeper (three tries at most)."""
+        allowed = self.allowed(removed, include_unavailable=include_unavailable)
+        k = min(total, k)
+        for _ in range(3):
+            found, scores = fetch(k)
+            keep = (found >= 0) & ~removed[np.maximum(found, 0)]
+            if allowed is not None:
+                keep &= allowed[np.maximum(found, 0)]
+            if exclude is not None:
+                keep &= found != exclude
+            found, scores = found[keep], scores[keep]
+            distinct = self.distinct_titles(found)
+            found, scores = found[distinct], scores[distinct]
+            if shown is not None:
+                visible = shown(found)
+                found, scores = found[visible], scores[visible]
+            if len(found) >= n or k >= total or (keep.all() and distinct.all()):
+                break
+            k = min(total, 4 * k)
+        return found[:n], scores[:n]
 
 
 def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:
@@ -92,5 +153,7 @@ def _path_matches(paths: np.ndarray, category: str) -> np.ndarray:
     lowered = np.char.lower(paths.astype(str))
     levels = [{level.strip() for level in p.split(CATEGORY_SEPARATOR.strip())} for p in lowered]
     return np.array(
-        [p == wanted or p.startswith(wanted + CATEGORY_SEPARATOR) or wanted in lv for p, lv in zip(lowered, levels)], bool
+        [p == wanted or p.startswith(wanted + CATEGORY_SEPARATOR) or wanted in lv
+         for p, lv in zip(lowered, levels, strict=True)],  # one set of levels a path
+        bool,
     )

@@ -13,8 +13,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal, cast
 
 from coldrec.data.catalog import ItemCatalog
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +45,7 @@ class LexicalRefitter:
     def __init__(self, searcher, lock: threading.RLock, current: Callable[[], ItemCatalog]):
         self.searcher, self.lock, self.current = searcher, lock, current
         self.generation, self.running = 0, False
-        self.pool = None  # the child process's executor; False: not usable here
+        self.pool: _ChildPool | Literal[False] | None = None  # the child process's executor; False: not usable here
 
     def changed(self) -> None:
         """The catalog changed (the caller holds `lock`): refit soon, in the background."""
@@ -114,8 +118,10 @@ class _ChildPool:
         from concurrent.futures import ProcessPoolExecutor
 
         self.children: list = []
-        self.executor = ProcessPoolExecutor(1, mp_context=_Recording(context, self.children),
-                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
+        # _Recording stands in for a context by delegation (the executor only calls its factories)
+        recording = cast("BaseContext", _Recording(context, self.children))
+        self.executor = ProcessPoolExecutor(1, mp_context=recording, initializer=_exit_with_parent,
+                                            initargs=(os.getpid(),))
 
     def submit(self, *args):
         return self.executor.submit(*args)

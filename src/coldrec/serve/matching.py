@@ -48,7 +48,8 @@ def probe_queries(n: int = N_PROBES, seed: int = 0) -> list[str]:
     def word(low: int, high: int) -> str:
         return "".join(rng.choice(letters, int(rng.integers(low, high + 1))))
 
-    return [word(4, 12) if i % 2 == 0 else " ".join(word(3, 8) for _ in range(int(rng.integers(2, 4)))) for i in range(n)]
+    return [word(4, 12) if i % 2 == 0 else " ".join(word(3, 8) for _ in range(int(rng.integers(2, 4))))
+            for i in range(n)]
 
 
 def floor_from_top1(top1: np.ndarray) -> float:

@@ -23,7 +23,8 @@ from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType
 from coldrec.recommend.base import Explanation
 
-VERBS = {EventType.PURCHASE: "bought", EventType.RATING: "bought", EventType.CART: "added to cart"}
+#: keyed by the event's int code (an EventType is one)
+VERBS: dict[int, str] = {EventType.PURCHASE: "bought", EventType.RATING: "bought", EventType.CART: "added to cart"}
 MATCHES_SEARCH = "matches your search"
 RELATED_TO_SEARCH = "related to your search"
 

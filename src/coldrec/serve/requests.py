@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from coldrec.data.context import UserContext
+from coldrec.data.interactions import EventType
 from coldrec.serve.textvectors import TextVectors
 
 #: Search queries kept per shopper (most recent last).
@@ -89,6 +90,37 @@ class RequestTexts:
         return bounded, lookup
 
 
+def shopper_context(events, interests, now: int | None, catalog, removed: np.ndarray, max_events: int) -> UserContext:
+    """A shopper's context from the store's events in time order (a DataFrame or a mapping of columns: item_id,
+    time, event, query): the last `max_events` item events and the last MAX_QUERIES queries; item ids unknown to
+    `catalog` or `removed` are skipped."""
+    if events is None or not len(events["event"]):
+        return UserContext(interests=list(interests or []), now=now)
+    event = np.asarray(events["event"], np.int8)
+    queries: list[str] = []
+    if "query" in events:
+        searched = np.asarray(events["query"], object)[event == EventType.SEARCH]
+        for query in searched[::-1]:
+            if isinstance(query, str) and query.strip():
+                queries.append(str(query))
+                if len(queries) == MAX_QUERIES:
+                    break
+        queries.reverse()
+    raw = np.asarray(events["item_id"], object)
+    rows = np.flatnonzero(pd.notna(raw))[-max_events:]
+    positions = catalog.index_of([str(i) for i in raw[rows]])
+    valid = positions >= 0
+    valid[valid] = ~removed[positions[valid]]
+    return UserContext(
+        items=positions[valid],
+        times=np.asarray(events["time"], np.int64)[rows][valid],
+        events=event[rows][valid],
+        interests=list(interests or []),
+        queries=queries,
+        now=now,
+    )
+
+
 def distinct_texts(texts) -> list[str]:
     """Non-blank texts, stripped, each once, in order."""
     return list(dict.fromkeys(text.strip() for text in texts or [] if isinstance(text, str) and text.strip()))
@@ -109,6 +141,6 @@ def rows_differ(ours: pd.DataFrame, theirs: pd.DataFrame) -> np.ndarray:
             a, b = (pd.to_datetime(x).astype("datetime64[s]") for x in (a, b))
         elif name == "attributes":
             a, b = (x.map(lambda v: json.dumps(v, sort_keys=True, default=str) if v else "") for x in (a, b))
-        a, b = (x.astype(object).where(x.notna(), None).to_numpy() for x in (a, b))
-        differ |= ~np.asarray(a == b, bool)
+        left, right = (x.astype(object).where(x.notna(), None).to_numpy() for x in (a, b))
+        differ |= ~np.asarray(left == right, bool)
     return differ

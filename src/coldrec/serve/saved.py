@@ -10,10 +10,42 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from coldrec.model import load_model, save_model
+from coldrec.model import ModelDirectoryError, load_model, save_model
 from coldrec.model.registry import state_of
 
 logger = logging.getLogger(__name__)
+
+
+def build_engine(cls, catalog, log, profiles=None, *, encoder=None, now=None, model_params=None,
+                 recommender: str = "coldrec"):
+    """Fit the registered `recommender` and a searcher; a model whose text vectors are the encoder's lends them
+    (and their index) to the searcher, any other gets the searcher's own."""
+    import inspect
+
+    from coldrec.encode.shared import item_vectors
+    from coldrec.model import data_fingerprint
+    from coldrec.recommend.registry import model_class
+    from coldrec.search import Searcher
+
+    model_cls = model_class(recommender)
+    params = dict(model_params or {})
+    if "encoder" in inspect.signature(model_cls).parameters:
+        params["encoder"] = encoder
+    model = model_cls(**params).fit(log, catalog, profiles, now=now)
+    searcher = Searcher(encoder=getattr(model, "encoder", None) or encoder)
+    shares = shares_vectors(model)
+    if not shares:
+        searcher.dense_index = "auto"
+        searcher.fit(catalog, vectors=item_vectors(searcher.encoder, catalog.texts()))
+    engine = cls(model, searcher, fingerprint=data_fingerprint(catalog.ids, log.item, log.time, log.event))
+    if shares:  # the searcher was not fitted: its lexical indexes are fitted now
+        engine.refit_lexical()
+    return engine
+
+
+def shares_vectors(model) -> bool:
+    """Are the model's item vectors the encoder's own (so the searcher can use them and their index)?"""
+    return model.item_vectors is not None and not model.reduces_vectors
 
 
 def save_engine(engine, directory: Path) -> None:
@@ -34,6 +66,9 @@ def save_engine(engine, directory: Path) -> None:
 
 def load_engine(cls, directory: Path, encoder=None):
     state, manifest = load_model(directory)
+    if not isinstance(state, dict) or not {"model", "searcher", "search_floor"} <= set(state):
+        raise ModelDirectoryError(f"{directory}: holds a {manifest.kind} model directory, not a served engine's "
+                                  "(write one with `coldrec build`)")
     model, searcher = state["model"], state["searcher"]
     if encoder is None:
         encoder = state.get("encoder")

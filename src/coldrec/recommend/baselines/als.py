@@ -41,8 +41,9 @@ def fold_in(
     # A_u = base + sum_i (c_ui - 1) y_i y_i^T, summed per user with one sparse product
     outer = (yi[:, :, None] * yi[:, None, :]).reshape(len(c), f * f) * (c - 1)[:, None]
     sums = sp.csr_matrix((np.ones(len(c)), (row_of, np.arange(len(c)))), shape=(confidence.shape[0], len(c)))
-    a = (sums[users] @ outer).reshape(len(users), f, f) + base
-    b = sums[users] @ (yi * c[:, None])
+    # sparse @ dense is a dense ndarray (np.asarray: no copy; the stubs allow a sparse result)
+    a = np.asarray(sums[users] @ outer).reshape(len(users), f, f) + base
+    b = np.asarray(sums[users] @ (yi * c[:, None]))
     out[users] = np.linalg.solve(a, b[:, :, None])[:, :, 0]
     return out
 

@@ -40,11 +40,13 @@ def ease_weights(log: InteractionLog, n_items: int, l2: float, max_items: int = 
     bought = np.flatnonzero(buyers > 0)
     kept = bought[np.argsort(-buyers[bought], kind="stable")[:max_items]]
     if not len(kept):
-        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        # scipy-stubs type a shape-only csr_matrix as float64, whatever the dtype
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)  # type: ignore[arg-type]
     weights = ease_dense(x[:, kept], l2)
     weights[weights < 0] = 0.0  # a known item only ever adds evidence, as in item-kNN
     targets = top_k_per_row(sp.csr_matrix(weights.T.astype(np.float32)), neighbours).tocoo()  # target x known
-    return sp.csr_matrix((targets.data, (kept[targets.col], kept[targets.row])), shape=(n_items, n_items), dtype=np.float32)
+    return sp.csr_matrix((targets.data, (kept[targets.col], kept[targets.row])), shape=(n_items, n_items),
+                         dtype=np.float32)
 
 
 class EASERecommender(ItemKNNRecommender):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,7 +23,7 @@ class ItemKNNRecommender(Recommender):
     """
 
     name = "itemknn"
-    param_grid = (
+    param_grid: Sequence[dict[str, Any]] = (
         {"neighbours": 50, "shrink": 0.0},
         {"neighbours": 200, "shrink": 0.0},
         {"neighbours": None, "shrink": 0.0},

@@ -41,7 +41,7 @@ class TextZeroShotRecommender(UsesEncoder, Recommender):
         has_items = np.diff(weights.indptr) > 0
         # shoppers without items: the mean of their interest and query texts
         rows, texts = [], []
-        for row in np.flatnonzero(~has_items):
+        for row in np.flatnonzero(~has_items).tolist():
             for text in list(contexts[row].interests) + list(contexts[row].queries):
                 if text and text.strip():
                     rows.append(row)

@@ -17,7 +17,8 @@ SOURCES: dict[str, type[CandidateSource]] = {
     for cls in (TextSource, ALSSource, ItemKNNSource, CategorySource, BrandSource, PopularitySource,
                 NewArrivalsSource, OwnPastSource)
 }
-#: the brand source is off: brand is a feature of every candidate, and a source of its own was not tried on validation yet
+#: the brand source is off: brand is a feature of every candidate, and a source of its own was not tried on
+#: validation yet
 DEFAULT_SOURCES = ("text", "als", "itemknn", "category", "popularity", "new_arrivals", "own_past")
 
 __all__ = [

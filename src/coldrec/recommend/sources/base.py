@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,7 +45,7 @@ class CandidateSource(ABC):
 
     def fit(self, state: ItemState, signals: BehaviourSignals) -> CandidateSource:
         self.state, self.signals = state, signals
-        self._cache = None
+        self._cache: tuple[tuple[int, int, int, int], Any] | None = None  # (what it was built on, what was built)
         return self
 
     @abstractmethod

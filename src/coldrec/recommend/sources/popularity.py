@@ -56,10 +56,12 @@ class NewArrivalsSource(CandidateSource):
         if not len(pool):
             return Candidates.empty()
         profiles = shoppers.profiles
+        queries = np.concatenate([profiles.interests, profiles.stated[:, None]], axis=1)  # (shoppers, m + 1, d)
+        closeness = (vectors @ queries.reshape(-1, queries.shape[-1]).T).reshape(len(pool), len(shoppers), -1)
+        best = closeness.max(axis=2)  # (pool, shoppers)
         lists, values = [], []
         for row in range(len(shoppers)):
-            text = (vectors @ np.vstack([profiles.interests[row], profiles.stated[row : row + 1]]).T).max(axis=1)
-            picked = top_positive(text, k)
+            picked = top_positive(best[:, row], k)
             lists.append(pool[picked])
-            values.append(text[picked])
+            values.append(best[picked, row])
         return per_row(lists, values)

@@ -20,11 +20,11 @@ class TextSource(CandidateSource):
         m = profiles.interests.shape[1]
         queries = np.concatenate([profiles.interests, profiles.mean[:, None], profiles.stated[:, None]], axis=1)
         flat = queries.reshape(-1, queries.shape[-1])
-        found = np.full((len(flat), k), -1, np.int64)
+        found_flat = np.full((len(flat), k), -1, np.int64)
         asked = np.flatnonzero(np.abs(flat).sum(axis=1) > 0)  # an empty profile part asks nothing
         if len(asked):
-            found[asked] = self.state.index.search(flat[asked], k)[1]
-        found = found.reshape(len(shoppers), m + 2, k)
+            found_flat[asked] = self.state.index.search(flat[asked], k)[1]
+        found = found_flat.reshape(len(shoppers), m + 2, k)
         vectors = self.state.vectors
         rows, items, values = [], [], []
         for row in range(len(shoppers)):
