@@ -559,3 +559,24 @@ def test_any_registered_recommender_serves_through_the_same_interface(data, tmp_
     assert "knn-new" in ids(loaded.search("stapler paper binder", 30, include_unavailable=True))
     loaded.remove_item("i3")
     assert "i3" not in ids(loaded.recommend(buyer, 30, include_unavailable=True))
+
+
+def test_a_tampered_or_old_model_directory_is_refused_with_what_to_do(fitted, tmp_path):
+    """A changed part fails its manifest checksum; a directory of the pickle era is refused, never unpickled."""
+    import shutil
+
+    from coldrec.model import ModelDirectoryError
+
+    copy = tmp_path / "model"
+    shutil.copytree(fitted, copy)
+    part = sorted((copy / "arrays").glob("*.npy"))[0]
+    data = bytearray(part.read_bytes())
+    data[-1] ^= 0xFF
+    part.write_bytes(bytes(data))
+    with pytest.raises(ModelDirectoryError, match=part.name):
+        Engine.load(copy)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.pkl").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(ModelDirectoryError, match="older coldrec"):
+        Engine.load(old)
