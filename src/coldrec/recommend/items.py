@@ -61,9 +61,9 @@ class ItemState:
         grow = max(0, int(positions.max(initial=-1)) + 1 - len(self))
         self.grow(grow)
         self.vectors[positions] = vectors
-        self.category[positions] = [self._code("category_names", name) for name in leaf_names(rows)]
+        self.category[positions] = self._codes("category_names", leaf_names(rows))
         brands = brand_names(rows)
-        self.brand[positions] = [self._code("brand_names", name) for name in brands]
+        self.brand[positions] = self._codes("brand_names", brands)
         self.has_brand[positions] = brands != ""
         self.removed[positions] = False
         self.index.add(positions, np.ascontiguousarray(vectors, np.float32))
@@ -92,10 +92,12 @@ class ItemState:
             self._buffers: dict[str, np.ndarray] = {}
         return self._buffers
 
-    def _code(self, vocabulary: str, name: str) -> int:
-        names = getattr(self, vocabulary)
-        found = np.flatnonzero(names == name)
-        if len(found):
-            return int(found[0])
-        setattr(self, vocabulary, np.append(names, name))
-        return len(names)
+    def _codes(self, vocabulary: str, names: np.ndarray) -> np.ndarray:
+        """The codes of `names` in the vocabulary, which gains the names it lacks (in order of appearance)."""
+        known = getattr(self, vocabulary)
+        lookup = {str(name): code for code, name in enumerate(known)}
+        new = [name for name in dict.fromkeys(str(n) for n in names) if name not in lookup]
+        if new:
+            lookup.update((name, len(known) + i) for i, name in enumerate(new))
+            setattr(self, vocabulary, np.append(known, new))
+        return np.array([lookup[str(name)] for name in names], np.int64)
