@@ -11,7 +11,7 @@ import numpy as np
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.model.registry import register_class
-from coldrec.recommend.rows import append_rows, reserve_rows
+from coldrec.recommend.rows import grow_fields, reserve_fields
 from coldrec.retrieve.index import VectorIndex
 
 
@@ -31,6 +31,7 @@ class ItemState:
     """Per-position text vectors, category and brand codes, the removed mask, and the vector index."""
 
     __transient__ = ("_buffers", "_lookup")
+    _lookup: dict[str, int] | None = None
 
     def __init__(self, catalog: ItemCatalog, vectors: np.ndarray, index: VectorIndex | None = None):
         leaves, brands = leaf_names(catalog), brand_names(catalog)
@@ -50,8 +51,8 @@ class ItemState:
 
     def category_code(self, text: str) -> int | None:
         """The code of the leaf category a stated interest names (case and spaces ignored), else None."""
-        lookup = getattr(self, "_lookup", None)
-        if lookup is None or len(lookup) != int((self.category_names != "").sum()):
+        lookup = self._lookup
+        if lookup is None:  # built once; `_codes` drops it when the category vocabulary grows
             lookup = self._lookup = {name: code for code, name in enumerate(self.category_names) if name}
         return lookup.get(text.strip().lower())
 
@@ -79,13 +80,11 @@ class ItemState:
         """`count` more positions, empty (their rows are written by `put`)."""
         if not count:
             return
-        for name, fill in _GROWN:
-            setattr(self, name, append_rows(self._room(), name, np.asarray(getattr(self, name)), count, fill))
+        grow_fields(self, self._room(), _GROWN, count)
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
-        for name, _ in _GROWN:
-            setattr(self, name, reserve_rows(self._room(), name, np.asarray(getattr(self, name)), count))
+        reserve_fields(self, self._room(), _GROWN, count)
 
     def _room(self) -> dict[str, np.ndarray]:
         if getattr(self, "_buffers", None) is None:
@@ -100,4 +99,5 @@ class ItemState:
         if new:
             lookup.update((name, len(known) + i) for i, name in enumerate(new))
             setattr(self, vocabulary, np.append(known, new))
+            self._lookup = None
         return np.array([lookup[str(name)] for name in names], np.int64)

@@ -56,3 +56,15 @@ def reserve_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, co
     buffer[:n] = array
     buffers[key] = buffer
     return buffer[:n]
+
+
+def grow_fields(owner: object, buffers: dict[str, np.ndarray], fields, count: int) -> None:
+    """`append_rows` on each of `owner`'s per-item arrays (`fields`: (attribute, fill) pairs)."""
+    for name, fill in fields:
+        setattr(owner, name, append_rows(buffers, name, np.asarray(getattr(owner, name)), count, fill))
+
+
+def reserve_fields(owner: object, buffers: dict[str, np.ndarray], fields, count: int) -> None:
+    """`reserve_rows` on each of `owner`'s per-item arrays (`fields`: (attribute, fill) pairs)."""
+    for name, _ in fields:
+        setattr(owner, name, reserve_rows(buffers, name, np.asarray(getattr(owner, name)), count))

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.model.registry import register_class
-from coldrec.recommend.rows import append_rows, reserve_rows
+from coldrec.recommend.rows import grow_fields, reserve_fields
 
 DAY = 86_400
 
@@ -120,8 +120,7 @@ class BehaviourSignals:
         """`count` more positions without behaviour (a new item: no popularity, events, age, factors or co-buyers)."""
         if not count:
             return
-        for name, fill in PER_ITEM:
-            setattr(self, name, append_rows(self._room(), name, np.asarray(getattr(self, name)), count, fill))
+        grow_fields(self, self._room(), PER_ITEM, count)
         sim, n = self.similarity, len(self.pop)
         self.similarity = sp.csr_matrix(
             (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(count, sim.indptr[-1])])), shape=(n, n)
@@ -129,8 +128,7 @@ class BehaviourSignals:
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
-        for name, _ in PER_ITEM:
-            setattr(self, name, reserve_rows(self._room(), name, np.asarray(getattr(self, name)), count))
+        reserve_fields(self, self._room(), PER_ITEM, count)
 
     def _room(self) -> dict[str, np.ndarray]:
         if getattr(self, "_buffers", None) is None:
