@@ -495,7 +495,7 @@ def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monke
     from typer.testing import CliRunner
 
     from coldrec import cli
-    from coldrec.cli import service as commands
+    from coldrec.cli import build as commands
     from coldrec.data import Dataset
     from coldrec.serve.engine import Engine
 
@@ -518,7 +518,7 @@ def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real
     from typer.testing import CliRunner
 
     from coldrec import cli
-    from coldrec.cli import service as commands
+    from coldrec.cli import build as commands
     from coldrec.data import Dataset
     from coldrec.serve.engine import Engine
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -43,3 +45,17 @@ def load_or_exit(name: str, root: Path | None, skip_bad: bool) -> Dataset:
         raise typer.Exit(2) from error
 
 
+def open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None = None):
+    """The store in `state_dir`; a key problem (a key file beside the data, two different keys) exits with its
+    message. Without `id_key` / `key_file`: COLDREC_ID_KEY, else the default key file."""
+    from coldrec.serve.store import Store
+
+    try:
+        return Store.open(state_dir, id_key or os.environ.get("COLDREC_ID_KEY"), key_file=key_file)
+    except ValueError as error:
+        fail(str(error))
+
+
+def fail(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(2)

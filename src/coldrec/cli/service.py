@@ -8,107 +8,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
-from coldrec.cli.common import DataOption, app, console, load_or_exit
-
-BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "save": 0.4, "seed": 0.5}
-
-
-@app.command("build")
-def build(
-    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on."),
-    data: Path = DataOption,
-    out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
-    tune: bool = typer.Option(False, "--tune/--no-tune", help="Choose the recommender's parameters on a time cut "
-                              "of the data first (as evaluate does)."),
-    recommender: str = typer.Option("coldrec", "--recommender", help="The registered model to serve (e.g. itemknn "
-                                    "as a control); `coldrec evaluate --help` lists them."),
-) -> None:
-    """Fit the service's engine on a data set and seed its store (pseudonymised) with the catalog and events."""
-
-    from coldrec.progress import StepProgress
-    from coldrec.recommend.registry import model_class
-    from coldrec.serve.engine import Engine
-
-    try:
-        chosen = model_class(recommender)
-    except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--recommender") from error
-    ds = load_or_exit(dataset, data, skip_bad=False)
-    if ds.log is None:
-        _fail(f"data set {ds.name!r} has no interaction log")
-    size = max(len(ds.log), 1) / 10_000
-    grid = list(chosen.param_grid) if tune else []
-    steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog) / 1000)]
-    steps += [(f"tune {i + 1}/{len(grid)}", BUILD_COSTS["tune"] * size) for i in range(len(grid))]
-    steps += [("fit the engine", BUILD_COSTS["fit"] * size), ("save the model", BUILD_COSTS["save"] * size),
-              ("seed the store", BUILD_COSTS["seed"] * size)]
-    console.print(f"building {ds.name}: {len(ds.catalog):,} items, {len(ds.log):,} events, {len(steps)} steps")
-    started = time.perf_counter()
-    with StepProgress(steps, console, title="build") as progress:
-        progress.step("encode the catalog")
-        _encode_catalog(ds.catalog)
-        params = _tuned_params(ds, progress, chosen) if tune else None
-        progress.step("fit the engine")
-        engine = Engine.build(ds.catalog, ds.log, model_params=params, recommender=recommender)
-        progress.step("save the model")
-        engine.save(out / "model")
-        progress.step("seed the store")
-        store = _open_store(out / "state")
-        store.seed(ds.catalog, ds.log)
-        counts = store.counts()
-        store.close()
-    console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'model'} and "
-                  f"{out / 'state'} ({counts['items']:,} items, {counts['events']:,} events)")
-
-
-def _uncached_texts(catalog) -> int:
-    """How many of the catalog's texts the default encoder's disk cache lacks (all of them on a first run)."""
-    from coldrec.encode.cache import CachedEncoder
-    from coldrec.encode.shared import default_encoder
-
-    texts = catalog.texts()
-    try:
-        encoder = default_encoder()
-        if isinstance(encoder, CachedEncoder):
-            return int((~encoder.cache.get_many(encoder.fingerprint, texts)[1]).sum())
-    except Exception:  # noqa: BLE001 - an estimate only: the encode step itself reports a real failure
-        return len(texts)
-    return len(texts)
-
-
-def _encode_catalog(catalog) -> None:
-    """The catalog's vectors, in this process's memory (every later fit reuses them) and in the disk cache."""
-    from coldrec.encode.shared import default_encoder, item_vectors
-
-    item_vectors(default_encoder(), catalog.texts())
-
-
-def _tuned_params(ds, progress=None, model=None) -> dict | None:
-    """The recommender's grid point that scores best on the benchmark's time cut of the whole log (the latest
-    fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served."""
-    from coldrec.data.split import build_split
-    from coldrec.evaluate.protocol import protocol_options, tune_params
-    from coldrec.recommend.coldstart import ColdStartRecommender
-
-    model = model or ColdStartRecommender
-    split = build_split(ds.log, ds.catalog, **protocol_options(ds.name))
-    grid = list(model.param_grid)
-    steps = iter(range(len(grid)))
-
-    def on_step(step: str) -> None:
-        if progress is not None:
-            progress.step(f"tune {next(steps) + 1}/{len(grid)}", detail=step.replace(" (validation)", ""))
-
-    best, tried, _ = tune_params(model, split, ds.catalog, grid, on_step=on_step)
-    for point in tried:
-        values = ", ".join(f"{key} {value:.4f}" for key, value in point.items() if key != "params")
-        console.print(f"  {point['params']}: {values}")
-    console.print(f"chosen: {best}")
-    return best
+from coldrec.cli.common import DataOption, app, console, fail, load_or_exit, open_store
 
 
 @app.command("serve")
@@ -148,7 +51,7 @@ def serve(
     os.environ.setdefault(SPIN_ENV, "0")
     os.environ.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 2) // 2)))
     if api_key is not None:
-        _fail("--api-key VALUE would show the key to anyone who can list processes (ps): "
+        fail("--api-key VALUE would show the key to anyone who can list processes (ps): "
               "put it in COLDREC_API_KEY or in a file given with --api-key-file")
     if state is None:
         state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
@@ -159,8 +62,8 @@ def serve(
         )
         check_exposure(settings)
     except (ValueError, ExposedServiceError) as error:
-        _fail(str(error))
-    store = _open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
+        fail(str(error))
+    store = open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
                         settings.id_key_file)
     started = time.perf_counter()
     engine = _serving_engine(model, data, dataset, synthetic, store)
@@ -189,22 +92,6 @@ def serve(
             del engine  # each worker loads its own
             _serve_workers(directory, settings, workers, access_log)
     store.close()
-
-
-def _open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None = None):
-    """The store in `state_dir`; a key problem (a key file beside the data, two different keys) exits with its
-    message. Without `id_key` / `key_file`: COLDREC_ID_KEY, else the default key file."""
-    from coldrec.serve.store import Store
-
-    try:
-        return Store.open(state_dir, id_key or os.environ.get("COLDREC_ID_KEY"), key_file=key_file)
-    except ValueError as error:
-        _fail(str(error))
-
-
-def _fail(message: str) -> NoReturn:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
 
 
 @contextmanager
@@ -245,14 +132,14 @@ def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthet
         try:
             return Engine.load(_model_directory(model))
         except ModelDirectoryError as error:
-            _fail(str(error))
+            fail(str(error))
     if synthetic:
         from coldrec.serve.synthetic import synthetic_engine
 
         return synthetic_engine(n_items=synthetic)
     ds = load_or_exit(dataset, data, skip_bad=False)
     if ds.log is None:
-        _fail(f"data set {ds.name!r} has no interaction log")
+        fail(f"data set {ds.name!r} has no interaction log")
     console.print(f"building the engine on {ds.name} ({len(ds.catalog):,} items, {len(ds.log):,} events)")
     engine = Engine.build(ds.catalog, ds.log)
     if store.item_count() == 0:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from coldrec.data.catalog import ItemCatalog
+from coldrec.data.profile import UserProfile
 from coldrec.data.errors import DataError, LoadReport, RowChecker
 from coldrec.data.importer import catalog_from_table, events_from_table
 from coldrec.data.interactions import EventType, InteractionLog
@@ -30,6 +31,7 @@ class Dataset:
     log: InteractionLog | None = None  # recommendation data sets
     judgments: pd.DataFrame | None = None  # search data sets: query, item (position), relevance
     reports: list[LoadReport] = field(default_factory=list)
+    profiles: dict[str, UserProfile] = field(default_factory=dict)  # stated interests by user id
 
     def __repr__(self) -> str:
         parts = [f"{len(self.catalog):,} items"]
