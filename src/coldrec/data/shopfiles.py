@@ -50,7 +50,7 @@ def load_shop(
     if profiles is not None:
         stated, profiles_table = import_profiles(profiles, profiles_map, skip_bad=skip_bad)
         reports.append(profiles_table.report)
-    return Dataset(name or Path(catalog).stem, items, log, reports=reports, profiles=stated)
+    return Dataset(name or _shop_name(Path(catalog)), items, log, reports=reports, profiles=stated)
 
 
 def import_profiles(path: str | Path, mapping: Mapping[str, str] | None = None, *,
@@ -79,6 +79,11 @@ def import_profiles(path: str | Path, mapping: Mapping[str, str] | None = None, 
     for user, interests in zip(users[keep], parsed[keep], strict=True):
         stated.setdefault(str(user), []).extend(interests)
     return {user: UserProfile(user_id=user, interests=values) for user, values in stated.items()}, table
+
+
+def _shop_name(catalog: Path) -> str:
+    """The folder holding the catalog (a shop's export folder), else the file's stem."""
+    return catalog.resolve().parent.name or catalog.stem
 
 
 def _interests(value) -> list[str] | None:
