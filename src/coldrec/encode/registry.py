@@ -1,4 +1,7 @@
-"""`load_encoder`: pick a backend by name, optionally with an on-disk embedding cache."""
+"""`load_encoder`: pick a backend by name, optionally with an on-disk embedding cache.
+
+The encoders a user picks by name (``--encoder minilm|usem3|e5|hashing``) are `coldrec.encode.named`'s.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from .env import CACHE_ENV, DEFAULT_CACHE_DIR, default_cache_dir
 
 __all__ = ["BACKENDS", "CACHE_ENV", "DEFAULT_CACHE_DIR", "default_cache_dir", "load_encoder"]
 
-BACKENDS = ("torch", "onnx", "usem3")
+BACKENDS = ("torch", "onnx", "usem3", "e5")
 
 
 def load_encoder(
@@ -36,6 +39,14 @@ def load_encoder(
         if model_path is not None:
             raise ValueError("the usem3 backend has a fixed bundled model")
         encoder = Usem3Encoder()
+    elif backend == "e5":
+        from .e5_backend import E5Encoder
+
+        if model_path is not None:
+            raise ValueError("the e5 backend has a fixed bundled model")
+        if device not in (None, "cpu"):
+            raise ValueError("the e5 backend runs on CPU only")
+        encoder = E5Encoder()
     else:
         raise ValueError(f"unknown backend {backend!r}; choose from {BACKENDS}")
     if cache_dir is not None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 _DEFAULT_ENCODER: Any = None
 _LOCK = threading.Lock()
@@ -20,18 +17,31 @@ _ITEM_VECTORS_MAX = 4
 
 
 def default_encoder():
-    """The packaged encoder on the default cache dir: ONNX, else torch; loaded once per process."""
+    """This process's encoder, loaded once: the one `set_default_encoder` / `use_default_encoder` chose, else the
+    named encoder ``$COLDREC_ENCODER`` (default ``minilm``: ONNX, else torch) on the default cache dir."""
     global _DEFAULT_ENCODER
     with _LOCK:
         if _DEFAULT_ENCODER is None:
-            from coldrec.encode.registry import default_cache_dir, load_encoder
+            from coldrec.encode.named import default_encoder_name, load_named_encoder
 
-            try:
-                _DEFAULT_ENCODER = load_encoder("onnx", cache_dir=default_cache_dir())
-            except Exception as error:  # noqa: BLE001 - any backend failure falls back to torch
-                log.warning("onnx encoder unavailable (%s); using the torch backend", error)
-                _DEFAULT_ENCODER = load_encoder("torch", cache_dir=default_cache_dir())
+            _DEFAULT_ENCODER = load_named_encoder(default_encoder_name())
         return _DEFAULT_ENCODER
+
+
+def set_default_encoder(encoder) -> None:
+    """Make `encoder` what `default_encoder` returns in this process (None: back to ``$COLDREC_ENCODER``'s)."""
+    global _DEFAULT_ENCODER
+    with _LOCK:
+        _DEFAULT_ENCODER = encoder
+
+
+def use_default_encoder(name: str):
+    """Load the named encoder (`coldrec.encode.named.ENCODER_NAMES`), make it this process's default, return it."""
+    from coldrec.encode.named import load_named_encoder
+
+    encoder = load_named_encoder(name)
+    set_default_encoder(encoder)
+    return encoder
 
 
 def normalise(x: np.ndarray) -> np.ndarray:

@@ -2,67 +2,26 @@
 
 Item texts are a few random words plus the item's own token, so their vectors (sums of
 per-token random vectors) are random unit vectors, a little closer within a category.
-The hashing encoder also encodes queries and items added live, deterministically.
+The hashing encoder (`coldrec.encode.hashing.HashingEncoder`, imported here too, where it lived first) also
+encodes queries and items added live, deterministically.
 """
 
 from __future__ import annotations
 
-import re
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import EventType, InteractionLog
-from coldrec.model.registry import register_class
+from coldrec.encode.hashing import HashingEncoder
 
 if TYPE_CHECKING:
     from coldrec.serve.engine import Engine
 
+__all__ = ["HashingEncoder", "synthetic_engine", "synthetic_shop"]
+
 DAY = 86_400
-_TOKEN = re.compile(r"\w+")
-
-
-@register_class
-class HashingEncoder:
-    """Deterministic bag-of-tokens vectors: each token a seeded random vector; texts their normalised sum."""
-
-    name = "hashing"
-
-    def __init__(self, dim: int = 384, seed: int = 0):
-        self.dim = dim
-        self.seed = seed
-        self.fingerprint = f"hashing-{dim}-{seed}"
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getstate__(self):
-        return {"dim": self.dim, "seed": self.seed, "fingerprint": self.fingerprint}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, _cache={})
-
-    def _token(self, token: str) -> np.ndarray:
-        vector = self._cache.get(token)
-        if vector is None:
-            seed = zlib.crc32(token.encode("utf-8")) ^ self.seed
-            vector = self._cache[token] = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-        return vector
-
-    def encode(self, texts, batch_size: int = 64, show_progress=None) -> np.ndarray:
-        tokens = [_TOKEN.findall(str(text).lower()) for text in texts]
-        vocabulary: dict[str, int] = {}
-        rows, cols = [], []
-        for row, words in enumerate(tokens):
-            for word in words:
-                rows.append(row)
-                cols.append(vocabulary.setdefault(word, len(vocabulary)))
-        table = (np.stack([self._token(word) for word in vocabulary]) if vocabulary
-                 else np.zeros((0, self.dim), np.float32))
-        counts = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocabulary)))
-        out = np.asarray(counts @ table, np.float32).reshape(len(texts), self.dim)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 def synthetic_shop(
