@@ -213,3 +213,42 @@ def test_two_fits_with_one_seed_give_the_same_lists(shop, model):
     contexts = [UserContext(items=[i, (7 * i) % len(catalog)]) for i in range(0, len(catalog), 3)]
     contexts += [UserContext(interests=["Staplers"]), UserContext()]
     np.testing.assert_array_equal(model.score(contexts), again.score(contexts))
+
+
+def untimed(log: InteractionLog) -> InteractionLog:
+    """The same shoppers as sequences without times: each event's time is its position in its user's sequence."""
+    ordered = log.select(np.lexsort((log.order, log.time, log.user)))
+    starts = np.searchsorted(ordered.user, ordered.user)
+    return InteractionLog.from_arrays(ordered.user_ids, ordered.item, np.arange(len(ordered)) - starts, timed=False)
+
+
+def test_an_untimed_log_trains_on_a_user_split_and_reads_no_time(shop, monkeypatch):
+    """Without timestamps the ranker's inner cut is a user split, and the time-derived features (30-day and
+    decayed popularity, item age, request gap) and the new-arrivals source are absent, not computed from the
+    positions standing in for times: moving a request's times and clock changes no score."""
+    import coldrec.recommend.coldstart as coldstart
+    from coldrec.recommend.features import TIMED_FEATURES
+
+    catalog, log = shop
+    seen = []
+    real = coldstart.training_examples
+
+    def spy(inner, *args, **kwargs):
+        seen.append(inner)
+        return real(inner, *args, **kwargs)
+
+    monkeypatch.setattr(coldstart, "training_examples", spy)
+    model = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=200).fit(untimed(log), catalog)
+    (inner,) = seen
+    assert inner.kind == "users" and {"cold k=0", "cold k=1", "cold k=3", "warm"} <= set(inner.segments)
+    used = set(model.explain_importance())
+    assert used == set(FEATURES) - TIMED_FEATURES
+    assert model._pipeline.source("new_arrivals") is None and not model.signals.timed
+    assert np.isnan(model.signals.pop30).all() and np.isnan(model.signals.age_days).all()
+    early = [UserContext(items=[3, 5], times=[0, 1], now=0), UserContext()]
+    late = [UserContext(items=[3, 5], times=[10**9, 2 * 10**9], now=3 * 10**9), UserContext(now=10**9)]
+    np.testing.assert_array_equal(model.score(early), model.score(late))
+    items, _ = top_n(model.score([UserContext(items=[2])]), 10, exclude=[np.array([2])])
+    assert np.mean([category_of(i) == 0 for i in items[0]]) >= 0.6  # behaviour and text still work
+    ranked = model.rank(early[0], 5)
+    assert len(model.explain(early[0], ranked)) == 5

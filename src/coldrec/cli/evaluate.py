@@ -9,27 +9,63 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from coldrec.cli.common import DataOption, app, console, load_or_exit
+from coldrec.cli.common import (
+    DataOption,
+    EventsFormatOption,
+    SkipBadOption,
+    app,
+    console,
+    fail,
+    load_or_exit,
+    load_shop_or_exit,
+)
 from coldrec.data import Dataset
 
 
 @app.command("evaluate")
 def evaluate(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Data set to evaluate on."),
-    models: str = typer.Option("pop,pop30,itemknn,als,lightfm,text", help="Comma-separated model names, or 'all'."),
+    models: str = typer.Option("pop,pop30,itemknn,als,lightfm,text", help="Comma-separated model names, or 'all' "
+                               "(pop, pop30, popcat, itemknn, als, lightfm, text, coldrec, coldrec-fresh, "
+                               "coldrec-adapter)."),
     data: Path = DataOption,
     out: Path = typer.Option(Path("reports"),
                              help="Folder for report.md, report.json and plots (a sub-folder per data set)."),
     tune: bool = typer.Option(True,
                               help="Tune each model's grid on the validation cut (--no-tune: first grid point)."),
+    split: str = typer.Option("time", "--split", help="time: one global time cut; users: the user split for logs "
+                              "without timestamps (BENCHMARK.md, 'The user split')."),
+    catalog: Path = typer.Option(None, "--catalog", help="A shop's own catalog file (CSV/TSV/JSONL/Parquet) "
+                                 "instead of a data set; needs --events."),
+    events: Path = typer.Option(None, "--events", help="The shop's events file, checked against --catalog."),
+    profiles: Path = typer.Option(None, "--profiles", help="Optional: stated interests per user (user_id, "
+                                  "interests as a JSON list or 'a|b'); they reach every model's fit."),
+    catalog_map: list[str] = typer.Option([], "--catalog-map", help="FIELD=COLUMN for the catalog, e.g. item_id=sku."),
+    events_map: list[str] = typer.Option([], "--events-map", help="FIELD=COLUMN for events, e.g. user_id=customer "
+                                         "(sequences: user_id, item_ids)."),
+    profiles_map: list[str] = typer.Option([], "--profiles-map", help="FIELD=COLUMN for --profiles."),
+    events_format: str = EventsFormatOption,
+    skip_bad: bool = SkipBadOption,
 ) -> None:
-    """The benchmark protocol (../shared/BENCHMARK.md) on one data set, with the baselines."""
+    """The benchmark protocol (../shared/BENCHMARK.md) on one data set or a shop's own files, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from coldrec.evaluate.protocol import SPLITS
     from coldrec.evaluate.report import rich_tables, timing_rows, write_report
     from coldrec.recommend.registry import resolve_names
 
-    ds = load_or_exit(dataset, data, skip_bad=False)
+    if split not in SPLITS:
+        raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
+    if catalog is not None or events is not None:
+        ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
+                               skip_bad)
+        if ds.log is None or not len(ds.log):
+            fail(f"{ds.name}: no events were accepted")
+    else:
+        ds = load_or_exit(dataset, data, skip_bad=skip_bad)
+        if skip_bad:
+            for report in ds.reports:
+                console.print(report.summary())
     if ds.name == "zh-multicpr":
         _evaluate_pools(ds, out)
         return
@@ -56,14 +92,21 @@ def evaluate(
         names = resolve_names(models)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--models") from error
-    from coldrec.evaluate.protocol import run_evaluation
+    from coldrec.evaluate.protocol import applicable, run_evaluation
 
+    for note in applicable(names, split)[1]:
+        console.print(f"note: {note}")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("splitting", total=None)
-        evaluation = run_evaluation(ds, names, tune=tune, on_step=lambda text: progress.update(task, description=text))
+        try:
+            evaluation = run_evaluation(ds, names, tune=tune, split=split,
+                                        on_step=lambda text: progress.update(task, description=text))
+        except ValueError as error:
+            fail(str(error))
     for table in rich_tables(evaluation):
         console.print(table)
-    timing = Table(title="fit and scoring time (test cut)", title_justify="left")
+    timing = Table(title="fit and scoring time (test " + ("cut)" if split == "time" else "split, user split)"),
+                   title_justify="left")
     for column in ("model", "params", "grid points", "fit s", "score s", "users/s"):
         timing.add_column(column)
     for row in timing_rows(evaluation):

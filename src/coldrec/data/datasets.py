@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from coldrec.data.catalog import ItemCatalog
-from coldrec.data.profile import UserProfile
 from coldrec.data.errors import DataError, LoadReport, RowChecker
 from coldrec.data.importer import catalog_from_table, events_from_table
 from coldrec.data.interactions import EventType, InteractionLog
+from coldrec.data.profile import UserProfile
 from coldrec.data.tables import RawTable, read_table
 
 
@@ -156,7 +156,10 @@ def load_homedepot_search(root: Path, skip_bad: bool = False) -> Dataset:
 
 def load_amazon18(root: Path, category: str = "Office_Products", split: str = "test",
                   skip_bad: bool = False) -> Dataset:
-    """Next-item samples as a log: each user's longest sample (history then target), time = position."""
+    """Next-item samples as a log: each user's longest sample (history then target).
+
+    The samples carry no timestamps, only order: the log is untimed (`InteractionLog.timed` False),
+    its `time` the position in the user's sequence, so only the user split applies to it."""
     folder = Path(root) / "amazon18-office-industrial"
     raw_items = json.loads((folder / "index" / f"{category}.item.json").read_text())
     ids = sorted(raw_items, key=int)
@@ -192,6 +195,7 @@ def load_amazon18(root: Path, category: str = "Office_Products", split: str = "t
     events = RawTable(pd.DataFrame({"user_id": users, "item_id": items, "time": [str(t) for t in times]}),
                       np.asarray(lines), "line", LoadReport(csv_path.name + " (events)"))
     log = events_from_table(events, catalog, skip_bad=skip_bad)
+    log.timed = False
     return Dataset(f"amazon18-{category}-{split}", catalog, log, reports=[table.report, events.report])
 
 

@@ -38,6 +38,10 @@ class InteractionLog:
     `user` holds codes into `users` (the distinct user ids), `item` holds positions in the
     ItemCatalog the log was loaded against, `time` unix seconds. Subsets made with
     `select` keep the same `users` vocabulary, so codes stay comparable across them.
+
+    A log without timestamps (`timed` False: sequence files, next-item samples) knows event
+    order only: there `time` is each event's position in its user's sequence (0, 1, ...), so
+    ordering still works, but no duration, window or age may be read from it.
     """
 
     users: np.ndarray  # distinct user ids (str), indexed by `user`
@@ -49,6 +53,8 @@ class InteractionLog:
     query: np.ndarray | None = None  # object (str or None) per event, where queries exist
     #: int64 position in the source files; by default 0..n-1 (filled in by __post_init__)
     order: np.ndarray = field(default_factory=lambda: _FILE_ORDER)
+    #: False: `time` holds positions in each user's sequence, not unix seconds (event order only)
+    timed: bool = True
 
     def __post_init__(self) -> None:
         n = len(self.user)
@@ -67,8 +73,10 @@ class InteractionLog:
         event=None,
         weight=None,
         query=None,
+        timed: bool = True,
     ) -> InteractionLog:
-        """Build a log from per-event user ids (any hashable, stored as str) and item positions."""
+        """Build a log from per-event user ids (any hashable, stored as str) and item positions (`time`: unix
+        seconds, or positions in each user's sequence when not `timed`)."""
         codes, users = pd.factorize(pd.Series(user_ids, dtype="string"), sort=False)
         n = len(codes)
         return cls(
@@ -79,13 +87,15 @@ class InteractionLog:
             event=np.full(n, EventType.PURCHASE, np.int8) if event is None else np.asarray(event, np.int8),
             weight=np.ones(n, np.float32) if weight is None else np.asarray(weight, np.float32),
             query=None if query is None else np.asarray(query, dtype=object),
+            timed=timed,
         )
 
     def __len__(self) -> int:
         return len(self.user)
 
     def __repr__(self) -> str:
-        return f"InteractionLog({len(self):,} events, {self.n_users:,} users)"
+        untimed = "" if self.timed else ", event order only"
+        return f"InteractionLog({len(self):,} events, {self.n_users:,} users{untimed})"
 
     @property
     def n_users(self) -> int:
@@ -107,10 +117,11 @@ class InteractionLog:
             weight=self.weight[take],
             query=None if self.query is None else self.query[take],
             order=self.order[take],
+            timed=self.timed,
         )
 
     def sorted_by_time(self) -> InteractionLog:
-        """Events by time, ties in file order."""
+        """Events by time, ties in file order (untimed: by position in the user's sequence)."""
         return self.select(np.lexsort((self.order, self.time)))
 
     def user_item_matrix(self, n_items: int, binary: bool = True) -> sp.csr_matrix:
@@ -135,7 +146,8 @@ class InteractionLog:
             {
                 "user_id": self.user_ids,
                 "item": self.item,
-                "time": pd.to_datetime(self.time, unit="s"),
+                # untimed: the position in the user's sequence, never a made-up date
+                "time": pd.to_datetime(self.time, unit="s") if self.timed else self.time,
                 "event": [EventType(e).name.lower() for e in self.event],
                 "weight": self.weight,
             }
@@ -146,7 +158,7 @@ class InteractionLog:
 
     @staticmethod
     def concat(logs: list[InteractionLog]) -> InteractionLog:
-        """Concatenate logs loaded separately (their user vocabularies are merged)."""
+        """Concatenate logs loaded separately (their user vocabularies are merged); timed only if all are."""
         user_ids = np.concatenate([log.user_ids for log in logs])
         queries = None
         if any(log.query is not None for log in logs):
@@ -160,5 +172,6 @@ class InteractionLog:
             np.concatenate([log.event for log in logs]),
             np.concatenate([log.weight for log in logs]),
             queries,
+            timed=all(log.timed for log in logs),
         )
         return merged

@@ -46,7 +46,13 @@ class ColdItemSegment:
 
 @dataclass
 class Split:
-    cut: int  # T, unix seconds: the past is time <= cut
+    """The segments of one cut, what models fit on (`past`) and what they are scored against.
+
+    `kind` "time": one global time cut (`cut` = T, unix seconds; the past is time <= T). "users": the user
+    split of `coldrec.data.usersplit` for logs without timestamps: `past` is the training log, `future` the
+    held-out events, `cut` 0 (there is no time), and the cold-item segment is empty."""
+
+    cut: int  # T, unix seconds: the past is time <= cut (0 under the user split)
     past: InteractionLog
     future: InteractionLog
     segments: dict[str, Segment]
@@ -55,6 +61,7 @@ class Split:
     tie_break: np.ndarray  # rank of each item: past popularity desc, then item id asc
     n_cold_items: int
     info: dict = field(default_factory=dict)
+    kind: str = "time"  # "time" or "users"
 
 
 def time_cut(log: InteractionLog, quantile: float = 0.8) -> int:

@@ -1,4 +1,9 @@
-"""Running recommenders through the benchmark: tune on validation, refit on the past, score."""
+"""Running recommenders through the benchmark: tune on validation, refit on the past, score.
+
+Two splits (BENCHMARK.md): "time", one global time cut, and "users", the user split for logs without
+timestamps (`coldrec.data.usersplit`). A model whose idea needs time (a 30-day window, slots for new
+arrivals) does not apply under the user split: it is left out with a note, never given invented times.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from typing import Any, TypedDict
 import numpy as np
 
 from coldrec.data.datasets import Dataset
+from coldrec.data.profile import UserProfile
 from coldrec.data.split import Split, build_split, validation_split
+from coldrec.data.usersplit import build_user_split, validation_user_split
 from coldrec.evaluate.metrics import RECOMMENDATION_METRICS, coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.registry import is_baseline, model_class
@@ -18,6 +25,14 @@ from coldrec.recommend.registry import is_baseline, model_class
 DEPTH = 20  # ranks kept per user: enough for Recall@20
 BATCH = 1024
 TUNING_METRIC = "ndcg@10"
+SPLITS = ("time", "users")
+
+#: models that need timestamps, and why: left out of a user-split evaluation
+NEEDS_TIME: dict[str, str] = {
+    "pop30": "the 30-day window needs timestamps",
+    "coldrec-fresh": "its slots go to new arrivals, which need listing and purchase times",
+    "coldrec-adapter": "its adapter stops early on an inner time cut",
+}
 
 
 class SplitOptions(TypedDict):
@@ -55,9 +70,15 @@ class Evaluation:
     split: Split
     validation: Split
     results: list[ModelResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. models left out, and why
+
+    @property
+    def split_kind(self) -> str:
+        return self.split.kind
 
     def segment_names(self) -> list[str]:
-        return list(self.split.segments) + [self.split.cold_items.name]
+        """The user segments, then the cold-item segment (the time split only: the user split has none)."""
+        return list(self.split.segments) + ([self.split.cold_items.name] if self.split.kind == "time" else [])
 
     def best_baseline(self, segment: str, metric: str) -> ModelResult | None:
         candidates = [r for r in self.results if r.baseline and segment in r.per_user]
@@ -105,6 +126,8 @@ def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
     for name, segment in split.segments.items():
         per_user[name] = _metrics(tops[name], segment.targets)
         covered[name] = coverage(tops[name], n_items)
+    if split.kind != "time":
+        return per_user, covered
     cold = split.cold_items
     width = min(DEPTH, n_items)  # lists are shorter than DEPTH on a tiny catalog
     cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, width)
@@ -134,6 +157,7 @@ def tune_params(
     catalog,
     grid_points: list[dict[str, Any]] | None = None,
     on_step: Callable[[str], None] | None = None,
+    profiles: dict[str, UserProfile] | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], dict[str, dict[str, float]]]:
     """The grid point (default: `cls.param_grid`) that scores best on `val`, by the class's objective: NDCG@10
     over the user segments unless it names another (`tuning_metric`, `tune_on_cold_items`). Returns it, every
@@ -147,7 +171,7 @@ def tune_params(
     for point in grid_points if grid_points is not None else list(cls.param_grid):
         if on_step:
             on_step(f"{cls.name} {point or ''} (validation)")
-        model = cls(**point).fit(val.past, catalog, now=val.cut)
+        model = cls(**point).fit(val.past, catalog, profiles, now=val.cut)
         tops, _, _ = rank_split(model, val)
         per_user, _ = split_metrics(val, tops, len(catalog))
         value = objective(per_user, metric, cold_items=with_cold_items)
@@ -171,13 +195,13 @@ def evaluate_model(
     cls = model_class(name)
     catalog = dataset.catalog
     grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
-    best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step)
+    best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step, dataset.profiles)
     if best is None:
         raise ValueError(f"{name}: no grid point scored on the validation cut")
     if on_step:
         on_step(f"{name} {best or ''} (test)")
     began = time.perf_counter()
-    model = cls(**best).fit(split.past, catalog, now=split.cut)
+    model = cls(**best).fit(split.past, catalog, dataset.profiles, now=split.cut)
     fit_seconds = time.perf_counter() - began
     tops, score_seconds, users = rank_split(model, split)
     per_user, covered = split_metrics(split, tops, len(catalog))
@@ -190,12 +214,41 @@ def protocol_options(dataset_name: str) -> SplitOptions:
     return PROTOCOLS.get(dataset_name, {"remove_seen": True, "onboarding": False})
 
 
-def prepare_splits(dataset: Dataset) -> tuple[Split, Split]:
+def prepare_splits(dataset: Dataset, split: str = "time") -> tuple[Split, Split]:
+    """The test and validation splits: "time" (one global time cut) or "users" (the user split)."""
     if dataset.log is None:
         raise ValueError(f"{dataset.name} has no interaction log: it is a search data set")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "users":
+        test = build_user_split(dataset.log, dataset.catalog)
+        return test, validation_user_split(test.past, dataset.catalog)
+    if not dataset.log.timed:
+        raise ValueError(f"{dataset.name}'s events have no timestamps (event order only): a time cut does not "
+                         "apply; use the user split (--split users)")
     options = protocol_options(dataset.name)
     return (build_split(dataset.log, dataset.catalog, **options),
             validation_split(dataset.log, dataset.catalog, **options))
+
+
+def tuning_split(dataset: Dataset) -> Split:
+    """The split to choose a shop's parameters on before fitting on all of its data (`coldrec build --tune`): the
+    time cut, or the user split where the events have no timestamps."""
+    if dataset.log is None:
+        raise ValueError(f"{dataset.name} has no interaction log")
+    if not dataset.log.timed:
+        return build_user_split(dataset.log, dataset.catalog)
+    return build_split(dataset.log, dataset.catalog, **protocol_options(dataset.name))
+
+
+def applicable(names: Iterable[str], split: str) -> tuple[list[str], list[str]]:
+    """The models that apply under `split`, and a note for each one left out."""
+    names = list(names)
+    if split != "users":
+        return names, []
+    kept = [n for n in names if n not in NEEDS_TIME]
+    notes = [f"{n} left out under the user split: {NEEDS_TIME[n]}" for n in names if n in NEEDS_TIME]
+    return kept, notes
 
 
 def run_evaluation(
@@ -203,9 +256,11 @@ def run_evaluation(
     names: Iterable[str],
     tune: bool = True,
     on_step: Callable[[str], None] | None = None,
+    split: str = "time",
 ) -> Evaluation:
-    split, val = prepare_splits(dataset)
-    evaluation = Evaluation(dataset.name, split, val)
-    for name in names:
-        evaluation.results.append(evaluate_model(name, dataset, split, val, tune=tune, on_step=on_step))
+    test, val = prepare_splits(dataset, split)
+    kept, notes = applicable(names, split)
+    evaluation = Evaluation(dataset.name, test, val, notes=notes)
+    for name in kept:
+        evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step))
     return evaluation

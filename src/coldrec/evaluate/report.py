@@ -1,4 +1,8 @@
-"""Evaluation reports: rich tables on the terminal, report.md, report.json and PNG plots."""
+"""Evaluation reports: rich tables on the terminal, report.md, report.json and PNG plots.
+
+Every figure of a user-split evaluation says so (titles, the JSON's `split` and `title`), as BENCHMARK.md
+asks: its numbers are not comparable with the time split's.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ from coldrec.evaluate.metrics import RECOMMENDATION_METRICS
 from coldrec.evaluate.protocol import Evaluation
 
 METRICS = tuple(m.name for m in RECOMMENDATION_METRICS)
+SPLIT_NAMES = {"time": "time split", "users": "user split"}
+
+
+def split_name(evaluation: Evaluation) -> str:
+    return SPLIT_NAMES.get(evaluation.split_kind, evaluation.split_kind)
+
+
+def title(evaluation: Evaluation) -> str:
+    """The data set, and the split where it is not the usual time split: "amazon18-Office_Products-test (user
+    split)"."""
+    return evaluation.dataset if evaluation.split_kind == "time" else f"{evaluation.dataset} ({split_name(evaluation)})"
 
 
 def _interval(row: dict[str, Any], metric: str) -> str:
@@ -27,7 +42,7 @@ def rich_tables(evaluation: Evaluation) -> list[Table]:
     rows = evaluation.table()
     tables = []
     for segment in evaluation.segment_names():
-        table = Table(title=f"{evaluation.dataset}: {segment}", title_justify="left")
+        table = Table(title=f"{title(evaluation)}: {segment}", title_justify="left")
         for column in ("model", "users", *METRICS, "cov@10", "NDCG@10 - best baseline [95% CI]"):
             table.add_column(column, justify="left" if column in ("model",) else "right")
         segment_rows = [r for r in rows if r["segment"] == segment]
@@ -58,12 +73,18 @@ def timing_rows(evaluation: Evaluation) -> list[dict[str, Any]]:
 
 def to_json(evaluation: Evaluation) -> dict[str, Any]:
     split, val = evaluation.split, evaluation.validation
+    segments = {name: len(s) for name, s in split.segments.items()}
+    if split.kind == "time":
+        segments["cold items"] = len(split.cold_items)
+    timing = {"cut": split.cut, "validation_cut": val.cut, "cold_items_in_catalog": split.n_cold_items}
     return {
+        "title": f"Evaluation: {title(evaluation)}",
         "dataset": evaluation.dataset,
-        "cut": split.cut,
-        "validation_cut": val.cut,
-        "segments": {name: len(s) for name, s in split.segments.items()} | {"cold items": len(split.cold_items)},
-        "cold_items_in_catalog": split.n_cold_items,
+        "split": split.kind,
+        **(timing if split.kind == "time" else {"split_info": split.info, "validation_split_info": val.info}),
+        "segments": segments,
+        "validation_segments": {name: len(s) for name, s in val.segments.items()},
+        "notes": evaluation.notes,
         "rows": evaluation.table(),
         "models": [
             {
@@ -83,18 +104,29 @@ def to_json(evaluation: Evaluation) -> dict[str, Any]:
 
 def to_markdown(evaluation: Evaluation) -> str:
     split = evaluation.split
+    if split.kind == "users":
+        about = (f"User split (BENCHMARK.md, \"The user split\": the log has no timestamps): "
+                 f"{split.info['cold users']:,} of {split.info['users']:,} users held out as cold by the MD5 of "
+                 f"their id, warm users asked for their last item ({split.info['warm eligible']:,} eligible), "
+                 f"models fitted on the other users' sequences without their last item "
+                 f"({split.info['training users']:,} users); tuned on the same procedure applied to that training "
+                 "log (MD5 of \"validation:\" + id, warm sample seed 1). No onboarding, cold-item or 30-day "
+                 "figures (no time).")
+    else:
+        about = (f"Cut T = {_date(split.cut)} (validation cut {_date(evaluation.validation.cut)}); "
+                 f"{split.n_cold_items:,} catalog items first bought after T.")
     lines = [
-        f"# Evaluation: {evaluation.dataset}",
+        f"# Evaluation: {title(evaluation)}",
         "",
-        f"Cut T = {_date(split.cut)} (validation cut {_date(evaluation.validation.cut)}); "
-        f"{split.n_cold_items:,} catalog items first bought after T. Protocol: ../shared/BENCHMARK.md. "
-        "Intervals: paired bootstrap 95% of the difference against the best baseline of the segment "
-        "(1,000 resamples of users, seed 0).",
+        about + " Protocol: ../shared/BENCHMARK.md. Intervals: paired bootstrap 95% of the difference against "
+        "the best baseline of the segment (1,000 resamples of users, seed 0).",
         "",
     ]
+    lines += [f"Note: {note}." for note in evaluation.notes] + ([""] if evaluation.notes else [])
     rows = evaluation.table()
     for segment in evaluation.segment_names():
-        lines += [f"## {segment}", "",
+        heading = segment if evaluation.split_kind == "time" else f"{segment} ({split_name(evaluation)})"
+        lines += [f"## {heading}", "",
                   "| model | users | NDCG@10 | Recall@20 | HR@10 | Coverage@10 | NDCG@10 vs best baseline |",
                   "|---|---:|---:|---:|---:|---:|---|"]
         for r in (r for r in rows if r["segment"] == segment):
@@ -145,7 +177,7 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
         ax.set_xlabel("revealed items k")
         ax.set_ylabel("NDCG@10")
         ax.set_xticks(xs)
-        ax.set_title(f"{evaluation.dataset}: cold users")
+        ax.set_title(f"{title(evaluation)}: cold users")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         path = folder / "cold_users_ndcg_vs_k.png"
@@ -162,7 +194,7 @@ def write_plots(evaluation: Evaluation, folder: Path) -> list[Path]:
                   for n in names]
         ax.bar(names, values, color=colors)
         ax.set_ylabel("NDCG@10")
-        ax.set_title(f"{evaluation.dataset}: {segment} ({seg_rows[0]['users'] if seg_rows else 0:,} users)")
+        ax.set_title(f"{title(evaluation)}: {segment} ({seg_rows[0]['users'] if seg_rows else 0:,} users)")
         ax.tick_params(axis="x", rotation=30)
         fig.tight_layout()
         path = folder / f"segment_{segment.replace(' ', '_').replace('=', '')}.png"

@@ -43,6 +43,9 @@ def stability(
     """
     if dataset.log is None:
         raise ValueError(f"{dataset.name} has no interaction log: it is a search data set")
+    if not dataset.log.timed:
+        raise ValueError(f"{dataset.name}'s events have no timestamps (event order only): earlier time cuts do "
+                         "not apply")
     cls = model_class(model)
     options = protocol_options(dataset.name)
     past = build_split(dataset.log, dataset.catalog, **options).past

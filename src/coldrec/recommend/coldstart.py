@@ -9,6 +9,11 @@ simulated cold shoppers with 0, 1 and 3 known items, onboarding shoppers, warm s
 text or behaviour counts for an item with few interactions is learned from the shop's own past, never
 set by hand. The behaviour signals are then refit on all the data. Scoring needs no refit: a new event
 is a new context. A request is a batch of one through the same code.
+
+On a log without timestamps (`InteractionLog.timed` False) the inner cut is a user split (held-out
+users' sequences as the simulated cold shoppers), and what reads time is absent: the features of
+`TIMED_FEATURES` and the sources of `TIMED_SOURCES` (30-day and decayed popularity, item age, the
+request's gap, new arrivals), rather than computed from positions standing in for times.
 """
 
 from __future__ import annotations
@@ -23,18 +28,17 @@ from threadpoolctl import threadpool_limits
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
-from coldrec.data.split import build_split
 from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
 from coldrec.recommend.explaining import explain_rows
-from coldrec.recommend.features import FEATURE_NAMES
+from coldrec.recommend.features import FEATURE_NAMES, feature_names
 from coldrec.recommend.items import ItemState
 from coldrec.recommend.pipeline import CandidatePipeline
 from coldrec.recommend.shoppers import describe_shoppers
 from coldrec.recommend.signals import BehaviourSignals
-from coldrec.recommend.sources import DEFAULT_SOURCES, Candidates
-from coldrec.recommend.training import training_examples
+from coldrec.recommend.sources import DEFAULT_SOURCES, TIMED_SOURCES, Candidates
+from coldrec.recommend.training import inner_split, training_examples
 from coldrec.retrieve.index import VectorIndex
 
 #: Slots for new arrivals (`new_arrival_slots`) start after this many positions of a list.
@@ -96,8 +100,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     # ------------------------------------------------------------------ fitting
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
         self._items = ItemState(catalog, self._text_vectors(catalog))
-        self._pipeline = CandidatePipeline(self.sources)
-        inner = build_split(log, catalog, remove_seen=False, onboarding=self._items.has_categories)
+        sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
+        self._pipeline = CandidatePipeline(sources, feature_names(log.timed))
+        inner = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes)
         self._use_signals(self._behaviour(inner.past, catalog, inner.cut))
         with threadpool_limits(1, "blas"):  # many small products: BLAS threads would only contend
             examples = training_examples(
@@ -107,7 +112,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self._fusion = LearnedFusion(
             num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples,
             random_state=self.random_state, stopping_splits=self.ranker_stopping_splits,
-        ).fit(*examples, list(FEATURE_NAMES))
+        ).fit(*examples, list(self._pipeline.feature_names))
         self._use_signals(self._behaviour(log, catalog, self.now))
 
     def _behaviour(self, log: InteractionLog, catalog: ItemCatalog, now: int) -> BehaviourSignals:
@@ -226,9 +231,19 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         evidence = ranked.evidence
         if evidence is None:
             evidence = self._evidence(context, ranked, encode_texts)
-        contributions = self._fusion.contributions(evidence)
+        contributions = self._in_feature_layout(self._fusion.contributions(evidence))
         return explain_rows(self._items, self._signals, context, ranked.items, contributions,
                             encode_texts or self.encode_texts)
+
+    def _in_feature_layout(self, values: np.ndarray) -> np.ndarray:
+        """Per-feature columns of the model's features as columns of `FEATURE_NAMES` (0 for a feature the model
+        does not use, e.g. the time-derived ones on an untimed log), the layout `explain_rows` reads."""
+        names = tuple(getattr(self._pipeline, "feature_names", FEATURE_NAMES))
+        if names == FEATURE_NAMES:
+            return values
+        out = np.zeros((len(values), len(FEATURE_NAMES)), values.dtype)
+        out[:, [FEATURE_NAMES.index(name) for name in names]] = values
+        return out
 
     def _evidence(self, context: UserContext, ranked: Ranked, encode_texts: EncodeTexts | None) -> np.ndarray:
         """The feature rows of `ranked`'s items (for a list ranked without them), aligned with its items."""

@@ -2,9 +2,12 @@
 
 Each `Feature` names itself, says which kind of evidence it is (`group`: the reasons a served
 item gives are read from the groups) and computes its column for any set of pairs. Adding a
-feature is one entry in `FEATURES`. Every column is computed shopper by shopper (one small
-matrix product each for the text and ALS scores), so a shopper's values do not depend on which
-other shoppers share the batch: a request is a batch of one, with the same numbers.
+feature is one entry in `FEATURES`. Features read from timestamps (`TIMED_FEATURES`: a 30-day
+window, decayed popularity, item age, the request's gap) are absent where the log has none
+(`feature_names(timed=False)`): never computed from positions standing in for times. Every
+column is computed shopper by shopper (one small matrix product each for the text and ALS
+scores), so a shopper's values do not depend on which other shoppers share the batch: a
+request is a batch of one, with the same numbers.
 """
 
 from __future__ import annotations
@@ -110,6 +113,18 @@ FEATURES: tuple[Feature, ...] = (
     Feature("has_stated", STATED, lambda p: p.per_shopper(p.shoppers.has_stated)),
 )
 FEATURE_NAMES = tuple(feature.name for feature in FEATURES)
+FEATURES_BY_NAME = {feature.name: feature for feature in FEATURES}
+#: features that read timestamps (windows, decays, ages, gaps): left out on a log without them
+TIMED_FEATURES = frozenset({"log_pop30", "item_age_days", "decayed_pop", "request_gap_days"})
+
+
+def feature_names(timed: bool = True) -> tuple[str, ...]:
+    """The features a model fitted on a timed (or untimed) log uses, in `FEATURES` order."""
+    return FEATURE_NAMES if timed else tuple(name for name in FEATURE_NAMES if name not in TIMED_FEATURES)
+
+
+def features_named(names: tuple[str, ...]) -> tuple[Feature, ...]:
+    return tuple(FEATURES_BY_NAME[name] for name in names)
 
 
 def feature_matrix(pairs: Pairs, features: tuple[Feature, ...] = FEATURES) -> np.ndarray:

@@ -1,6 +1,8 @@
 """`CandidatePipeline`: sources -> the union of their candidates per shopper -> one feature row per pair.
 
-The same code runs for a batch of simulated shoppers (training, evaluation) and for one request.
+The same code runs for a batch of simulated shoppers (training, evaluation) and for one request. The
+feature columns are the pipeline's `feature_names` (all of `FEATURES`, or those without timestamps for a
+model fitted on an untimed log).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coldrec.model.registry import register_class
-from coldrec.recommend.features import FEATURES, Pairs, feature_matrix
+from coldrec.recommend.features import FEATURE_NAMES, Pairs, feature_matrix, features_named
 from coldrec.recommend.items import ItemState
 from coldrec.recommend.shoppers import ShopperBatch
 from coldrec.recommend.signals import BehaviourSignals
@@ -19,11 +21,13 @@ from coldrec.recommend.sources import SOURCES, Candidates, CandidateSource
 
 @register_class
 class CandidatePipeline:
-    def __init__(self, sources: Sequence[str]):
+    def __init__(self, sources: Sequence[str], features: Sequence[str] = FEATURE_NAMES):
         unknown = [name for name in sources if name not in SOURCES]
         if unknown:
             raise ValueError(f"unknown candidate sources {unknown}; known: {', '.join(SOURCES)}")
         self.sources: list[CandidateSource] = [SOURCES[name]() for name in sources]
+        features_named(tuple(features))  # unknown names fail here, not at the first request
+        self.feature_names = tuple(features)
 
     def fit(self, state: ItemState, signals: BehaviourSignals) -> CandidatePipeline:
         self.state, self.signals = state, signals
@@ -46,4 +50,5 @@ class CandidatePipeline:
         return Pairs(rows[keep], items[keep], shoppers, self.state, self.signals)
 
     def features_of(self, pairs: Pairs) -> np.ndarray:
-        return feature_matrix(pairs, FEATURES)
+        # a pipeline saved before `feature_names` existed used every feature
+        return feature_matrix(pairs, features_named(getattr(self, "feature_names", FEATURE_NAMES)))

@@ -37,7 +37,7 @@ class ShopperBatch:
     last: np.ndarray
     n_known: np.ndarray
     has_stated: np.ndarray
-    #: days from the signals' cut to each request: later shoppers buy newer items
+    #: days from the signals' cut to each request: later shoppers buy newer items (NaN without timestamps)
     gap_days: np.ndarray
 
     def __len__(self) -> int:
@@ -87,7 +87,10 @@ def describe_shoppers(
     knn.sum_duplicates()
     knn.sort_indices()
     last = np.array([int(c.items[-1]) if len(c.items) else -1 for c in contexts], np.int64)
-    gap = np.array([((c.now or signals.now) - signals.now) / DAY for c in contexts], np.float32)
+    if getattr(signals, "timed", True):
+        gap = np.array([((c.now or signals.now) - signals.now) / DAY for c in contexts], np.float32)
+    else:  # no clock: a request has no gap to the fit
+        gap = np.full(n_users, np.nan, np.float32)
     return ShopperBatch(
         contexts=contexts,
         profiles=profiles,

@@ -3,7 +3,9 @@
 Popularity overall, in the last 30 days and decayed, each item's event count and age, its share of
 its category's popularity, implicit ALS item factors (a shopper is folded in per request) and the
 item-kNN co-occurrence matrix. Popularities are scale-free (a share of the most popular item's),
-so a ranker trained on a shorter past applies unchanged to the whole past.
+so a ranker trained on a shorter past applies unchanged to the whole past. On a log without
+timestamps (`InteractionLog.timed` False) the time-derived arrays (30-day and decayed popularity,
+age) are NaN: not computed from positions standing in for times, and no feature reads them.
 """
 
 from __future__ import annotations
@@ -47,16 +49,14 @@ class BehaviourSignals:
 
         n = len(catalog)
         self.now = int(now)
+        #: were the events timestamped? (else the time-derived arrays below are NaN)
+        self.timed = bool(log.timed)
         self.pop = _share_of_max(np.log1p(log.distinct_users_per_item(n)))
-        recent = (log.time > now - 30 * DAY) & (log.time <= now)
-        self.pop30 = _share_of_max(np.log1p(log.select(recent).distinct_users_per_item(n)))
         self.events = np.log1p(np.bincount(log.item, minlength=n).astype(np.float32))
-        first = np.full(n, np.inf)
-        np.minimum.at(first, log.item, log.time.astype(np.float64))
-        self.age_days = np.where(np.isfinite(first), (now - first) / DAY, np.nan).astype(np.float32)
-        # popularity with a 90-day half-life: what sells now, smoother than a 30-day window
-        decay = np.exp2(-(now - log.time) / (90 * DAY)).astype(np.float32)
-        self.decayed_pop = _share_of_max(np.log1p(np.bincount(log.item, weights=decay, minlength=n)))
+        if self.timed:
+            self._fit_times(log, n)
+        else:
+            self.pop30, self.age_days, self.decayed_pop = (np.full(n, np.nan, np.float32) for _ in range(3))
         sold = np.expm1(self.pop)
         by_category = np.bincount(category, weights=sold, minlength=int(category.max(initial=0)) + 1)
         self.category_pop_share = (sold / np.maximum(by_category[category], 1e-9)).astype(np.float32)
@@ -68,6 +68,18 @@ class BehaviourSignals:
         knn = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now)
         self.similarity = knn.similarity
         self.borrowed_pop = self.pop.copy()
+
+    def _fit_times(self, log: InteractionLog, n: int) -> None:
+        """Popularity in the last 30 days, with a 90-day half-life, and each item's age, at `now`."""
+        now = self.now
+        recent = (log.time > now - 30 * DAY) & (log.time <= now)
+        self.pop30 = _share_of_max(np.log1p(log.select(recent).distinct_users_per_item(n)))
+        first = np.full(n, np.inf)
+        np.minimum.at(first, log.item, log.time.astype(np.float64))
+        self.age_days = np.where(np.isfinite(first), (now - first) / DAY, np.nan).astype(np.float32)
+        # popularity with a 90-day half-life: what sells now, smoother than a 30-day window
+        decay = np.exp2(-(now - log.time) / (90 * DAY)).astype(np.float32)
+        self.decayed_pop = _share_of_max(np.log1p(np.bincount(log.item, weights=decay, minlength=n)))
 
     def __len__(self) -> int:
         return len(self.pop)

@@ -9,7 +9,12 @@ from coldrec.recommend.sources.attributes import BrandSource, CategorySource
 from coldrec.recommend.sources.base import Candidates, CandidateSource, top_positive
 from coldrec.recommend.sources.collaborative import ALSSource, ItemKNNSource
 from coldrec.recommend.sources.history import OwnPastSource
-from coldrec.recommend.sources.popularity import NEW_ARRIVALS_POOL, NewArrivalsSource, PopularitySource
+from coldrec.recommend.sources.popularity import (
+    NEW_ARRIVALS_POOL,
+    TIMED_SOURCES,
+    NewArrivalsSource,
+    PopularitySource,
+)
 from coldrec.recommend.sources.text import TextSource
 
 SOURCES: dict[str, type[CandidateSource]] = {
@@ -23,6 +28,7 @@ DEFAULT_SOURCES = ("text", "als", "itemknn", "category", "popularity", "new_arri
 
 __all__ = [
     "ALSSource", "BrandSource", "Candidates", "CandidateSource", "CategorySource", "DEFAULT_SOURCES", "ItemKNNSource",
-    "NEW_ARRIVALS_POOL", "NewArrivalsSource", "OwnPastSource", "PopularitySource", "SOURCES", "TextSource",
+    "NEW_ARRIVALS_POOL", "NewArrivalsSource", "OwnPastSource", "PopularitySource", "SOURCES", "TIMED_SOURCES",
+    "TextSource",
     "top_positive",
 ]

@@ -1,4 +1,8 @@
-"""Popularity: the shop's best sellers, overall and in the last 30 days; and the new arrivals."""
+"""Popularity: the shop's best sellers, overall and in the last 30 days; and the new arrivals.
+
+Without timestamps there is no last 30 days (the popularity source proposes the overall best sellers
+alone) and no "latest listed" (coldrec leaves the new-arrivals source out: `TIMED_SOURCES`).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from coldrec.recommend.sources.base import Candidates, CandidateSource, per_row,
 
 #: The new-arrivals source looks at most this many of the latest items nobody has bought yet.
 NEW_ARRIVALS_POOL = 2048
+#: sources whose idea needs timestamps: left out of a model fitted on a log without them
+TIMED_SOURCES = frozenset({"new_arrivals"})
 
 
 class PopularitySource(CandidateSource):
-    """The k most popular items overall and the k most popular of the last 30 days, for every shopper."""
+    """The k most popular items overall and the k most popular of the last 30 days (timed logs), for every
+    shopper."""
 
     name = "popularity"
 
@@ -23,7 +30,9 @@ class PopularitySource(CandidateSource):
         cache = self._derived(build)
         if k not in cache:
             n = len(self.state)
-            top = [np.argsort(-p[:n], kind="stable")[:k] for p in (self.signals.pop, self.signals.pop30)]
+            timed = getattr(self.signals, "timed", True)
+            pops = (self.signals.pop, self.signals.pop30) if timed else (self.signals.pop,)
+            top = [np.argsort(-p[:n], kind="stable")[:k] for p in pops]
             cache[k] = np.unique(np.concatenate(top))
         return cache[k]
 
