@@ -184,7 +184,7 @@ def fields(response) -> list[str]:
 
 
 def test_health_and_categories(client):
-    assert client.get("/healthz").json() == {"status": "ok", "items": len(make_catalog())}
+    assert client.get("/healthz").json() == {"status": "ok", "items": len(make_catalog()), "model_version": None}
     assert client.get("/categories").json() == {"categories": ["Electronics", "Paper Goods"]}
 
 
@@ -491,26 +491,33 @@ def test_real_engine_end_to_end(tmp_path, real_model):
 
 
 def test_build_command_writes_model_and_seeded_state(tmp_path, real_model, monkeypatch):
-    """`coldrec build`: OUT/model loads, OUT/state holds the catalog and the events, pseudonymised."""
+    """`coldrec build`: OUT/versions/1 loads and is the current version, OUT/state holds the catalog and the
+    events, pseudonymised; building again publishes version 2."""
     from typer.testing import CliRunner
 
     from coldrec import cli
     from coldrec.cli import build as commands
     from coldrec.data import Dataset
+    from coldrec.model.versions import ModelVersions
     from coldrec.serve.engine import Engine
 
     monkeypatch.setattr(commands, "load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: real_model[0]))
-    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog: None)
-    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog: len(catalog))
+    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog, *encoder: None)
+    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog, *encoder: len(catalog))
     monkeypatch.setenv("COLDREC_ID_KEY", "build-test-key")
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert Engine.load(tmp_path / "model").has_item("i0")
+    versions = ModelVersions(tmp_path)
+    assert versions.current() == 1 and Engine.load(tmp_path / "versions" / "1").has_item("i0")
+    assert versions.info(1)["source"] == "build"
     store = Store.open(tmp_path / "state", "build-test-key")
     assert store.counts()["events"] == len(make_log()) and store.item_count() == len(make_catalog())
     assert len(store.user_events("u0")) > 0
     store.close()
+    again = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path)])
+    assert again.exit_code == 0, again.output
+    assert versions.current() == 2 and versions.versions() == [1, 2]
 
 
 def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real_model, monkeypatch):
@@ -524,9 +531,9 @@ def test_build_with_tune_fits_the_engine_on_the_chosen_parameters(tmp_path, real
 
     built = {}
     monkeypatch.setattr(commands, "load_or_exit", lambda *args, **kwargs: Dataset("shop", make_catalog(), make_log()))
-    monkeypatch.setattr(commands, "_tuned_params", lambda ds, progress=None, model=None: {"candidates_per_source": 100})
-    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog: None)
-    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog: len(catalog))
+    monkeypatch.setattr(commands, "_tuned_params", lambda ds, progress=None, model=None, encoder=None: {"candidates_per_source": 100})
+    monkeypatch.setattr(commands, "_encode_catalog", lambda catalog, *encoder: None)
+    monkeypatch.setattr(commands, "_uncached_texts", lambda catalog, *encoder: len(catalog))
     monkeypatch.setattr(Engine, "build", classmethod(lambda cls, *args, **kwargs: built.update(kwargs) or real_model[0]))
     result = CliRunner().invoke(cli.app, ["build", "-d", "shop", "--out", str(tmp_path), "--tune"])
     assert result.exit_code == 0, result.output

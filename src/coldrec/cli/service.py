@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -16,7 +18,8 @@ from coldrec.cli.common import DataOption, app, console, fail, load_or_exit, ope
 
 @app.command("serve")
 def serve(
-    model: Path = typer.Option(None, "--model", help="A folder written by `coldrec build` (or its model/ folder)."),
+    model: Path = typer.Option(None, "--model", help="A folder written by `coldrec build` (its current version is "
+                               "served, and each new one as it is published), or one model directory."),
     data: Path = DataOption,
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Without --model: build on this data set."),
     synthetic: int = typer.Option(0, "--synthetic", min=0, help="Serve a synthetic engine of N items (load tests)."),
@@ -33,13 +36,19 @@ def serve(
     api_key: str = typer.Option(None, "--api-key", hidden=True),
     access_log: bool = typer.Option(True, help="Log each request (route template, status, ms; never ids)."),
     workers: int = typer.Option(1, "--workers", min=1, help="Server processes (one engine each, one shared store)."),
+    retrain_every: str = typer.Option(None, "--retrain-every", help="Retrain from the store on this schedule "
+                                      "(30m, 6h, 1d) in a low-priority process; every worker switches to each "
+                                      "new version. Needs --model FOLDER."),
 ) -> None:
     """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
     import logging
 
     import uvicorn
 
+    from coldrec.cli.versions import parse_duration
     from coldrec.encode.onnx_backend import SPIN_ENV, THREADS_ENV
+    from coldrec.model import ModelDirectoryError
+    from coldrec.model.versions import locate
     from coldrec.serve.access import ExposedServiceError, check_exposure
     from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.protocol import HTTP_PROTOCOL
@@ -53,6 +62,22 @@ def serve(
     if api_key is not None:
         fail("--api-key VALUE would show the key to anyone who can list processes (ps): "
               "put it in COLDREC_API_KEY or in a file given with --api-key-file")
+    versions, version, directory = None, None, None
+    if model is not None:
+        try:
+            versions, version, directory = locate(model)
+        except ModelDirectoryError as error:
+            fail(str(error))
+        model = versions.root if versions is not None else directory
+    every = None
+    if retrain_every is not None:
+        try:
+            every = parse_duration(retrain_every)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--retrain-every") from None
+        if versions is None:
+            fail("--retrain-every needs --model FOLDER, a folder written by `coldrec build`: the retrains publish "
+                 "their versions there")
     if state is None:
         state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
     try:
@@ -66,7 +91,7 @@ def serve(
     store = open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
                         settings.id_key_file)
     started = time.perf_counter()
-    engine = _serving_engine(model, data, dataset, synthetic, store)
+    engine = _serving_engine(directory, data, dataset, synthetic, store)
     # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
     # the app's CatalogSync then teaches the engine the items added or deleted live
     model_items = engine.catalog.frame
@@ -75,7 +100,8 @@ def serve(
         store.upsert_items(model_items[missing])
     counts = store.counts()
     console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
-                  f"{counts['events']:,} events in {settings.database_path}")
+                  f"{counts['events']:,} events in {settings.database_path}"
+                  + (f"; model version {version} of {model}" if versions is not None else ""))
     keys = ("  [write key required" + (", read key for GET" if settings.read_key else "") + "]"
             if settings.api_key else "")
     console.print(f"serving on http://{host}:{port}/  (API docs: /docs)" + keys
@@ -83,23 +109,49 @@ def serve(
     logging.basicConfig(level=logging.INFO if access_log else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
-    if workers == 1:
-        served = create_app(engine, store, settings)
-        freeze_startup_objects()
-        uvicorn.run(served, host=host, port=port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
-    else:
-        with _saved_model(engine, model, settings.state_dir) as directory:
-            del engine  # each worker loads its own
-            _serve_workers(directory, settings, workers, access_log)
+    retrainer = None
+    if every is not None and versions is not None:
+        retrainer = _start_retrainer(versions.root, settings.state_dir, every, id_key_file)
+        console.print(f"retraining every {retrain_every.strip()} (process {retrainer.pid}, low priority)")
+    try:
+        if workers == 1:
+            served = create_app(engine, store, settings, versions, version)
+            freeze_startup_objects()
+            uvicorn.run(served, host=host, port=port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
+        else:
+            with _saved_model(engine, model, settings.state_dir) as folder:
+                del engine  # each worker loads its own
+                _serve_workers(folder, settings, workers, access_log)
+    finally:
+        if retrainer is not None:
+            _stop(retrainer)
     store.close()
+
+
+def _start_retrainer(root: Path, state_dir: Path, every_s: float, id_key_file: Path | None) -> subprocess.Popen:
+    """`coldrec retrain --every` in a child process at low priority, exiting with this one."""
+    command = [sys.executable, "-m", "coldrec.cli", "retrain", "--model", str(root), "--state", str(state_dir),
+               "--every", f"{every_s:g}s", "--nice", "10", "--parent", str(os.getpid())]
+    if id_key_file is not None:
+        command += ["--id-key-file", str(id_key_file)]
+    return subprocess.Popen(command)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager
 def _saved_model(engine, model: Path | None, scratch_parent: Path) -> Iterator[Path]:
-    """The engine's saved folder: --model's own, or a scratch folder (removed afterwards) for a built or synthetic
-    one."""
+    """The folder the workers load from: --model's own (a versions folder or a model directory), or a scratch
+    folder (removed afterwards) for a built or synthetic engine."""
     if model is not None:
-        yield _model_directory(model)
+        yield model
         return
     with tempfile.TemporaryDirectory(prefix="coldrec-workers-", dir=scratch_parent) as scratch:
         engine.save(Path(scratch))
@@ -118,19 +170,15 @@ def _serve_workers(directory: Path, settings, workers: int, access_log: bool) ->
                 port=settings.port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
 
 
-def _model_directory(model: Path) -> Path:
-    return model / "model" if (model / "model").is_dir() else model
-
-
-def _serving_engine(model: Path | None, data: Path | None, dataset: str, synthetic: int, store):
-    """The engine from a saved model, a synthetic shop, or built on a data set (seeding an empty store)."""
+def _serving_engine(directory: Path | None, data: Path | None, dataset: str, synthetic: int, store):
+    """The engine from a model directory, a synthetic shop, or built on a data set (seeding an empty store)."""
     from coldrec.serve.engine import Engine
 
-    if model is not None:
+    if directory is not None:
         from coldrec.model import ModelDirectoryError
 
         try:
-            return Engine.load(_model_directory(model))
+            return Engine.load(directory)
         except ModelDirectoryError as error:
             fail(str(error))
     if synthetic:
@@ -154,7 +202,9 @@ def loadtest(
     model: Path = typer.Option(None, "--model", help="Start a server on this `coldrec build` folder instead."),
     endpoint: list[str] = typer.Option(["recommend", "search", "items"], "--endpoint",
                                        help="recommend, search, items (POST /items until visible), writes "
-                                            "(/recommend and /healthz during 1,000-item POST /items)."),
+                                            "(/recommend and /healthz during 1,000-item POST /items), swap "
+                                            "(/recommend at --rate before, during and after a retrain and the "
+                                            "switch to its version; needs --model, retrains a copy)."),
     mode: list[str] = typer.Option(["rate", "peak"], "--mode", help="rate (open loop) and/or peak (closed loop)."),
     rate: float = typer.Option(100.0, "--rate", min=1, help="Requests per second in rate mode."),
     concurrency: int = typer.Option(16, "--concurrency", "-c", min=1, help="Concurrent clients in peak mode."),
@@ -166,15 +216,19 @@ def loadtest(
                                       "(or set COLDREC_API_KEY)."),
     workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),
 ) -> None:
-    """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak."""
+    """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak (and of /recommend
+    while the model is retrained and swapped: --endpoint swap)."""
     from coldrec.serve.loadtest import main
     from coldrec.serve.settings import read_secret
 
     api_key = read_secret(api_key_file) if api_key_file else os.environ.get("COLDREC_API_KEY")
-    endpoints = ("recommend", "search", "items", "writes")
+    endpoints = ("recommend", "search", "items", "writes", "swap")
     for value, allowed, name in ((endpoint, endpoints, "--endpoint"), (mode, ("rate", "peak"), "--mode")):
         if not set(value) <= set(allowed):
             raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
+    if "swap" in endpoint and model is None:
+        raise typer.BadParameter("swap retrains the model of a server the load test starts: give --model",
+                                 param_hint="--endpoint")
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
          seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console)
 

@@ -7,6 +7,10 @@ are sync functions, run in FastAPI's thread pool (they fsync, or encode new item
 engine's lock); the store commits every accepted write before the response is sent. Every read
 first applies the item writes other server processes made (`CatalogSync`). Every 4xx body has
 the shape of `coldrec.serve.errors`; unknown query parameters and body fields are refused.
+
+A service over a versions folder (`coldrec.model.versions`) switches to each new current version (a retrain,
+a rollback) while it serves (`LiveEngine`): every handler takes the (engine, catalog) pair once, so one request
+is answered by one engine; `/healthz` says which version is served.
 """
 
 import asyncio
@@ -49,9 +53,10 @@ from coldrec.serve.schemas import (
 )
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import ErasurePending, Store
-from coldrec.serve.sync import CatalogSync
+from coldrec.serve.sync import LiveEngine, Served
 
 if TYPE_CHECKING:
+    from coldrec.model.versions import ModelVersions
     from coldrec.serve.engine import Engine
 
 # no `from __future__ import annotations` here: FastAPI must see the batch models defined inside create_app
@@ -61,8 +66,11 @@ CATCH_UP_WAIT_S = 0.2
 
 
 
-def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
-    """The service over a fitted engine and the store; the engine first learns the store's item changes."""
+def create_app(engine: "Engine", store: Store, settings: Settings, versions: "ModelVersions | None" = None,
+               version: int | None = None) -> FastAPI:
+    """The service over a fitted engine and the store; the engine first learns the store's item changes. With
+    `versions`, the folder `engine` was loaded from as version `version`: the service switches to each new
+    current version."""
     class EventBatch(Strict):
         events: list[Event] = Field(max_length=settings.max_batch)
 
@@ -71,9 +79,9 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
+        live.start()
         yield
-        catalog.close()
-        engine.close()
+        live.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -85,7 +93,8 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     metrics = Metrics(store.item_count)
-    catalog = CatalogSync(engine, store)
+    live = LiveEngine(engine, store, versions, version)
+    app.state.live = live
     app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        max_url_bytes=settings.max_url_bytes)
     # starlette types a handler as taking any Exception, though it passes only the class it was registered for
@@ -100,26 +109,26 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     # ids in `{name:path}` routes: an id holding "/" (sent as %2F) is reachable like any other
     PathId = Annotated[str, Path(max_length=256)]
 
-    async def caught_up() -> None:
+    async def caught_up(served: Served) -> None:
         """Apply other processes' item writes, encoded in a thread, never on the event loop. The read that finds
         them waits up to CATCH_UP_WAIT_S (a few new items are in its answer); past that, it and every read until
         the catch-up ends answer from the engine as it is (a 1,000-item write elsewhere stalls nobody)."""
-        if not catalog.behind():
+        if not served.catalog.behind():
             return
-        future, started = catalog.catch_up_in_background()
+        future, started = served.catalog.catch_up_in_background()
         if started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CATCH_UP_WAIT_S)
 
-    async def answer(read, *args, **kwargs):
+    async def answer(served: Served, read, *args, **kwargs):
         """A read (the shopper's context included: it reads the engine's catalog too) on the event loop, or in the
         thread pool while a write holds the engine (the loop, and every other request, would otherwise wait for
         that write's swap)."""
-        if engine.busy():
+        if served.engine.busy():
             return await run_in_threadpool(read, *args, **kwargs)
         return read(*args, **kwargs)
 
-    def shopper_context(user: str | None, session: str | None):
+    def shopper_context(engine: "Engine", user: str | None, session: str | None):
         # the engine uses no more than its most recent MAX_HISTORY_EVENTS: older ones cost time, not quality
         events = store.user_event_columns(user, session, limit=MAX_HISTORY_EVENTS)
         interests = store.profile(user) if user is not None else []
@@ -149,10 +158,11 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
             where = ("body", "items", int(repeated[0]), "item_id")
             raise invalid([(where, "item id repeated in the batch", "duplicate")])
         frame = _items_frame(batch.items)
-        encoded = engine.encode_items(frame)  # the slow part, before any write: reads go on meanwhile
+        served = live.current
+        encoded = served.engine.encode_items(frame)  # the slow part, before any write: reads go on meanwhile
         store.upsert_items(frame)  # the store before the engine: it is what a restart rebuilds from
-        added = engine.add_items(frame, encoded=encoded)
-        catalog.applied(store.written_items_version())
+        added = served.engine.add_items(frame, encoded=encoded)
+        served.catalog.applied(store.written_items_version())
         return Added(added=added)
 
     @writes.patch("/items/{item_id:path}", response_model=StoredItem, responses={404: {"description": "Unknown item"}})
@@ -161,27 +171,29 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         changes = patch.changes()
         if "created_at" in changes and changes["created_at"] is not None:
             changes["created_at"] = _naive_utc(changes["created_at"])
+        served = live.current
         row = store.patch_item(item_id, changes)
         if row is None:
             raise not_found("item_id", item_id)
-        engine.add_items(row)
-        catalog.applied(store.written_items_version())
+        served.engine.add_items(row)
+        served.catalog.applied(store.written_items_version())
         return StoredItem.from_row(row.iloc[0])
 
     @writes.delete("/items/{item_id:path}", responses={404: {"description": "Unknown item"}})
     def delete_item(item_id: PathId) -> dict[str, str]:
         """Remove a product from every result; it keeps its row, so nothing is renumbered."""
+        served = live.current
         if not store.delete_item(item_id):
             raise not_found("item_id", item_id)
-        engine.remove_item(item_id)
-        catalog.applied(store.written_items_version())
+        served.engine.remove_item(item_id)
+        served.catalog.applied(store.written_items_version())
         return {"deleted": item_id}
 
     @writes.put("/users/{user_id:path}/profile", response_model=Profile)
     def put_profile(user_id: PathId, profile: Profile) -> Profile:
         """Onboarding: the interests a shopper states (category names or free text)."""
         store.set_profile(user_id, profile.interests)
-        engine.prepare_texts(profile.interests)  # encoded here, in the thread pool, not by the next read
+        live.current.engine.prepare_texts(profile.interests)  # encoded here, in the thread pool, not by the next read
         return profile
 
     erasure_pending: dict[int | str, dict[str, Any]] = {
@@ -212,14 +224,15 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         include_bought: bool = False,
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
-        await caught_up()
+        served = live.current
+        await caught_up(served)
 
         def read():
-            return engine.recommend(shopper_context(user, session), n, category=category, min_price=min_price,
-                                    max_price=max_price, in_stock=in_stock, include_bought=include_bought,
-                                    include_unavailable=include_unavailable)
+            return served.engine.recommend(shopper_context(served.engine, user, session), n, category=category,
+                                           min_price=min_price, max_price=max_price, in_stock=in_stock,
+                                           include_bought=include_bought, include_unavailable=include_unavailable)
 
-        return Results.of(await answer(read))
+        return Results.of(await answer(served, read))
 
     @reads.get("/search", response_model=Results)
     async def search(
@@ -233,32 +246,37 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
         search"); an empty list when nothing is close. Personalised by a user's or session's history."""
         if not q.strip():
             raise invalid([(("query", "q"), "the query is blank", "blank")])
-        await caught_up()
+        served = live.current
+        await caught_up(served)
 
         def read():
-            context = shopper_context(user, session) if user is not None or session is not None else None
-            return engine.search(q, n, context=context, include_unavailable=include_unavailable)
+            context = (shopper_context(served.engine, user, session)
+                       if user is not None or session is not None else None)
+            return served.engine.search(q, n, context=context, include_unavailable=include_unavailable)
 
         try:
-            return Results.of(await answer(read))
+            return Results.of(await answer(served, read))
         except ValueError as error:  # a query with nothing left to search for once cleaned
             raise invalid([(("query", "q"), str(error), "blank")]) from None
 
     @reads.get("/similar/{item_id:path}", response_model=Results, responses={404: {"description": "Unknown item"}})
     async def similar(item_id: PathId, n: N = 10, include_unavailable: IncludeUnavailable = False) -> Results:
-        await caught_up()
-        if not engine.has_item(item_id):
+        served = live.current
+        await caught_up(served)
+        if not served.engine.has_item(item_id):
             raise not_found("item_id", item_id)
         try:
-            return Results.of(await answer(engine.similar, item_id, n, include_unavailable=include_unavailable))
+            return Results.of(await answer(served, served.engine.similar, item_id, n,
+                                           include_unavailable=include_unavailable))
         except KeyError:  # deleted between the check and the lookup
             raise not_found("item_id", item_id) from None
 
     @reads.get("/categories")
     def categories() -> dict[str, list[str]]:
         """Leaf categories, for the demo page's interest picker."""
-        catalog.catch_up()
-        return {"categories": list(engine.categories())}
+        served = live.current
+        served.catalog.catch_up()
+        return {"categories": list(served.engine.categories())}
 
     app.include_router(reads)
     app.include_router(writes)
@@ -266,7 +284,7 @@ def create_app(engine: "Engine", store: Store, settings: Settings) -> FastAPI:
     @app.get("/healthz", dependencies=[known])
     async def healthz() -> dict[str, Any]:
         # on the event loop, as the reads: a probe must not queue behind writes in the thread pool
-        return {"status": "ok", "items": store.item_count()}
+        return {"status": "ok", "items": store.item_count(), "model_version": live.current.version}
 
     @app.get("/metrics", response_class=Response, dependencies=[known])
     def prometheus() -> Response:

@@ -14,6 +14,7 @@ a remove), and a `sync_items` that would wait for a writer is queued and applied
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Iterator
@@ -50,7 +51,10 @@ MAX_HISTORY_EVENTS = 300
 class Engine:
     """A fitted `Recommender` + `Searcher` + the live catalog's table. Holds no per-user data."""
 
-    def __init__(self, model: Recommender, searcher, search_floor: float | None = None, fingerprint: str = ""):
+    def __init__(self, model: Recommender, searcher, search_floor: float | None = None, fingerprint: str = "",
+                 texts: RequestTexts | None = None):
+        """`texts`: the text-vector caches of an engine this one replaces (same encoder), shared rather than
+        refilled."""
         self.model = model
         self.searcher = searcher
         self.fingerprint = fingerprint
@@ -60,12 +64,15 @@ class Engine:
         self._deferred_lock = threading.Lock()
         _one_thread_per_request()
         self.encoder = getattr(model, "encoder", None) or searcher.encoder
-        self._texts = RequestTexts(self.encoder)
+        own = RequestTexts(self.encoder)
+        shared = texts is not None and texts.encoder is own.encoder
+        self._texts = texts if texts is not None and shared else own
         searcher.query_encoder = self._texts.queries  # the searcher encodes (cleaned) queries through the LRU
         self._attach_searcher()
         self._lexical = LexicalRefitter(searcher, self._lock, lambda: self.catalog)
         self._table = ItemTable(self.catalog)
-        self._texts.warm(self.categories())
+        if not shared:
+            self._texts.warm(self.categories())
         self.search_floor = self._measure_search_floor() if search_floor is None else float(search_floor)
 
     # ------------------------------------------------------------------ building and storage
@@ -95,10 +102,20 @@ class Engine:
             save_engine(self, Path(directory))
 
     @classmethod
-    def load(cls, directory: Path, encoder=None) -> Engine:
+    def load(cls, directory: Path, encoder=None, like: Engine | None = None) -> Engine:
+        """The engine saved in `directory`. `like`: a served engine this one is to replace (another version of
+        its model); when both were fitted with the same encoder (fingerprint), the new one shares its encoder
+        and its caches of shoppers' text vectors, so it loads no language model and encodes nothing."""
+        from coldrec.model import read_manifest
         from coldrec.serve.saved import load_engine
 
-        return load_engine(cls, Path(directory), encoder)
+        directory = Path(directory)
+        if like is None or encoder is not None:
+            return load_engine(cls, directory, encoder)
+        recorded = (read_manifest(directory).extra.get("encoder") or {}).get("fingerprint")
+        if not recorded or recorded != str(getattr(like.encoder, "fingerprint", "")):
+            return load_engine(cls, directory, None)
+        return load_engine(functools.partial(cls, texts=like._texts), directory, like.encoder)
 
     # ------------------------------------------------------------------ the live catalog
     @property
@@ -193,6 +210,15 @@ class Engine:
     def close(self) -> None:
         """Stop the lexical refit's child process, if one runs (the server calls this on shutdown)."""
         self._lexical.close()
+
+    def retire(self) -> None:
+        """A newer engine has taken over: close, and drop the one reference cycle through this engine (its
+        lexical refitter's view of the catalog), so its memory is freed as soon as the last request still using
+        it returns. The cyclic collector would not do it: a server freezes its start-up objects out of its
+        reach (`coldrec.serve.app.freeze_startup_objects`). Requests under way still work."""
+        self.close()
+        catalog = self.catalog
+        self._lexical.current = lambda: catalog
 
     def remove_item(self, item_id: str) -> bool:
         """Never returned afterwards; False when unknown or already removed."""

@@ -1,35 +1,57 @@
-"""`CatalogSync`: keeps one server process's Engine in step with the store's item table.
+"""Keeping one server process in step: with the store's item table (`CatalogSync`) and with the model folder's
+current version (`LiveEngine`).
 
 Several server processes (`coldrec serve --workers N`) share one SQLite store, and an item
 written through any of them must reach every engine. Each request that reads the engine first
 calls `catch_up`: one indexed read of the store's items_version when nothing changed; else the
 rows written since are applied with `Engine.sync_items`, which skips the rows this process
 already holds (its own writes), so an item is encoded once per process.
+
+A retrain publishes a new model version (`coldrec.model.versions`); each process's `LiveEngine` reads the
+version pointer once a second, loads the new engine in its watcher thread (sharing the encoder and the text
+caches of the one it replaces, so nothing is encoded), brings it up to the store's items since the retrain's
+snapshot, and then replaces the (engine, CatalogSync) pair requests use in one assignment. A request takes the
+pair once and uses it to the end, so it is answered by one engine, old or new, never a mix; the old engine is
+retired at once and freed when its last request returns. A rollback moves the pointer back: the same switch.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
+from coldrec.model.versions import ModelVersions
 from coldrec.serve.engine import Engine
 from coldrec.serve.store import Store
 
 logger = logging.getLogger(__name__)
 
+#: How often a server process looks at the model folder's version pointer (one small file read).
+WATCH_EVERY_S = 1.0
+#: Python's thread switch interval while a new engine loads: the loading thread lets the request threads run
+#: within this long (the default, 5 ms, let a load stretch requests by several times that).
+LOAD_SWITCH_INTERVAL_S = 0.0005
+
 
 class CatalogSync:
-    def __init__(self, engine: Engine, store: Store):
+    def __init__(self, engine: Engine, store: Store, since: int | None = None):
+        """`since`: the items_version the engine's catalog is known to match (a retrained version's snapshot):
+        only later item writes are applied; None: every stored item is compared."""
         self.engine = engine
         self.store = store
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._running: Future | None = None
+        self._closed = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="coldrec-catch-up")
         # the version first: a write landing during the full read is applied again later, never missed
         self.version = store.items_version()
-        engine.sync_items(store.items_frame())
+        engine.sync_items(store.items_frame(changed_since=since))
 
     def applied(self, version: int | None) -> None:
         """This process wrote items_version `version` and applied that write to its engine itself: unless another
@@ -42,8 +64,13 @@ class CatalogSync:
 
     def catch_up_in_background(self) -> tuple[Future, bool]:
         """`catch_up` in this process's catch-up thread: (its future, whether this call started it). Reads go on
-        with the engine as it is while another process's big write is encoded here."""
+        with the engine as it is while another process's big write is encoded here. Once closed (its engine was
+        replaced), a finished future: a request still holding it answers from the engine as it is."""
         with self._start_lock:
+            if self._closed:
+                done: Future = Future()
+                done.set_result(0)
+                return done, False
             if self._running is not None and not self._running.done():
                 return self._running, False
             self._running = self._executor.submit(self.catch_up)
@@ -51,7 +78,9 @@ class CatalogSync:
             return self._running, True
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._start_lock:
+            self._closed = True
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     def behind(self) -> bool:
         """Has any process written items since the last `catch_up`? (One indexed read.)"""
@@ -69,6 +98,115 @@ class CatalogSync:
             changed = self.engine.sync_items(self.store.items_frame(changed_since=since))
             self.version = version
         return changed
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one request uses: an engine, its CatalogSync, and the model version it was loaded from (None: a model
+    directory outside a versions folder)."""
+
+    engine: Engine
+    catalog: CatalogSync
+    version: int | None
+
+
+class LiveEngine:
+    """The `Served` pair requests use (`current`), replaced whole when `versions` names another current version."""
+
+    def __init__(self, engine: Engine, store: Store, versions: ModelVersions | None = None,
+                 version: int | None = None, watch_every_s: float = WATCH_EVERY_S):
+        """`engine`: loaded from `versions`' version `version` (None: from a model directory of its own)."""
+        self.store = store
+        self.versions = versions
+        self.watch_every_s = watch_every_s
+        self.current = Served(engine, CatalogSync(engine, store, self._trained_at(version)), version)
+        self.switches = 0
+        self._switch_lock = threading.Lock()
+        self._failed: int | None = None  # a version that would not load: not retried until the pointer moves
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Watch the version pointer in a background thread (nothing to watch without `versions`)."""
+        if self.versions is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, daemon=True, name="coldrec-versions")
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop watching; close the current engine (the server is shutting down)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        served = self.current
+        served.catalog.close()
+        served.engine.close()
+
+    def check(self) -> bool:
+        """One look at the pointer: switch if it names another version; True when this call switched."""
+        if self.versions is None:
+            return False
+        wanted = self.versions.current()
+        if wanted is None or wanted == self.current.version or wanted == self._failed:
+            return False
+        try:
+            self.switch_to(wanted)
+        except Exception:
+            self._failed = wanted
+            logger.exception("model version %s could not be loaded; still serving version %s", wanted,
+                             self.current.version)
+            return False
+        return True
+
+    def switch_to(self, version: int) -> None:
+        """Load `version`, bring it up to the store's items, and serve it from the next request on."""
+        if self.versions is None:
+            raise ValueError("a model directory outside a versions folder has no other versions")
+        with self._switch_lock:
+            old = self.current
+            path = self.versions.path(version)
+            with _yielding_gil():
+                engine = Engine.load(path, like=old.engine)
+                catalog = CatalogSync(engine, self.store, since=self._trained_at(version))
+            self.current = Served(engine, catalog, version)
+            self.switches += 1
+            self._failed = None
+        old.catalog.close()
+        old.engine.retire()
+        logger.info("now serving model version %s (was %s)", version, old.version)
+
+    def _trained_at(self, version: int | None) -> int | None:
+        """The items_version of this store that `version` was retrained on (its catalog matches the store's then):
+        only later item writes need applying. None (compare every item) for a build, or another store's version."""
+        if self.versions is None or version is None:
+            return None
+        info = self.versions.info(version)
+        if info.get("store_id") != self.store.store_id() or not isinstance(info.get("items_version"), int):
+            return None
+        return int(info["items_version"])
+
+    def _watch(self) -> None:
+        said = ""
+        while not self._stop.wait(self.watch_every_s):
+            try:
+                self.check()
+                said = ""
+            except Exception as error:  # e.g. an unreadable pointer: said once, looked at again next time
+                if str(error) != said:
+                    logger.exception("checking the model version failed")
+                said = str(error)
+
+
+@contextmanager
+def _yielding_gil() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(LOAD_SWITCH_INTERVAL_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _log_failure(future: Future) -> None:

@@ -4,7 +4,9 @@ One process's engine work is serialised (the engine's lock, and Python's), so th
 one core needs processes. uvicorn spawns N workers on one listening socket; each loads the saved
 engine and opens the same SQLite store. Events and profiles are read from the store on every
 request, and item writes reach every engine through the store's items_version (`CatalogSync`),
-so any worker may answer any request. The parent hands the model folder and the settings over
+so any worker may answer any request. Each worker follows the model folder's current version on its own
+(`coldrec.serve.sync.LiveEngine`): a retrain or a rollback reaches every worker within a second or two, with no
+restart. The parent hands the model folder (a versions folder, or one model directory) and the settings over
 in COLDREC_SERVE_WORKER (JSON); the keys travel in their usual variables (COLDREC_ID_KEY,
 COLDREC_API_KEY, COLDREC_READ_KEY), never in that JSON.
 """
@@ -22,7 +24,8 @@ ENV = "COLDREC_SERVE_WORKER"
 
 
 def worker_environment(model_dir: Path, settings: Settings, access_log: bool) -> dict[str, str]:
-    """The variables a worker needs: its config, plus the keys (taken from `settings`, which may hold CLI values)."""
+    """The variables a worker needs: its config, plus the keys (taken from `settings`, which may hold CLI values).
+    `model_dir`: a versions folder (the workers follow its current version) or one model directory."""
     config = {
         "model": str(Path(model_dir).resolve()),
         "settings": settings.model_dump(mode="json", exclude=set(SECRET_VARIABLES)),
@@ -38,6 +41,7 @@ def worker_environment(model_dir: Path, settings: Settings, access_log: bool) ->
 
 def create_worker_app():
     """The app of one worker process (uvicorn's factory)."""
+    from coldrec.model.versions import locate
     from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.engine import Engine
     from coldrec.serve.store import Store
@@ -48,7 +52,8 @@ def create_worker_app():
     settings = Settings.from_env(**config["settings"])
     store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
                        key_file=settings.id_key_file)
-    engine = Engine.load(Path(config["model"]))
-    app = create_app(engine, store, settings)
+    versions, version, directory = locate(Path(config["model"]))
+    engine = Engine.load(directory)
+    app = create_app(engine, store, settings, versions, version)
     freeze_startup_objects()
     return app

@@ -24,6 +24,12 @@ are fresh random ids. Search queries are words from item titles.
 another, /healthz and /recommend are sent on schedule (open loop); a read counts when it was sent
 while a write was in flight. The new items are deleted afterwards.
 
+`swap` measures a model switch: /recommend at the fixed rate for the duration, then while `coldrec retrain`
+(low priority, as `serve --retrain-every` runs it) refits the model and publishes a new version, then until
+/healthz on fresh connections (any worker) names that version a dozen times in a row, then the duration again;
+each stretch is a phase (failed requests, p50/p95/p99), with the versions /healthz named in it. It needs
+`--model DIR` and runs on a throw-away copy of the model's current version and of its store.
+
 `--synthetic N` (N items, hashing encoder) or `--model DIR` starts `coldrec serve` itself (with
 `--workers` processes) with a throw-away state directory.
 
@@ -36,12 +42,13 @@ from .client import (
     closed_loop,
     new_item_freshness,
     open_loop,
+    reads_during_swap,
     reads_during_writes,
     require_client,
     run_load,
 )
 from .report import plot, table
-from .runner import local_server, main
+from .runner import local_server, main, retrain_command, swap_copy
 from .workload import (
     MAX_BACKLOG_S,
     PROBE_ITEMS,
@@ -71,8 +78,11 @@ __all__ = [
     "new_item_freshness",
     "open_loop",
     "plot",
+    "reads_during_swap",
     "reads_during_writes",
+    "retrain_command",
     "require_client",
     "run_load",
+    "swap_copy",
     "table",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,9 @@ from .workload import (
     PROBE_ITEMS,
     REQUEST_TIMEOUT_S,
     SETUP_BATCH,
+    SWAP_PROBE_EVERY_S,
+    SWAP_SETTLED_PROBES,
+    SWAP_TIMEOUT_S,
     VISIBLE_WITHIN_S,
     WRITE_BATCH,
     WRITE_BATCHES,
@@ -229,10 +232,116 @@ async def reads_during_writes(new_client: Callable[[], aiohttp.ClientSession], w
     return [posts, *reads.values()]
 
 
+SWAP_PHASES = ("before swap", "during retrain", "during switch", "after swap")
+
+
+async def reads_during_swap(new_client: Callable[..., aiohttp.ClientSession], workload: Workload, rate: float,
+                            seconds: float, swap: Callable[[], Coroutine[Any, Any, object]]) -> list[Phase]:
+    """/recommend at `rate` per second (open loop) for `seconds`, then while `swap()` runs (a retrain publishing a
+    new model version), then until /healthz on fresh connections (any worker process) names the new version
+    SWAP_SETTLED_PROBES times in a row, then `seconds` more. Returns a phase per stretch (each request counted in
+    the stretch it was scheduled in), the whole run, and the /healthz probes; each notes the versions /healthz
+    named in it."""
+    phases = {name: Phase("recommend", name, f"{rate:g}/s") for name in SWAP_PHASES}
+    probes = Phase("healthz", "whole run", f"every {SWAP_PROBE_EVERY_S:g} s, fresh connections")
+    seen: dict[str, Counter[str]] = {name: Counter() for name in SWAP_PHASES}
+    now = [SWAP_PHASES[0]]
+    began = {SWAP_PHASES[0]: time.perf_counter()}
+    done = asyncio.Event()
+
+    def enter(name: str) -> None:
+        phases[now[0]].seconds = time.perf_counter() - began[now[0]]
+        now[0], began[name] = name, time.perf_counter()
+
+    async def reader(client: aiohttp.ClientSession) -> None:
+        started, sent, tasks = time.perf_counter(), 0, []
+        in_flight = Counter[str]()
+        while not done.is_set():
+            scheduled = started + sent / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent += 1
+            phase = phases[now[0]]
+            if in_flight["sent"] - in_flight["done"] >= rate * MAX_BACKLOG_S:
+                phase.errors[f"not sent: {MAX_BACKLOG_S:g} s behind"] += 1
+                continue
+            tasks.append(asyncio.create_task(_timed(client, phase, *workload.recommend(), scheduled)))
+            tasks[-1].add_done_callback(lambda _: in_flight.update(["done"]))
+            in_flight["sent"] += 1
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=3 * REQUEST_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                phases[now[0]].errors["unanswered"] += len(pending)
+
+    async def probe(client: aiohttp.ClientSession) -> str | None:
+        started, phase = time.perf_counter(), now[0]
+        try:
+            async with client.get("/healthz") as response:
+                body = await response.json()
+                if response.status != 200:
+                    probes.errors[str(response.status)] += 1
+                    return None
+        except Exception as error:  # noqa: BLE001 - counted
+            probes.errors[type(error).__name__] += 1
+            return None
+        probes.latencies_ms.append((time.perf_counter() - started) * 1000)
+        version = str(body.get("model_version"))
+        seen[phase][version] += 1
+        return version
+
+    async def probe_for(client: aiohttp.ClientSession, duration: float) -> None:
+        deadline = time.perf_counter() + duration
+        while time.perf_counter() < deadline:
+            await probe(client)
+            await asyncio.sleep(SWAP_PROBE_EVERY_S)
+
+    async def control(client: aiohttp.ClientSession) -> None:
+        try:
+            await probe_for(client, seconds)
+            old = seen[SWAP_PHASES[0]].most_common(1)[0][0] if seen[SWAP_PHASES[0]] else None
+            enter("during retrain")
+            swapping: asyncio.Task[object] = asyncio.create_task(swap())
+            while not swapping.done():
+                await probe(client)
+                await asyncio.wait([swapping], timeout=SWAP_PROBE_EVERY_S)
+            swapping.result()  # a failed retrain ends the run here, saying why
+            enter("during switch")
+            published, streak = time.perf_counter(), 0
+            while streak < SWAP_SETTLED_PROBES:
+                if time.perf_counter() - published > SWAP_TIMEOUT_S:
+                    probes.errors[f"old version still served {SWAP_TIMEOUT_S:g} s after the publish"] += 1
+                    break
+                version = await probe(client)
+                streak = streak + 1 if version not in (None, old) else 0
+                await asyncio.sleep(SWAP_PROBE_EVERY_S)
+            phases["during switch"].notes["settled_s"] = round(time.perf_counter() - published, 2)
+            enter("after swap")
+            await probe_for(client, seconds)
+            phases["after swap"].seconds = time.perf_counter() - began["after swap"]
+        finally:
+            done.set()
+
+    async with new_client() as read_client, new_client(fresh_connections=True) as probe_client:
+        await asyncio.gather(reader(read_client), control(probe_client))
+    whole = Phase("recommend", "whole run", f"{rate:g}/s", seconds=sum(p.seconds for p in phases.values()))
+    for name, phase in phases.items():
+        phase.notes["versions"] = dict(seen[name])
+        whole.latencies_ms += phase.latencies_ms
+        whole.errors.update(phase.errors)
+    probes.seconds = whole.seconds
+    probes.notes["versions"] = dict(sum(seen.values(), Counter[str]()))
+    return [*phases.values(), whole, probes]
+
+
 async def _measure(new_client: Callable[..., aiohttp.ClientSession], workload: Workload, endpoint: str,
                    modes: list[str], rate: float, concurrency: int, seconds: float, warmup: float,
-                   log: Callable[[str], None]) -> list[Phase]:
-    """One endpoint's phases: freshness for "items", reads during writes for "writes", else a warm-up and `modes`."""
+                   log: Callable[[str], None],
+                   swap: Callable[[], Coroutine[Any, Any, object]] | None = None) -> list[Phase]:
+    """One endpoint's phases: freshness for "items", reads during writes for "writes", reads during a retrain
+    and the switch to its version for "swap", else a warm-up and `modes`."""
     if endpoint == "items":
         log(f"items: {PROBE_ITEMS} new items, each until /similar and /recommend return it")
         return [await new_item_freshness(lambda: new_client(fresh_connections=True), workload)]
@@ -241,6 +350,15 @@ async def _measure(new_client: Callable[..., aiohttp.ClientSession], workload: W
         async with new_client() as client:
             await _settle(client)
         return await reads_during_writes(new_client, workload, rate)
+    if endpoint == "swap":
+        if swap is None:
+            raise ValueError("the swap load needs a server whose model folder it can retrain (--model)")
+        log(f"swap: /recommend at {rate:g}/s for {seconds:g} s, during a retrain and the switch to its version, "
+            f"and {seconds:g} s after")
+        async with new_client() as client:
+            await _settle(client)
+            await closed_loop(client, workload.recommend, Phase(endpoint, "warmup", ""), 4, warmup)
+        return await reads_during_swap(new_client, workload, rate, seconds, swap)
     make = getattr(workload, endpoint)
     phases = []
     for mode in ["warmup", *modes]:
@@ -278,7 +396,10 @@ async def _erase(client: aiohttp.ClientSession, workload: Workload, log: Callabl
 
 async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: float, concurrency: int,
                    seconds: float, users: int = 200, warmup: float = 2.0, api_key: str | None = None,
-                   log: Callable[[str], None] = print) -> list[Phase]:
+                   log: Callable[[str], None] = print,
+                   swap: Callable[[], Coroutine[Any, Any, object]] | None = None) -> list[Phase]:
+    """Set the workload up, measure every endpoint, erase what the load wrote. `swap`: for the "swap" endpoint,
+    what publishes the new model version (a retrain)."""
     require_client()
     import aiohttp
 
@@ -300,7 +421,8 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
     phases: list[Phase] = []
     try:
         for endpoint in endpoints:
-            phases += await _measure(new_client, workload, endpoint, modes, rate, concurrency, seconds, warmup, log)
+            phases += await _measure(new_client, workload, endpoint, modes, rate, concurrency, seconds, warmup, log,
+                                     swap)
     finally:
         async with new_client() as client:
             await _erase(client, workload, log)

@@ -17,6 +17,9 @@ WRITE_BATCH = 1000  # items per POST in the reads-during-writes phase
 WRITE_BATCHES = 3
 MAX_BACKLOG_S = 5.0  # rate mode stops sending when this many seconds of requests are unanswered
 SETUP_BATCH = 1000
+SWAP_PROBE_EVERY_S = 0.25  # /healthz on a fresh connection (any worker) this often during a swap run
+SWAP_SETTLED_PROBES = 12  # the swap counts as done once this many probes in a row name the new version
+SWAP_TIMEOUT_S = 60.0  # from the publish; later counts as an error
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Phase:
     seconds: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)  # successful requests
     errors: Counter[str] = field(default_factory=Counter)  # status code or exception name -> count
+    notes: dict[str, Any] = field(default_factory=dict)  # what else the phase saw (e.g. model versions)
 
     @property
     def label(self) -> str:
@@ -40,7 +44,7 @@ class Phase:
         return {"endpoint": self.endpoint, "mode": self.mode, "target": self.target, "requests": len(lat),
                 "errors": sum(self.errors.values()), "error_kinds": dict(self.errors),
                 "rps": round(len(lat) / self.seconds, 1) if self.seconds else 0.0, **pct,
-                "max_ms": round(float(lat.max()), 2) if len(lat) else None}
+                "max_ms": round(float(lat.max()), 2) if len(lat) else None, **self.notes}
 
 
 class Workload:

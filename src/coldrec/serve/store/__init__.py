@@ -11,7 +11,7 @@ Modules, lowest first: `schema` (tables, constants, upgrades), `rows` (values in
 """
 
 from .erasure import PURGE_ATTEMPT_S, PURGE_RETRY_S, PURGE_WAIT_S, ErasurePending
-from .rows import EventsAdded, Rejected
+from .rows import EventsAdded, Rejected, Snapshot
 from .schema import BUSY_TIMEOUT_S, EVENT_CODES, ITEM_FIELDS, SCHEMA, USER_EVENT_COLUMNS
 from .sqlite import Store
 
@@ -27,5 +27,6 @@ __all__ = [
     "ErasurePending",
     "EventsAdded",
     "Rejected",
+    "Snapshot",
     "Store",
 ]

@@ -97,3 +97,19 @@ def as_frame(data: dict[str, np.ndarray], columns: list[str]) -> pd.DataFrame:
     # object columns through pd.Series keep None as None (a plain DataFrame would turn it into NaN)
     series = {name: pd.Series(values, dtype=values.dtype) for name, values in data.items()}
     return pd.DataFrame(series, columns=columns)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The store as of one moment (`Store.snapshot`): what a retrain fits on.
+
+    `items`: every item row in position order, deleted ones included (CATALOG_COLUMNS + "deleted"); `events`:
+    every event in time order (user_key, item_id, time, event, query); `profiles`: user_key -> stated interests;
+    `items_version` and `erasures`: the store's counters at that moment; `store_id`: which store it is."""
+
+    items_version: int
+    erasures: int
+    items: pd.DataFrame
+    events: pd.DataFrame
+    profiles: dict[str, list[str]]
+    store_id: int

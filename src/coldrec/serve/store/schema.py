@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 
 from coldrec.data.catalog import CATALOG_COLUMNS
@@ -32,6 +33,9 @@ CREATE INDEX IF NOT EXISTS items_by_change ON items (changed);
 -- erasures: counts erasures that deleted rows; scrubbed: the erasures count the last VACUUM covered
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('items_version', 0);
+-- which store this is (a random number drawn once; a copy keeps it): a model version retrained from this store
+-- need not re-read the items it was trained on
+CREATE TABLE IF NOT EXISTS identity (store_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS profiles (
     user_key TEXT PRIMARY KEY,
     interests TEXT NOT NULL  -- JSON list of strings
@@ -52,6 +56,8 @@ def create_or_upgrade(connection: sqlite3.Connection) -> None:
     # a store with items but no erasures count is older than the rewrite on erasure: rewrite it once
     connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('erasures', ?), ('scrubbed', 0)",
                        (int(bool(columns)),))
+    connection.execute("INSERT INTO identity (store_id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)",
+                       (secrets.randbits(62) + 1,))
 
 
 def bump_items_version(connection: sqlite3.Connection) -> int:

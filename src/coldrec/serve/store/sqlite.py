@@ -18,6 +18,7 @@ from .erasure import PURGE_WAIT_S, Erasure
 from .rows import (
     EventsAdded,
     Rejected,
+    Snapshot,
     as_frame,
     event_problem,
     events_columns,
@@ -277,6 +278,44 @@ class Store(Erasure):
         rows = self._read("SELECT interests FROM profiles WHERE user_key = ?", (self.ids.user(user_id),))
         interests: list[str] = json.loads(rows[0][0]) if rows else []
         return interests
+
+    def profiles(self) -> dict[str, list[str]]:
+        """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
+        return {key: json.loads(interests) for key, interests in self._read("SELECT user_key, interests FROM profiles")}
+
+    # a consistent copy, for retraining
+
+    def snapshot(self) -> Snapshot:
+        """Items, events and profiles as of one moment (one read transaction), for a refit."""
+        connection = self._connection()
+        connection.execute("BEGIN")  # deferred: a WAL read snapshot, writers go on
+        try:
+            version, erasures, store_id = self._counters(connection)
+            items = self._items("", (), connection)
+            rows = connection.execute(
+                "SELECT user_key, item_id, time, event, query FROM events ORDER BY time, rowid").fetchall()
+            profiles = {key: json.loads(text) for key, text in
+                        connection.execute("SELECT user_key, interests FROM profiles")}
+        finally:
+            connection.execute("COMMIT")
+        return Snapshot(version, erasures, items, events_frame(rows, ["user_key", *USER_EVENT_COLUMNS]), profiles,
+                        store_id)
+
+    def erasures(self) -> int:
+        """Grows with every erasure that deleted rows: a snapshot older than a change of it may hold erased data."""
+        return self._counters(self._connection())[1]
+
+    def store_id(self) -> int:
+        """A random number drawn when the file was created: tells this store from another one (a copy keeps it)."""
+        return self._counters(self._connection())[2]
+
+    @staticmethod
+    def _counters(connection: sqlite3.Connection) -> tuple[int, int, int]:
+        (version, erasures, store_id), = connection.execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'items_version'), "
+            "(SELECT value FROM meta WHERE key = 'erasures'), "
+            "(SELECT store_id FROM identity)").fetchall()
+        return int(version), int(erasures), int(store_id)
 
     # erasure (see .erasure)
 
