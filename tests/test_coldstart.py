@@ -252,3 +252,13 @@ def test_an_untimed_log_trains_on_a_user_split_and_reads_no_time(shop, monkeypat
     assert np.mean([category_of(i) == 0 for i in items[0]]) >= 0.6  # behaviour and text still work
     ranked = model.rank(early[0], 5)
     assert len(model.explain(early[0], ranked)) == 5
+
+
+def test_too_little_behaviour_to_learn_the_ranker_is_a_clear_error(shop):
+    """A shop with a handful of events (each shopper one item) has no simulated shopper with a target: the fit
+    says so and names the models that need no ranker, rather than failing inside numpy."""
+    catalog, _ = shop
+    log = InteractionLog.from_arrays(np.array(["a", "b", "c"], dtype=object), np.array([0, 1, 2]),
+                                     np.array([10, 20, 30]), np.full(3, 3, np.int8), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="too little behaviour to learn coldrec's ranker"):
+        ColdStartRecommender(encoder=FakeEncoder()).fit(log, catalog)

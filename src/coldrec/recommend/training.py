@@ -86,6 +86,11 @@ def training_examples(
             features.append(x[keep])
             labels.append(y[keep].astype(np.int32))
             groups.append(np.bincount(users[keep], minlength=len(batch))[positive_users])
+    if not sum(len(g) for g in groups):
+        sizes = ", ".join(f"{s.name}: {len(s)}" for s in segments) or "none"
+        raise ValueError("too little behaviour to learn coldrec's ranker: no simulated shopper of the inner cut "
+                         f"has a target among its candidates (segments {sizes}); fit on more events, or serve a "
+                         "model that needs no ranker (--recommender text, pop or itemknn)")
     return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
 
 
