@@ -114,9 +114,11 @@ def test_the_readme_shop_builds_serves_and_evaluates_from_its_files(tmp_path, mo
 
     store = Store.open(tmp_path / "model" / "state", "shop-test-key")
     assert store.counts()["events"] >= 20_000 and store.counts()["profiles"] == counts["interests"]
-    from coldrec.cli.service import _model_directory
+    from coldrec.model.versions import locate
 
-    engine = Engine.load(_model_directory(tmp_path / "model"))
+    _, version, directory = locate(tmp_path / "model")
+    assert version == 1
+    engine = Engine.load(directory)
     client = TestClient(create_app(engine, store, Settings(state_dir=tmp_path / "model" / "state")))
     with client:
         first_visit = client.get("/recommend", params={"n": 5})
