@@ -115,6 +115,25 @@ def test_retrain_from_the_store_alone(shop, monkeypatch):
     assert new.fingerprint == data_fingerprint(catalog.ids, log.item, log.time, log.event)
 
 
+def test_a_store_seeded_from_a_log_without_times_retrains_on_event_order_only(tmp_path):
+    """A shop built from sequence files: its store remembers that the seeded times are positions, so a retrain
+    fits an untimed log (no recency computed from made-up dates), live events after the seeded ones."""
+    catalog, log = make_catalog(), make_log()
+    untimed = type(log)(**{**log.__dict__, "timed": False})
+    store = Store.open(tmp_path / "state", "untimed-key")
+    store.seed(catalog, untimed)
+    store.add_events(purchases("late-shopper", [str(catalog.ids[0])]))
+    snapshot = store.snapshot()
+    assert not snapshot.timed
+    _, fitted, _, _ = training_data(snapshot)
+    assert not fitted.timed and len(fitted) == len(log) + 1
+    timed_store = Store.open(tmp_path / "timed", "timed-key")
+    timed_store.seed(catalog, log)
+    assert timed_store.snapshot().timed and training_data(timed_store.snapshot())[1].timed
+    store.close()
+    timed_store.close()
+
+
 def test_retrain_and_rollback_commands(shop):
     from typer.testing import CliRunner
 

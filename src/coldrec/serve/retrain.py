@@ -75,6 +75,7 @@ def training_data(snapshot: Snapshot) -> tuple[ItemCatalog, InteractionLog, dict
     log = InteractionLog.from_arrays(
         events["user_key"].to_numpy(object)[keep], positions[keep], events["time"].to_numpy(np.int64)[keep],
         events["event"].to_numpy(np.int8)[keep], query=queries if pd.notna(queries).any() else None,
+        timed=snapshot.timed,
     )
     profiles = {key: UserProfile(user_id=key, interests=interests)
                 for key, interests in snapshot.profiles.items() if key}

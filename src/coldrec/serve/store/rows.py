@@ -105,7 +105,8 @@ class Snapshot:
 
     `items`: every item row in position order, deleted ones included (CATALOG_COLUMNS + "deleted"); `events`:
     every event in time order (user_key, item_id, time, event, query); `profiles`: user_key -> stated interests;
-    `items_version` and `erasures`: the store's counters at that moment; `store_id`: which store it is."""
+    `items_version` and `erasures`: the store's counters at that moment; `store_id`: which store it is; `timed`:
+    False when the store was seeded from a log without timestamps (its times only order the events)."""
 
     items_version: int
     erasures: int
@@ -113,3 +114,4 @@ class Snapshot:
     events: pd.DataFrame
     profiles: dict[str, list[str]]
     store_id: int
+    timed: bool = True

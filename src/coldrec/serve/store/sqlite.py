@@ -296,10 +296,11 @@ class Store(Erasure):
                 "SELECT user_key, item_id, time, event, query FROM events ORDER BY time, rowid").fetchall()
             profiles = {key: json.loads(text) for key, text in
                         connection.execute("SELECT user_key, interests FROM profiles")}
+            untimed = connection.execute("SELECT value FROM meta WHERE key = 'untimed_events'").fetchall()
         finally:
             connection.execute("COMMIT")
         return Snapshot(version, erasures, items, events_frame(rows, ["user_key", *USER_EVENT_COLUMNS]), profiles,
-                        store_id)
+                        store_id, timed=not (untimed and untimed[0][0]))
 
     def erasures(self) -> int:
         """Grows with every erasure that deleted rows: a snapshot older than a change of it may hold erased data."""
@@ -333,7 +334,8 @@ class Store(Erasure):
     # bulk
 
     def seed(self, catalog: ItemCatalog, log: InteractionLog | None) -> None:
-        """Load a data set: its items, then its events (event ids "seed-<row>") in one transaction."""
+        """Load a data set: its items, then its events (event ids "seed-<row>") in one transaction. A log without
+        timestamps (sequence positions as times) marks the store's events as ordered only, for every retrain."""
         self.upsert_items(catalog.frame)
         if log is None or not len(log):
             return
@@ -350,6 +352,8 @@ class Store(Erasure):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            if not log.timed:
+                connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('untimed_events', 1)")
 
     def counts(self) -> dict[str, int]:
         (items, deleted, events, users, profiles), = self._read(
