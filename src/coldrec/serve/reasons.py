@@ -54,7 +54,7 @@ def reasons(
         else:
             position = int(items[row]) if items is not None else -1
             leaf = str(leaves[position] or "").strip() if position >= 0 else ""
-            said.append(f"popular in {leaf}" if leaf else "popular right now")
+            said.append(f"popular in {leaf}" if leaf else "popular with shoppers")  # no time claim: untimed shops too
     return said
 
 
