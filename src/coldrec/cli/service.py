@@ -45,7 +45,7 @@ def serve(
 
     import uvicorn
 
-    from coldrec.cli.versions import parse_duration
+    from coldrec.cli.versions import duration_option
     from coldrec.encode.onnx_backend import SPIN_ENV, THREADS_ENV
     from coldrec.model import ModelDirectoryError
     from coldrec.model.versions import locate
@@ -69,15 +69,10 @@ def serve(
         except ModelDirectoryError as error:
             fail(str(error))
         model = versions.root if versions is not None else directory
-    every = None
-    if retrain_every is not None:
-        try:
-            every = parse_duration(retrain_every)
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--retrain-every") from None
-        if versions is None:
-            fail("--retrain-every needs --model FOLDER, a folder written by `coldrec build`: the retrains publish "
-                 "their versions there")
+    every = duration_option(retrain_every, "--retrain-every")
+    if every is not None and versions is None:
+        fail("--retrain-every needs --model FOLDER, a folder written by `coldrec build`: the retrains publish "
+             "their versions there")
     if state is None:
         state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
     try:

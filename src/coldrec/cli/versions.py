@@ -25,6 +25,16 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNIT_S[match[2]]
 
 
+def duration_option(text: str | None, option: str) -> float | None:
+    """`parse_duration` of an optional CLI value; a bad one is a usage error naming `option`."""
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint=option) from None
+
+
 @app.command("retrain")
 def retrain(
     model: Path = ModelOption,
@@ -47,12 +57,7 @@ def retrain(
     from coldrec.serve.retrain import lower_priority, retrain_every
     from coldrec.serve.settings import DATABASE_FILE
 
-    seconds = None
-    if every is not None:
-        try:
-            seconds = parse_duration(every)
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--every") from None
+    seconds = duration_option(every, "--every")
     if not ModelVersions.holds_versions(model):
         fail(f"{model}: not a folder written by `coldrec build` (no versions/ or model/ in it)")
     state = state if state is not None else model / "state"

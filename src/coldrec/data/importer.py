@@ -21,7 +21,7 @@ CATALOG_FIELDS = tuple(CATALOG_COLUMNS)
 EVENT_FIELDS = ("user_id", "item_id", "time", "event", "weight", "query")
 
 
-def _mapped(table: RawTable, mapping: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, str]:
+def mapped_columns(table: RawTable, mapping: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, str]:
     """Our field -> the table's column, identity for columns already named like our fields."""
     unknown = set(mapping) - set(allowed)
     if unknown:
@@ -39,7 +39,7 @@ def _mapped(table: RawTable, mapping: Mapping[str, str], allowed: tuple[str, ...
     return resolved
 
 
-def _text(frame: pd.DataFrame, column: str | None) -> pd.Series:
+def text_column(frame: pd.DataFrame, column: str | None) -> pd.Series:
     if column is None:
         return pd.Series([""] * len(frame), dtype="string")
     return frame[column].astype("string").fillna("").str.strip()
@@ -69,12 +69,12 @@ def parse_times(values: pd.Series, unit: str | None = None) -> tuple[np.ndarray,
 def catalog_from_table(
     table: RawTable, mapping: Mapping[str, str] | None = None, skip_bad: bool = False
 ) -> ItemCatalog:
-    columns = _mapped(table, mapping or {}, CATALOG_FIELDS)
+    columns = mapped_columns(table, mapping or {}, CATALOG_FIELDS)
     if "item_id" not in columns:
         raise ValueError(f"{table.report.source}: no column is mapped to 'item_id'")
     frame = table.frame
     check = table.checker(skip_bad)
-    item_id = _text(frame, columns["item_id"])
+    item_id = text_column(frame, columns["item_id"])
     check.check((item_id == "").to_numpy(), columns["item_id"], "missing item id")
     check.check(
         (item_id.duplicated(keep="first") & (item_id != "")).to_numpy(),
@@ -84,20 +84,20 @@ def catalog_from_table(
     )
     price = pd.Series(np.nan, index=frame.index)
     if "price" in columns:
-        raw = _text(frame, columns["price"])
+        raw = text_column(frame, columns["price"])
         price = pd.to_numeric(raw.str.replace(r"^[$€£]", "", regex=True), errors="coerce")
         check.check(((raw != "") & (price.isna() | (price < 0))).to_numpy(), columns["price"],
                     "not a non-negative number", raw.to_numpy())
     created = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[s]")
     if "created_at" in columns:
-        raw = _text(frame, columns["created_at"])
+        raw = text_column(frame, columns["created_at"])
         given = (raw != "").to_numpy()
         seconds, bad = parse_times(raw.where(given, "0"))
         check.check(bad & given, columns["created_at"], "unparseable time", raw.to_numpy())
         created = pd.Series(pd.to_datetime(np.where(given & ~bad, seconds, 0), unit="s")).where(given & ~bad)
     available = pd.Series(True, index=frame.index)
     if "available" in columns:
-        raw = _text(frame, columns["available"]).str.lower()
+        raw = text_column(frame, columns["available"]).str.lower()
         truth = raw.map({"true": True, "1": True, "yes": True, "in stock": True, "": True,
                          "false": False, "0": False, "no": False, "out of stock": False})
         check.check(truth.isna().to_numpy(), columns["available"], "not a boolean", raw.to_numpy())
@@ -111,10 +111,10 @@ def catalog_from_table(
     result = pd.DataFrame(
         {
             "item_id": item_id,
-            "title": _text(frame, columns.get("title")),
-            "description": _text(frame, columns.get("description")),
-            "brand": _text(frame, columns.get("brand")),
-            "category": _text(frame, columns.get("category")),
+            "title": text_column(frame, columns.get("title")),
+            "description": text_column(frame, columns.get("description")),
+            "brand": text_column(frame, columns.get("brand")),
+            "category": text_column(frame, columns.get("category")),
             "price": price.astype("float64"),
             "available": available,
             "created_at": created,
@@ -148,23 +148,23 @@ def events_from_table(
     default_event: str = "purchase",
 ) -> InteractionLog:
     """Validate events against the catalog; rows are kept in file order."""
-    columns = _mapped(table, mapping or {}, EVENT_FIELDS)
+    columns = mapped_columns(table, mapping or {}, EVENT_FIELDS)
     for required in ("user_id", "item_id", "time"):
         if required not in columns:
             raise ValueError(f"{table.report.source}: no column is mapped to '{required}'")
     frame = table.frame
     check = table.checker(skip_bad)
-    user = _text(frame, columns["user_id"])
+    user = text_column(frame, columns["user_id"])
     check.check((user == "").to_numpy(), columns["user_id"], "missing user id")
-    item_id = _text(frame, columns["item_id"])
+    item_id = text_column(frame, columns["item_id"])
     check.check((item_id == "").to_numpy(), columns["item_id"], "missing item id")
     item = catalog.index_of(item_id.to_numpy())
     check.check((item < 0) & (item_id != "").to_numpy(), columns["item_id"], "unknown item", item_id.to_numpy())
-    raw_time = _text(frame, columns["time"])
+    raw_time = text_column(frame, columns["time"])
     seconds, bad_time = parse_times(raw_time, time_unit)
     check.check(bad_time | (raw_time == "").to_numpy(), columns["time"], "unparseable time", raw_time.to_numpy())
     if "event" in columns:
-        raw_event = _text(frame, columns["event"])
+        raw_event = text_column(frame, columns["event"])
         event = EventType.parse(raw_event.where(raw_event != "", default_event).to_numpy())
         check.check(event < 0, columns["event"], f"unknown event type (known: {[e.name.lower() for e in EventType]})",
                     raw_event.to_numpy())
@@ -172,13 +172,13 @@ def events_from_table(
         event = np.full(len(frame), EventType.parse(np.array([default_event]))[0], np.int8)
     weight = np.ones(len(frame), np.float32)
     if "weight" in columns:
-        raw_weight = _text(frame, columns["weight"])
+        raw_weight = text_column(frame, columns["weight"])
         parsed = pd.to_numeric(raw_weight.where(raw_weight != "", "1"), errors="coerce")
         check.check(parsed.isna().to_numpy(), columns["weight"], "not a number", raw_weight.to_numpy())
         weight = parsed.fillna(1).to_numpy(np.float32)
     query = None
     if "query" in columns:
-        query = _text(frame, columns["query"]).to_numpy(dtype=object)
+        query = text_column(frame, columns["query"]).to_numpy(dtype=object)
         query = np.where(query == "", np.array(None, dtype=object), query)
     keep = check.finish()
     log = InteractionLog.from_arrays(

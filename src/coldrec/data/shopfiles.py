@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from coldrec.data.datasets import Dataset
-from coldrec.data.importer import import_catalog, import_events
+from coldrec.data.importer import import_catalog, import_events, mapped_columns, text_column
 from coldrec.data.profile import UserProfile
 from coldrec.data.tables import RawTable, read_table
 
@@ -58,17 +58,14 @@ def import_profiles(path: str | Path, mapping: Mapping[str, str] | None = None, 
     """Stated interests per user: a `user_id` and an `interests` column holding a JSON list of strings or
     names separated by "|" (a user repeated: the interests of every row, in order)."""
     table = read_table(path, skip_bad=skip_bad)
-    columns = {field: (mapping or {}).get(field, field) for field in PROFILE_FIELDS}
-    unknown = set(mapping or {}) - set(PROFILE_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown field(s) in column mapping: {sorted(unknown)}; allowed: {PROFILE_FIELDS}")
-    missing = [c for c in columns.values() if c not in table.frame.columns]
-    if missing:
-        raise ValueError(f"{table.report.source}: column(s) {missing} not found; the file has "
-                         f"{list(table.frame.columns)}")
+    columns = mapped_columns(table, mapping or {}, PROFILE_FIELDS)
+    for required in PROFILE_FIELDS:
+        if required not in columns:
+            raise ValueError(f"{table.report.source}: no column is mapped to '{required}'; the file has "
+                             f"{list(table.frame.columns)}")
     frame = table.frame
     check = table.checker(skip_bad)
-    users = frame[columns["user_id"]].astype("string").fillna("").str.strip()
+    users = text_column(frame, columns["user_id"])
     check.check((users == "").to_numpy(), columns["user_id"], "missing user id")
     raw = frame[columns["interests"]]
     parsed = raw.map(_interests)

@@ -199,6 +199,7 @@ def read_info(folder: str | Path) -> dict:
 
 
 def _sync(path: Path) -> None:
+    """fsync a file or a folder (a folder's entries: a rename in it is on disk)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -210,11 +211,7 @@ def _sync_tree(root: Path) -> None:
     """fsync every file and folder under `root` (a writer may not have)."""
     for folder, _, files in os.walk(root):
         for name in files:
-            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            _sync(Path(folder, name))
         _sync(Path(folder))
 
 

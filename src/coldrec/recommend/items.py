@@ -80,16 +80,11 @@ class ItemState:
         """`count` more positions, empty (their rows are written by `put`)."""
         if not count:
             return
-        grow_fields(self, self._room(), _GROWN, count)
+        grow_fields(self, _GROWN, count)
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
-        reserve_fields(self, self._room(), _GROWN, count)
-
-    def _room(self) -> dict[str, np.ndarray]:
-        if getattr(self, "_buffers", None) is None:
-            self._buffers: dict[str, np.ndarray] = {}
-        return self._buffers
+        reserve_fields(self, _GROWN, count)
 
     def _codes(self, vocabulary: str, names: np.ndarray) -> np.ndarray:
         """The codes of `names` in the vocabulary, which gains the names it lacks (in order of appearance)."""

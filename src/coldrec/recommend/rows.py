@@ -8,6 +8,8 @@ is reallocated (with room to spare) once it is full.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 ROOM_FRACTION = 0.25  # spare rows on reallocation, as a fraction of the rows held: amortised O(1) appends
@@ -58,13 +60,25 @@ def reserve_rows(buffers: dict[str, np.ndarray], key: str, array: np.ndarray, co
     return buffer[:n]
 
 
-def grow_fields(owner: object, buffers: dict[str, np.ndarray], fields, count: int) -> None:
+def row_buffers(owner: Any) -> dict[str, np.ndarray]:
+    """`owner`'s buffers behind its per-item arrays, in its `_buffers` attribute (made on first use; owners list
+    it as transient: a saved or loaded object starts with none)."""
+    buffers: dict[str, np.ndarray] | None = getattr(owner, "_buffers", None)
+    if buffers is None:
+        buffers = {}
+        owner._buffers = buffers
+    return buffers
+
+
+def grow_fields(owner: object, fields, count: int) -> None:
     """`append_rows` on each of `owner`'s per-item arrays (`fields`: (attribute, fill) pairs)."""
+    buffers = row_buffers(owner)
     for name, fill in fields:
         setattr(owner, name, append_rows(buffers, name, np.asarray(getattr(owner, name)), count, fill))
 
 
-def reserve_fields(owner: object, buffers: dict[str, np.ndarray], fields, count: int) -> None:
+def reserve_fields(owner: object, fields, count: int) -> None:
     """`reserve_rows` on each of `owner`'s per-item arrays (`fields`: (attribute, fill) pairs)."""
+    buffers = row_buffers(owner)
     for name, _ in fields:
         setattr(owner, name, reserve_rows(buffers, name, np.asarray(getattr(owner, name)), count))

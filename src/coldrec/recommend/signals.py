@@ -132,7 +132,7 @@ class BehaviourSignals:
         """`count` more positions without behaviour (a new item: no popularity, events, age, factors or co-buyers)."""
         if not count:
             return
-        grow_fields(self, self._room(), PER_ITEM, count)
+        grow_fields(self, PER_ITEM, count)
         sim, n = self.similarity, len(self.pop)
         self.similarity = sp.csr_matrix(
             (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(count, sim.indptr[-1])])), shape=(n, n)
@@ -140,12 +140,7 @@ class BehaviourSignals:
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
-        reserve_fields(self, self._room(), PER_ITEM, count)
-
-    def _room(self) -> dict[str, np.ndarray]:
-        if getattr(self, "_buffers", None) is None:
-            self._buffers: dict[str, np.ndarray] = {}
-        return self._buffers
+        reserve_fields(self, PER_ITEM, count)
 
 
 def _share_of_max(values: np.ndarray) -> np.ndarray:
