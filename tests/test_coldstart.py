@@ -239,7 +239,8 @@ def test_an_untimed_log_trains_on_a_user_split_and_reads_no_time(shop, monkeypat
 
     monkeypatch.setattr(coldstart, "training_examples", spy)
     model = ColdStartRecommender(encoder=FakeEncoder(), max_training_users=200).fit(untimed(log), catalog)
-    (inner,) = seen
+    inner = seen[0]  # then the first visitors held out for the first-visit choice
+    assert len(seen) == 2 and set(seen[1].segments) == {"cold k=0"}
     assert inner.kind == "users" and {"cold k=0", "cold k=1", "cold k=3", "warm"} <= set(inner.segments)
     used = set(model.explain_importance())
     assert used == set(FEATURES) - TIMED_FEATURES

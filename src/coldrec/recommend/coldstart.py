@@ -2,12 +2,14 @@
 fused with behaviour as it accumulates.
 
 Candidate sources (`coldrec.recommend.sources`: text, ALS, item-kNN, category, popularity, new
-arrivals, the shopper's own past) propose items; one feature function
+arrivals, the shopper's own past, directed transitions, session-kNN) propose items; one feature function
 (`coldrec.recommend.features`) describes every (shopper, candidate) pair; a LambdaRank model weighs
 them. It is trained inside `fit`, on a time cut of the data it is given (`coldrec.recommend.training`:
 simulated cold shoppers with 0, 1 and 3 known items, onboarding shoppers, warm shoppers), so how much
 text or behaviour counts for an item with few interactions is learned from the shop's own past, never
-set by hand. The behaviour signals are then refit on all the data. Scoring needs no refit: a new event
+set by hand. A shopper with nothing known gets one list for all: the ranker's or a popularity ordering,
+whichever did best on inner-cut first visitors the ranker did not learn from (`coldrec.recommend.firstvisit`).
+The behaviour signals are then refit on all the data. Scoring needs no refit: a new event
 is a new context. A request is a batch of one through the same code.
 
 On a log without timestamps (`InteractionLog.timed` False) the inner cut is a user split (held-out
@@ -19,6 +21,7 @@ request's gap, new arrivals), rather than computed from positions standing in fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,16 +31,25 @@ from threadpoolctl import threadpool_limits
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
+from coldrec.data.split import Split
 from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
 from coldrec.recommend.explaining import explain_rows
-from coldrec.recommend.features import FEATURE_NAMES, feature_names
+from coldrec.recommend.features import FEATURE_NAMES, LEGACY_FEATURE_NAMES, POPULARITY, feature_names
+from coldrec.recommend.firstvisit import (
+    POPULARITY_LISTS,
+    RANKER,
+    UNTIMED_POPULARITY_LISTS,
+    choose_first_visit_list,
+    hold_out_first_visitors,
+    nothing_known,
+)
 from coldrec.recommend.items import ItemState
 from coldrec.recommend.pipeline import CandidatePipeline
 from coldrec.recommend.shoppers import describe_shoppers
 from coldrec.recommend.signals import BehaviourSignals
-from coldrec.recommend.sources import DEFAULT_SOURCES, TIMED_SOURCES, Candidates
+from coldrec.recommend.sources import DEFAULT_SOURCES, SOURCE_FEATURES, TIMED_SOURCES, Candidates
 from coldrec.recommend.training import inner_split, training_examples
 from coldrec.retrieve.index import VectorIndex
 
@@ -75,6 +87,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         ranker_stopping_splits: int = 3,
         neighbours_for_new_items: int = 0,
         new_arrival_slots: int = 0,
+        transition_window: int = 3,
+        session_neighbours: int = 100,
         sources: tuple[str, ...] = DEFAULT_SOURCES,
         random_state: int = 0,
         encoder=None,
@@ -93,6 +107,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.ranker_stopping_splits = ranker_stopping_splits
         self.neighbours_for_new_items = neighbours_for_new_items
         self.new_arrival_slots = new_arrival_slots
+        self.transition_window = transition_window
+        self.session_neighbours = session_neighbours
         self.sources = tuple(sources)
         self.random_state = random_state
         self._encoder = encoder
@@ -101,23 +117,46 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
         self._items = ItemState(catalog, self._text_vectors(catalog))
         sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
-        self._pipeline = CandidatePipeline(sources, feature_names(log.timed))
+        switched_off = [f for source, names in SOURCE_FEATURES.items() if source not in sources for f in names]
+        self._pipeline = CandidatePipeline(sources, feature_names(log.timed, leave_out=switched_off))
         inner = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes)
+        learn, first_visitors = hold_out_first_visitors(inner)
         self._use_signals(self._behaviour(inner.past, catalog, inner.cut))
+        examples = self._examples(learn, self.training_prefixes)
+        self._fusion = self._fit_ranker(examples)
+        self.first_visit_list_, self.first_visit_ndcg_ = choose_first_visit_list(
+            self._first_visit_lists(log.timed), first_visitors, inner.tie_break)
+        if first_visitors is not None:  # the choice is made: the ranker learns from the held-out visitors too
+            held_out = self._examples(replace(inner, segments={first_visitors.name: first_visitors}), ())
+            features, labels, groups = (np.concatenate(parts) for parts in zip(examples, held_out, strict=True))
+            self._fusion = self._fit_ranker((features, labels, groups))
+        self._use_signals(self._behaviour(log, catalog, self.now))
+
+    def _examples(self, inner: Split, prefixes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with threadpool_limits(1, "blas"):  # many small products: BLAS threads would only contend
-            examples = training_examples(
-                inner, self.candidate_features, len(catalog), prefixes=self.training_prefixes,
+            return training_examples(
+                inner, self.candidate_features, len(self._items), prefixes=prefixes,
                 max_users=self.max_training_users, max_negatives=self.max_negatives, random_state=self.random_state,
             )
-        self._fusion = LearnedFusion(
+
+    def _fit_ranker(self, examples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> LearnedFusion:
+        return LearnedFusion(
             num_leaves=self.ranker_leaves, min_child_samples=self.ranker_min_child_samples,
             random_state=self.random_state, stopping_splits=self.ranker_stopping_splits,
         ).fit(*examples, list(self._pipeline.feature_names))
-        self._use_signals(self._behaviour(log, catalog, self.now))
+
+    def _first_visit_lists(self, timed: bool) -> dict[str, np.ndarray]:
+        """What a shopper with nothing known could get, as scores over every position: the ranker's list, then
+        each popularity ordering (ties in those: all-time popularity)."""
+        lists = {RANKER: self.score([UserContext()], first_visit=RANKER)[0]}
+        for name in POPULARITY_LISTS if timed else UNTIMED_POPULARITY_LISTS:
+            lists[name] = getattr(self._signals, name)
+        return lists
 
     def _behaviour(self, log: InteractionLog, catalog: ItemCatalog, now: int) -> BehaviourSignals:
         signals = BehaviourSignals(log, catalog, now, self._items.category, als_factors=self.als_factors,
-                                   knn_neighbours=self.knn_neighbours, random_state=self.random_state)
+                                   knn_neighbours=self.knn_neighbours, transition_window=self.transition_window,
+                                   session_neighbours=self.session_neighbours, random_state=self.random_state)
         if self.neighbours_for_new_items:
             signals.borrow_for_new_items(self._items.vectors, self.neighbours_for_new_items)
         return signals
@@ -192,14 +231,25 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         pairs = self._pipeline.pairs(shoppers, k, extra)
         return pairs.rows, pairs.items, self._pipeline.features_of(pairs)
 
-    def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
+    def score(self, contexts: Sequence[UserContext], first_visit: str | None = None) -> np.ndarray:
+        """Scores over every position (`NOT_A_CANDIDATE` outside a shopper's candidates). A shopper with nothing
+        known gets the first-visit list (`first_visit`, default the one chosen in fit)."""
         out = np.full((len(contexts), len(self._items)), NOT_A_CANDIDATE, np.float32)
         batch = max(1, min(256, 20_000_000 // max(1, self.max_interests * len(self._items))))
         for start in range(0, len(contexts), batch):
             with threadpool_limits(1, "blas"):
                 users, items, features = self.candidate_features(contexts[start : start + batch])
             out[start + users, items] = self._fusion.predict(features)
+        popularity = self._first_visit_popularity(first_visit)
+        if popularity is not None:
+            first = [row for row, context in enumerate(contexts) if nothing_known(context)]
+            out[first] = np.where(self._items.removed, NOT_A_CANDIDATE, popularity)
         return out
+
+    def _first_visit_popularity(self, first_visit: str | None = None) -> np.ndarray | None:
+        """The popularity ordering a shopper with nothing known gets; None: the ranker's list."""
+        name = str(first_visit or getattr(self, "first_visit_list_", RANKER))  # saved before the choice: ranker
+        return None if name == RANKER else np.asarray(getattr(self._signals, name)[: len(self._items)], np.float32)
 
     def rank(
         self, context: UserContext, n: int | None = None, allowed: np.ndarray | None = None,
@@ -207,6 +257,12 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     ) -> Ranked:
         """One shopper through the batch code. With `allowed`, its most popular items join the candidates (in
         case the sources' tops hold too few of them); the ranked list holds only allowed items."""
+        popularity = self._first_visit_popularity() if nothing_known(context) else None
+        if popularity is not None:
+            keep = ~self._items.removed & (True if allowed is None else allowed)
+            candidates = np.flatnonzero(keep)
+            order = candidates[np.lexsort((candidates, -self._signals.pop[candidates], -popularity[candidates]))][:n]
+            return Ranked(order, popularity[order])
         extra = None
         if allowed is not None:
             popular = self._popular_among(allowed, max(n or 0, self.candidates_per_source))
@@ -228,6 +284,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         """Each item's feature contributions (LightGBM's SHAP values on its feature row), summed per group."""
         if not len(ranked):
             return []
+        if nothing_known(context) and self._first_visit_popularity() is not None:
+            return [Explanation({POPULARITY: float(score)}, is_new=bool(new))
+                    for score, new in zip(ranked.scores, self.is_new(ranked.items), strict=True)]
         evidence = ranked.evidence
         if evidence is None:
             evidence = self._evidence(context, ranked, encode_texts)
@@ -238,7 +297,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def _in_feature_layout(self, values: np.ndarray) -> np.ndarray:
         """Per-feature columns of the model's features as columns of `FEATURE_NAMES` (0 for a feature the model
         does not use, e.g. the time-derived ones on an untimed log), the layout `explain_rows` reads."""
-        names = tuple(getattr(self._pipeline, "feature_names", FEATURE_NAMES))
+        names = tuple(getattr(self._pipeline, "feature_names", LEGACY_FEATURE_NAMES))
         if names == FEATURE_NAMES:
             return values
         out = np.zeros((len(values), len(FEATURE_NAMES)), values.dtype)
@@ -365,3 +424,35 @@ class FreshColdStartRecommender(ColdStartRecommender):
     )
     tuning_metric = "recall@20"
     tune_on_cold_items = True
+
+
+def _without(*names: str) -> tuple[str, ...]:
+    return tuple(source for source in DEFAULT_SOURCES if source not in names)
+
+
+class WithoutTransitions(ColdStartRecommender):
+    """Ablation: coldrec without the directed-transitions source and feature."""
+
+    name = "coldrec-notransitions"
+
+    def __init__(self, sources: tuple[str, ...] = _without("transitions"), **kwargs):
+        super().__init__(sources=sources, **kwargs)
+
+
+class WithoutSessionKNN(ColdStartRecommender):
+    """Ablation: coldrec without the session-kNN source and feature."""
+
+    name = "coldrec-nosknn"
+
+    def __init__(self, sources: tuple[str, ...] = _without("session_knn"), **kwargs):
+        super().__init__(sources=sources, **kwargs)
+
+
+class WithoutSequentialEvidence(ColdStartRecommender):
+    """Ablation: coldrec with unordered behaviour only (neither transitions nor session-kNN): the model before
+    the sequential evidence, with the same first-visit choice."""
+
+    name = "coldrec-unordered"
+
+    def __init__(self, sources: tuple[str, ...] = _without(*SOURCE_FEATURES), **kwargs):
+        super().__init__(sources=sources, **kwargs)

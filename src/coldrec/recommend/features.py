@@ -12,7 +12,7 @@ request is a batch of one, with the same numbers.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -101,6 +101,8 @@ FEATURES: tuple[Feature, ...] = (
     Feature("als", HISTORY, lambda p: p.als_scores),
     Feature("itemknn", HISTORY, lambda p: p.gather(p.shoppers.knn)),
     Feature("seen_weight", HISTORY, lambda p: p.gather(p.shoppers.seen)),
+    Feature("transition", HISTORY, lambda p: p.gather(p.shoppers.following)),
+    Feature("session_knn", HISTORY, lambda p: p.gather(p.shoppers.neighbour_share)),
     Feature("log_pop", POPULARITY, lambda p: p.signals.pop[p.items]),
     Feature("log_pop30", POPULARITY, lambda p: p.signals.pop30[p.items]),
     Feature("log_item_events", NEWNESS, lambda p: p.signals.events[p.items]),
@@ -113,14 +115,17 @@ FEATURES: tuple[Feature, ...] = (
     Feature("has_stated", STATED, lambda p: p.per_shopper(p.shoppers.has_stated)),
 )
 FEATURE_NAMES = tuple(feature.name for feature in FEATURES)
+#: the features of a pipeline saved before pipelines recorded their feature names (all there were then)
+LEGACY_FEATURE_NAMES = tuple(name for name in FEATURE_NAMES if name not in ("transition", "session_knn"))
 FEATURES_BY_NAME = {feature.name: feature for feature in FEATURES}
 #: features that read timestamps (windows, decays, ages, gaps): left out on a log without them
 TIMED_FEATURES = frozenset({"log_pop30", "item_age_days", "decayed_pop", "request_gap_days"})
 
 
-def feature_names(timed: bool = True) -> tuple[str, ...]:
-    """The features a model fitted on a timed (or untimed) log uses, in `FEATURES` order."""
-    return FEATURE_NAMES if timed else tuple(name for name in FEATURE_NAMES if name not in TIMED_FEATURES)
+def feature_names(timed: bool = True, leave_out: Collection[str] = ()) -> tuple[str, ...]:
+    """The features a model fitted on a timed (or untimed) log uses, in `FEATURES` order, without `leave_out`."""
+    absent = set(leave_out) | (set() if timed else TIMED_FEATURES)
+    return tuple(name for name in FEATURE_NAMES if name not in absent)
 
 
 def features_named(names: tuple[str, ...]) -> tuple[Feature, ...]:

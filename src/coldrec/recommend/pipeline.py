@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coldrec.model.registry import register_class
-from coldrec.recommend.features import FEATURE_NAMES, Pairs, feature_matrix, features_named
+from coldrec.recommend.features import FEATURE_NAMES, LEGACY_FEATURE_NAMES, Pairs, feature_matrix, features_named
 from coldrec.recommend.items import ItemState
 from coldrec.recommend.shoppers import ShopperBatch
 from coldrec.recommend.signals import BehaviourSignals
@@ -50,5 +50,4 @@ class CandidatePipeline:
         return Pairs(rows[keep], items[keep], shoppers, self.state, self.signals)
 
     def features_of(self, pairs: Pairs) -> np.ndarray:
-        # a pipeline saved before `feature_names` existed used every feature
-        return feature_matrix(pairs, features_named(getattr(self, "feature_names", FEATURE_NAMES)))
+        return feature_matrix(pairs, features_named(getattr(self, "feature_names", LEGACY_FEATURE_NAMES)))

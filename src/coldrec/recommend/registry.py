@@ -18,9 +18,15 @@ MODELS: dict[str, tuple[str, str, bool]] = {
     # most-bought items)
     "ease": ("coldrec.recommend.baselines.ease", "EASERecommender", True),
     "text": ("coldrec.recommend.baselines.text", "TextZeroShotRecommender", True),
+    # the field's sequential baseline: self-attention over the item sequence (torch, imported when fitted)
+    "sasrec": ("coldrec.recommend.baselines.sasrec", "SASRecRecommender", True),
     "coldrec": ("coldrec.recommend.coldstart", "ColdStartRecommender", False),
     # the same top 10; positions 11 on partly kept for new arrivals (slots chosen on validation)
     "coldrec-fresh": ("coldrec.recommend.coldstart", "FreshColdStartRecommender", False),
+    # ablations of the sequential evidence (directed transitions, session-kNN): each off, and both off
+    "coldrec-notransitions": ("coldrec.recommend.coldstart", "WithoutTransitions", False),
+    "coldrec-nosknn": ("coldrec.recommend.coldstart", "WithoutSessionKNN", False),
+    "coldrec-unordered": ("coldrec.recommend.coldstart", "WithoutSequentialEvidence", False),
     # the same model with its language model adapted to the shop (coldrec.adapt)
     "coldrec-adapter": ("coldrec.recommend.adapted", "AdaptedColdStartRecommender", False),
     "coldrec-adapter-noaug": ("coldrec.recommend.adapted", "AdapterNoAugmentation", False),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +18,7 @@ from coldrec.data.context import UserContext
 from coldrec.profile import build_interest_profiles
 from coldrec.profile.interests import InterestProfiles, item_weights
 from coldrec.recommend.items import ItemState
+from coldrec.recommend.sequential import neighbour_shares
 from coldrec.recommend.signals import DAY, BehaviourSignals
 
 
@@ -39,9 +41,21 @@ class ShopperBatch:
     has_stated: np.ndarray
     #: days from the signals' cut to each request: later shoppers buy newer items (NaN without timestamps)
     gap_days: np.ndarray
+    signals: BehaviourSignals
 
     def __len__(self) -> int:
         return len(self.contexts)
+
+    @cached_property
+    def following(self) -> sp.csr_matrix:
+        """(shoppers x items) what came next after the shopper's known items in others' sequences: their
+        transition rows, each weighted as the item is in `seen` (recency x event)."""
+        return _sorted(self.seen @ self.signals.transitions)
+
+    @cached_property
+    def neighbour_share(self) -> sp.csr_matrix:
+        """(shoppers x items) session-kNN: the weighted share of the nearest sequences holding each item."""
+        return neighbour_shares(self.seen, self.signals.sequences, self.signals.session_neighbours)
 
     def known(self, row: int) -> np.ndarray:
         """The shopper's distinct known items, ascending."""
@@ -103,4 +117,12 @@ def describe_shoppers(
         n_known=np.diff(seen.indptr).astype(np.float32),
         has_stated=np.array([bool(c.interests or c.queries) for c in contexts], np.float32),
         gap_days=gap,
+        signals=signals,
     )
+
+
+def _sorted(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    out = sp.csr_matrix(matrix, dtype=np.float32)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out

@@ -2,8 +2,10 @@
 
 Popularity overall, in the last 30 days and decayed, each item's event count and age, its share of
 its category's popularity, implicit ALS item factors (a shopper is folded in per request) and the
-item-kNN co-occurrence matrix. Popularities are scale-free (a share of the most popular item's),
-so a ranker trained on a shorter past applies unchanged to the whole past. On a log without
+item-kNN co-occurrence matrix, the directed transitions (what came next after each item) and each
+user's recent sequence (the neighbours of session-kNN, `coldrec.recommend.sequential`). Popularities
+are scale-free (a share of the most popular item's), so a ranker trained on a shorter past applies
+unchanged to the whole past. On a log without
 timestamps (`InteractionLog.timed` False) the time-derived arrays (30-day and decayed popularity,
 age) are NaN: not computed from positions standing in for times, and no feature reads them.
 """
@@ -17,6 +19,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.model.registry import register_class
 from coldrec.recommend.rows import grow_fields, reserve_fields
+from coldrec.recommend.sequential import directed_transitions, recent_sequences, with_more_columns
 
 DAY = 86_400
 
@@ -42,6 +45,9 @@ class BehaviourSignals:
         *,
         als_factors: int = 64,
         knn_neighbours: int | None = 200,
+        transition_window: int = 3,
+        sequence_length: int = 50,
+        session_neighbours: int = 100,
         random_state: int = 0,
     ):
         from coldrec.recommend.baselines.als import ALSRecommender
@@ -68,6 +74,12 @@ class BehaviourSignals:
         knn = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now)
         self.similarity = knn.similarity
         self.borrowed_pop = self.pop.copy()
+        #: (from item, to item) shares of what followed each item within `transition_window` steps
+        self.transitions = directed_transitions(log, n, transition_window, now=now)
+        #: (user, item) each user's last `sequence_length` distinct items
+        self.sequences = recent_sequences(log, n, sequence_length)
+        #: how many of those sequences a shopper's session-kNN scores come from
+        self.session_neighbours = int(session_neighbours)
 
     def _fit_times(self, log: InteractionLog, n: int) -> None:
         """Popularity in the last 30 days, with a 90-day half-life, and each item's age, at `now`."""
@@ -133,10 +145,10 @@ class BehaviourSignals:
         if not count:
             return
         grow_fields(self, PER_ITEM, count)
-        sim, n = self.similarity, len(self.pop)
-        self.similarity = sp.csr_matrix(
-            (sim.data, sim.indices, np.concatenate([sim.indptr, np.full(count, sim.indptr[-1])])), shape=(n, n)
-        )
+        self.similarity = with_more_columns(self.similarity, count, rows_too=True)
+        if hasattr(self, "transitions"):  # a model saved before the sequential evidence has neither
+            self.transitions = with_more_columns(self.transitions, count, rows_too=True)
+            self.sequences = with_more_columns(self.sequences, count)
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""

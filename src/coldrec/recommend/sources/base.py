@@ -67,6 +67,17 @@ def top_positive(values: np.ndarray, k: int, among: np.ndarray | None = None) ->
     return picked if among is None else among[picked]
 
 
+def top_per_row(matrix, k: int) -> Candidates:
+    """Candidates from a sparse (shoppers x items) score matrix: each row's up to k largest positive entries."""
+    lists, values = [], []
+    for row in range(matrix.shape[0]):
+        data = matrix.data[matrix.indptr[row] : matrix.indptr[row + 1]]
+        picked = top_positive(data, k)
+        lists.append(matrix.indices[matrix.indptr[row] : matrix.indptr[row + 1]][picked])
+        values.append(data[picked])
+    return per_row(lists, values)
+
+
 def per_row(lists: list[np.ndarray], values: list[np.ndarray] | None = None) -> Candidates:
     """Candidates from one item list per shopper row (and their scores, 0 when not given)."""
     lengths = [len(items) for items in lists]

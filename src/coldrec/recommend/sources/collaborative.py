@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from coldrec.recommend.shoppers import ShopperBatch
-from coldrec.recommend.sources.base import Candidates, CandidateSource, per_row, top_positive
+from coldrec.recommend.sources.base import Candidates, CandidateSource, per_row, top_per_row, top_positive
 
 
 class ALSSource(CandidateSource):
@@ -45,11 +45,4 @@ class ItemKNNSource(CandidateSource):
     name = "itemknn"
 
     def candidates(self, shoppers: ShopperBatch, k: int) -> Candidates:
-        knn = shoppers.knn
-        lists, values = [], []
-        for row in range(len(shoppers)):
-            data = knn.data[knn.indptr[row] : knn.indptr[row + 1]]
-            picked = top_positive(data, k)
-            lists.append(knn.indices[knn.indptr[row] : knn.indptr[row + 1]][picked])
-            values.append(data[picked])
-        return per_row(lists, values)
+        return top_per_row(shoppers.knn, k)
