@@ -53,6 +53,8 @@ from coldrec.recommend.sources import DEFAULT_SOURCES, SOURCE_FEATURES, TIMED_SO
 from coldrec.recommend.training import inner_split, training_examples
 from coldrec.retrieve.index import VectorIndex
 
+#: the sources without the sequential ones (directed transitions, session-kNN)
+UNORDERED_SOURCES = tuple(source for source in DEFAULT_SOURCES if source not in SOURCE_FEATURES)
 #: Slots for new arrivals (`new_arrival_slots`) start after this many positions of a list.
 SLOTS_AFTER = 10
 NOT_A_CANDIDATE = np.float32(-1e9)
@@ -68,6 +70,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         {"max_interests": 1, "decay": 0.7},
         # more candidates won on amazon14-office's validation cut (0.0243 -> 0.0266), not on UCI's (0.2161 -> 0.2150)
         {"max_interests": 3, "decay": 0.7, "candidates_per_source": 100},
+        # whether order (transitions, session-kNN) earns its place is the shop's validation cut's to say
+        {"max_interests": 3, "decay": 0.7, "sources": UNORDERED_SOURCES},
     )
     __transient__ = ("_encoder",)
 
@@ -430,10 +434,15 @@ def _without(*names: str) -> tuple[str, ...]:
     return tuple(source for source in DEFAULT_SOURCES if source not in names)
 
 
+#: an ablation's grid: the model's own, less the points that choose the sources
+_ABLATION_GRID = tuple(point for point in ColdStartRecommender.param_grid if "sources" not in point)
+
+
 class WithoutTransitions(ColdStartRecommender):
     """Ablation: coldrec without the directed-transitions source and feature."""
 
     name = "coldrec-notransitions"
+    param_grid = _ABLATION_GRID
 
     def __init__(self, sources: tuple[str, ...] = _without("transitions"), **kwargs):
         super().__init__(sources=sources, **kwargs)
@@ -443,6 +452,7 @@ class WithoutSessionKNN(ColdStartRecommender):
     """Ablation: coldrec without the session-kNN source and feature."""
 
     name = "coldrec-nosknn"
+    param_grid = _ABLATION_GRID
 
     def __init__(self, sources: tuple[str, ...] = _without("session_knn"), **kwargs):
         super().__init__(sources=sources, **kwargs)
@@ -453,6 +463,7 @@ class WithoutSequentialEvidence(ColdStartRecommender):
     the sequential evidence, with the same first-visit choice."""
 
     name = "coldrec-unordered"
+    param_grid = _ABLATION_GRID
 
-    def __init__(self, sources: tuple[str, ...] = _without(*SOURCE_FEATURES), **kwargs):
+    def __init__(self, sources: tuple[str, ...] = UNORDERED_SOURCES, **kwargs):
         super().__init__(sources=sources, **kwargs)
