@@ -131,9 +131,13 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.first_visit_list_, self.first_visit_ndcg_ = choose_first_visit_list(
             self._first_visit_lists(log.timed), first_visitors, inner.tie_break)
         if first_visitors is not None:  # the choice is made: the ranker learns from the held-out visitors too
-            held_out = self._examples(replace(inner, segments={first_visitors.name: first_visitors}), ())
-            features, labels, groups = (np.concatenate(parts) for parts in zip(examples, held_out, strict=True))
-            self._fusion = self._fit_ranker((features, labels, groups))
+            try:
+                held_out = self._examples(replace(inner, segments={first_visitors.name: first_visitors}), ())
+            except ValueError:  # none of them has a target among its candidates: nothing more to learn
+                held_out = None
+            if held_out is not None:
+                features, labels, groups = (np.concatenate(parts) for parts in zip(examples, held_out, strict=True))
+                self._fusion = self._fit_ranker((features, labels, groups))
         self._use_signals(self._behaviour(log, catalog, self.now))
 
     def _examples(self, inner: Split, prefixes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
