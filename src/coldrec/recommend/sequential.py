@@ -17,6 +17,18 @@ from coldrec.recommend.baselines.features import top_k_per_row
 DAY = 86_400
 
 
+def by_user_in_time_order(log: InteractionLog) -> InteractionLog:
+    """The events grouped by user, each user's in time order (file order for ties)."""
+    ordered = log.sorted_by_time()
+    return ordered.select(np.argsort(ordered.user, kind="stable"))
+
+
+def rows_as_shares(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row divided by its sum (empty rows stay empty)."""
+    totals = np.asarray(matrix.sum(axis=1)).ravel()
+    return sp.csr_matrix(sp.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ matrix)
+
+
 def directed_transitions(log: InteractionLog, n_items: int, window: int = 3,
                          half_life_days: float | None = 90.0, now: int | None = None) -> sp.csr_matrix:
     """(from item, to item): the share of item i's weighted successors that are item j.
@@ -26,8 +38,7 @@ def directed_transitions(log: InteractionLog, n_items: int, window: int = 3,
     later event on a timed log (none on an untimed one, where positions are not times). A step to the same
     item counts nothing: rebuying is the shopper's own-past evidence, not a transition. Each row sums to 1
     (or is empty)."""
-    ordered = log.sorted_by_time()
-    ordered = ordered.select(np.argsort(ordered.user, kind="stable"))
+    ordered = by_user_in_time_order(log)
     user, item = ordered.user, ordered.item.astype(np.int64)
     if log.timed and half_life_days:
         at = int(now if now is not None else (log.time.max() if len(log) else 0))
@@ -47,9 +58,7 @@ def directed_transitions(log: InteractionLog, n_items: int, window: int = 3,
         shape=(n_items, n_items), dtype=np.float64,
     )
     counts.sum_duplicates()
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    shares = sp.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ counts
-    out = sp.csr_matrix(shares, dtype=np.float32)
+    out = sp.csr_matrix(rows_as_shares(counts), dtype=np.float32)
     out.sort_indices()
     return out
 
@@ -57,8 +66,7 @@ def directed_transitions(log: InteractionLog, n_items: int, window: int = 3,
 def recent_sequences(log: InteractionLog, n_items: int, length: int = 50) -> sp.csr_matrix:
     """(user code, item): 1 for each of the user's last `length` distinct items (the neighbours of
     session-kNN; the most recent part of a long history says most about what comes next)."""
-    ordered = log.sorted_by_time()
-    ordered = ordered.select(np.argsort(ordered.user, kind="stable"))
+    ordered = by_user_in_time_order(log)
     user, item = ordered.user.astype(np.int64), ordered.item.astype(np.int64)
     # the last occurrence of each (user, item), then each user's last `length` of those
     key = user * n_items + item
@@ -84,9 +92,7 @@ def neighbour_shares(known: sp.csr_matrix, sequences: sp.csr_matrix, neighbours:
     scale = sp.diags(1.0 / np.sqrt(np.maximum(lengths, 1.0)))
     similarity = sp.csr_matrix(known @ sequences.T @ scale, dtype=np.float32)
     nearest = top_k_per_row(similarity, neighbours)
-    totals = np.asarray(nearest.sum(axis=1)).ravel()
-    weights = sp.diags(np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)) @ nearest
-    out = sp.csr_matrix(weights @ sequences, dtype=np.float32)
+    out = sp.csr_matrix(rows_as_shares(nearest) @ sequences, dtype=np.float32)
     out.sort_indices()
     return out
 
