@@ -51,17 +51,18 @@ def zh_shop():
     rng = np.random.default_rng(0)
     users, items, times, events = [], [], [], []
     t = 1_700_000_000
-    for p, (_, relevant, others) in enumerate(pools):
-        for k in range(4):
-            members = [relevant, *others]
-            viewed = rng.choice(members, 2, replace=False)
-            bought = relevant if rng.random() < 0.7 else int(viewed[0])
-            for item, kind in ((viewed[0], EventType.VIEW), (viewed[1], EventType.VIEW), (bought, EventType.PURCHASE)):
-                t += int(rng.integers(60, 3 * DAY // N_POOLS))
-                users.append(f"shopper-{p}-{k}")
-                items.append(int(item))
-                times.append(t)
-                events.append(kind)
+    # shoppers of every pool arrive throughout (not pool after pool), so the past holds each pool's co-views
+    for p, k in rng.permutation([(p, k) for p in range(len(pools)) for k in range(4)]):
+        _, relevant, others = pools[p]
+        members = [relevant, *others]
+        viewed = rng.choice(members, 2, replace=False)
+        bought = relevant if rng.random() < 0.7 else int(viewed[0])
+        for item, kind in ((viewed[0], EventType.VIEW), (viewed[1], EventType.VIEW), (bought, EventType.PURCHASE)):
+            t += int(rng.integers(60, 3 * DAY // N_POOLS))
+            users.append(f"shopper-{p}-{k}")
+            items.append(int(item))
+            times.append(t)
+            events.append(kind)
     order = np.argsort(times, kind="stable")
     log = InteractionLog.from_arrays(np.array(users)[order], np.array(items)[order], np.array(times)[order],
                                      np.array(events, np.int8)[order])
@@ -160,8 +161,8 @@ def test_recommendations_for_a_new_shopper_and_for_one_with_chinese_history(serv
         assert len(items) == 10 and all(r["title"] in titles for r in items)
         listed = [r["item_id"] for r in items]
         hits += any(catalog.ids[o] in listed for o in others)
-    # measured: 16 of 20; a shopper's first title alone, nothing else known
-    assert hits >= 12, f"a pool-mate of the viewed title recommended to {hits} of 20 shoppers"
+    # measured: 20 of 20 (and 20 of 20 with random_state 1, 2, 3); a shopper's first title alone, nothing else known
+    assert hits >= 16, f"a pool-mate of the viewed title recommended to {hits} of 20 shoppers"
 
 
 def test_a_chinese_stated_interest_is_encoded_and_used(served):
