@@ -172,8 +172,33 @@ def test_the_best_list_on_held_out_first_visitors_is_chosen():
     expected = (1 + 1 / np.log2(3) + (1 + 0.5) / (1 + 1 / np.log2(3))) / 3
     assert quality["pop"] == pytest.approx(expected)
     assert choose_first_visit_list({"ranker": scores["ranker"], "pop": scores["ranker"]}, visitors,
-                                   tie_break)[0] == "ranker"  # a tie keeps the earlier list
-    assert choose_first_visit_list(scores, None, tie_break) == ("ranker", {})
+                                   tie_break)[0] == "pop"  # a tie: popularity
+    assert choose_first_visit_list({"ranker": scores["ranker"], "pop": scores["pop"], "pop30": scores["pop"]},
+                                   visitors, tie_break)[0] == "pop"  # tied popularity lists: the earlier
+    assert choose_first_visit_list(scores, None, tie_break) == ("pop", {})
+    assert choose_first_visit_list({"ranker": scores["ranker"]}, visitors, tie_break)[0] == "ranker"
+
+
+def test_the_ranker_replaces_popularity_only_when_better_beyond_chance():
+    rng = np.random.default_rng(0)
+    n_items = 50
+    ranker, pop = rng.permutation(n_items).astype(float), rng.permutation(n_items).astype(float)
+    by_ranker, by_pop = np.argsort(-ranker), np.argsort(-pop)
+    tie_break = np.arange(n_items)
+
+    def visitors(ranker_hits: int, pop_hits: int, misses: int) -> Segment:
+        """Shoppers whose one target is the ranker's first item, popularity's first, or neither's top 10."""
+        miss = next(int(i) for i in range(n_items) if i not in by_ranker[:10] and i not in by_pop[:10])
+        targets = ([np.array([by_ranker[0]])] * ranker_hits + [np.array([by_pop[0]])] * pop_hits
+                   + [np.array([miss])] * misses)
+        return Segment("cold k=0", [UserContext()] * len(targets), targets, [np.zeros(0, np.int64)] * len(targets))
+
+    lists = {"ranker": ranker, "pop": pop}
+    # ahead by 3 shoppers of 40: a better mean, not beyond chance
+    best, quality = choose_first_visit_list(lists, visitors(8, 5, 27), tie_break)
+    assert quality["ranker"] > quality["pop"] and best == "pop"
+    # ahead by 60 of 400: beyond chance
+    assert choose_first_visit_list(lists, visitors(110, 50, 240), tie_break)[0] == "ranker"
 
 
 def test_first_visitors_are_split_in_two_disjoint_halves(ordered):

@@ -1,8 +1,8 @@
 """A first visit: the list a shopper gets when nothing is known about them (no item, no stated interest, no
 query). Every such shopper gets the same list, so the choice is between whole lists: the ranker's, or one of
 the popularity orderings (all-time; on a timed log also the last 30 days and decayed). It is made on shoppers
-of the inner cut's future that the ranker did not learn from (`hold_out_first_visitors`), by NDCG@10, so a
-shop's first visitors get at least what its best popularity list gives unless the ranker did better.
+of the inner cut's future that the ranker did not learn from (`hold_out_first_visitors`), by NDCG@10: a shop's
+first visitors get its best popularity list unless the ranker's list was better beyond chance.
 """
 
 from __future__ import annotations
@@ -43,23 +43,41 @@ def _subset(segment: Segment, rows: np.ndarray) -> Segment:
 
 def choose_first_visit_list(lists: dict[str, np.ndarray], shoppers: Segment | None,
                             tie_break: np.ndarray) -> tuple[str, dict[str, float]]:
-    """The name of the list (scores over every position) with the best mean NDCG@10 on `shoppers` (ties: the
-    earlier in `lists`), and each list's NDCG@10. Without shoppers: the first list."""
-    names = list(lists)
+    """The name of the list (scores over every position) first visitors get, and each list's mean NDCG@10 on
+    `shoppers`.
+
+    Popularity is the default: the popularity ordering with the best mean NDCG@10 (ties: the earlier in
+    `lists`). The ranker's list replaces it only where it earns it, with the 95% interval of the paired
+    per-shopper difference above 0: a few hundred held-out first visitors can favour either by chance, and a
+    first visit should not get less than popularity gives. Without shoppers: the first popularity ordering.
+    """
+    popular = [name for name in lists if name != RANKER]
+    if not popular:
+        return RANKER, {}
     if shoppers is None or not len(shoppers):
-        return names[0], {}
-    quality = {name: _mean_ndcg(values, shoppers, tie_break) for name, values in lists.items()}
-    best = max(names, key=lambda name: (quality[name], -names.index(name)))
+        return popular[0], {}
+    gains = {name: _ndcg_per_shopper(values, shoppers, tie_break) for name, values in lists.items()}
+    quality = {name: float(values.mean()) for name, values in gains.items()}
+    best = max(popular, key=lambda name: (quality[name], -popular.index(name)))
+    if RANKER in gains and _lower_bound(gains[RANKER] - gains[best]) > 0:
+        return RANKER, quality
     return best, quality
 
 
-def _mean_ndcg(values: np.ndarray, shoppers: Segment, tie_break: np.ndarray, n: int = 10) -> float:
+def _lower_bound(differences: np.ndarray, z: float = 1.96) -> float:
+    """The lower end of the normal 95% interval of the mean of paired differences (-inf below two)."""
+    if len(differences) < 2:
+        return float("-inf")
+    return float(differences.mean() - z * differences.std(ddof=1) / np.sqrt(len(differences)))
+
+
+def _ndcg_per_shopper(values: np.ndarray, shoppers: Segment, tie_break: np.ndarray, n: int = 10) -> np.ndarray:
     order = np.lexsort((tie_break, -np.asarray(values, np.float64)))
     gains = 1.0 / np.log2(np.arange(2, n + 2))
-    total = 0.0
-    for targets, excluded in zip(shoppers.targets, shoppers.exclude, strict=True):
+    out = np.zeros(len(shoppers))
+    for row, (targets, excluded) in enumerate(zip(shoppers.targets, shoppers.exclude, strict=True)):
         head = order[: n + len(excluded)]
         top = head[~np.isin(head, excluded)][:n]
         hits = np.isin(top, targets)
-        total += float(gains[: len(top)][hits].sum() / gains[: min(len(np.unique(targets)), n)].sum())
-    return total / len(shoppers)
+        out[row] = gains[: len(top)][hits].sum() / gains[: min(len(np.unique(targets)), n)].sum()
+    return out
