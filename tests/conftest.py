@@ -30,3 +30,24 @@ def office(data_root):
     from coldrec.data import load_dataset
 
     return load_dataset("amazon14-office", data_root)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """The URL of a database on a throwaway PostgreSQL server (tests/postgres.py), started once, on first use; the
+    tests asking for it skip where no server can run here, or fail with COLDREC_REQUIRE_POSTGRES=1."""
+    from tests.postgres import PostgresServer, Unavailable, unavailable
+
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as error:
+        unavailable(f"psycopg / psycopg_pool are not installed ({error}): pip install 'coldrec[serve]'")
+    try:
+        server = PostgresServer()
+    except Unavailable as error:
+        unavailable(str(error))
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -24,6 +24,9 @@ def serve(
     dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="Without --model: build on this data set."),
     synthetic: int = typer.Option(0, "--synthetic", min=0, help="Serve a synthetic engine of N items (load tests)."),
     state: Path = typer.Option(None, "--state", help="The SQLite store (default: MODEL/state or ./coldrec-state)."),
+    store_target: str = typer.Option(None, "--store", help="The store: a state folder (SQLite, as --state) or a "
+                                     "postgresql://USER@HOST:PORT/DATABASE URL (PostgreSQL; the password in "
+                                     "PGPASSWORD or ~/.pgpass). Default: --state's."),
     host: str = typer.Option("127.0.0.1", "--host", help="Beyond loopback only with a key (or --trust-network)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
     api_key_file: Path = typer.Option(None, "--api-key-file", help="File holding the write (admin) key, required "
@@ -53,6 +56,8 @@ def serve(
     from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.protocol import HTTP_PROTOCOL
     from coldrec.serve.settings import Settings
+    from coldrec.serve.store import is_postgres_url
+    from coldrec.serve.store.postgres import redacted
 
     # before the encoder loads (inherited by --workers processes): a bulk encode (POST /items) takes half the
     # cores, its idle threads sleep, and requests keep the rest. Office, 1,000-item POST under 100 reads/s, 2 cores:
@@ -73,6 +78,16 @@ def serve(
     if every is not None and versions is None:
         fail("--retrain-every needs --model FOLDER, a folder written by `coldrec build`: the retrains publish "
              "their versions there")
+    postgres_url = store_target if is_postgres_url(store_target) else None
+    if store_target is not None and postgres_url is None:  # a folder: the SQLite store, as --state
+        if state is not None and Path(store_target) != state:
+            fail(f"--store {store_target} and --state {state} name two different stores: give one")
+        state = Path(store_target)
+    if postgres_url is not None and workers > 1:
+        fail("--workers N opens the SQLite store in each worker process: with --store postgresql://... run one "
+             "`coldrec serve` per port instead")
+    if postgres_url is not None and every is not None:
+        fail("--retrain-every retrains from the SQLite store in --state: not yet from --store postgresql://...")
     if state is None:
         state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
     try:
@@ -83,8 +98,13 @@ def serve(
         check_exposure(settings)
     except (ValueError, ExposedServiceError) as error:
         fail(str(error))
-    store = open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
-                        settings.id_key_file)
+    if postgres_url is None:
+        store = open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
+                           settings.id_key_file)
+        where = str(settings.database_path)
+    else:
+        store = _open_postgres(postgres_url, settings)
+        where = redacted(postgres_url)
     started = time.perf_counter()
     engine = _serving_engine(directory, data, dataset, synthetic, store)
     # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
@@ -95,7 +115,7 @@ def serve(
         store.upsert_items(model_items[missing])
     counts = store.counts()
     console.print(f"engine ready in {time.perf_counter() - started:.1f} s: {counts['items']:,} items, "
-                  f"{counts['events']:,} events in {settings.database_path}"
+                  f"{counts['events']:,} events in {where}"
                   + (f"; model version {version} of {model}" if versions is not None else ""))
     keys = ("  [write key required" + (", read key for GET" if settings.read_key else "") + "]"
             if settings.api_key else "")
@@ -121,6 +141,20 @@ def serve(
         if retrainer is not None:
             _stop(retrainer)
     store.close()
+
+
+def _open_postgres(url: str, settings):
+    """The PostgreSQL store at `url` (keyed as the SQLite one would be); a problem exits with its message."""
+    from coldrec.serve.store import open_store as open_target
+    from coldrec.serve.store.postgres import redacted
+
+    id_key = settings.id_key.get_secret_value() if settings.id_key else os.environ.get("COLDREC_ID_KEY")
+    try:
+        return open_target(url, id_key, key_file=settings.id_key_file)
+    except ImportError as error:
+        fail(f"--store postgresql://... needs psycopg and psycopg_pool (pip install 'coldrec[serve]'): {error}")
+    except Exception as error:  # a refused connection, a bad URL, a key problem
+        fail(f"cannot open the store at {redacted(url)}: {error}")
 
 
 def _start_retrainer(root: Path, state_dir: Path, every_s: float, id_key_file: Path | None) -> subprocess.Popen:

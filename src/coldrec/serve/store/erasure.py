@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .connections import Connections
-from .schema import BUSY_TIMEOUT_S
+from .schema import BUSY_TIMEOUT_S, COUNT_ERASURE
 
 #: How long an erasure waits for readers that started before it (their snapshot still holds the rows).
 PURGE_WAIT_S = 10.0
@@ -62,7 +62,7 @@ class Erasure(Connections):
             counts = {table: connection.execute(f"DELETE FROM {table} WHERE user_key = ?", (key,)).rowcount
                       for table in tables}
             if any(counts.values()):
-                connection.execute("UPDATE meta SET value = value + 1 WHERE key = 'erasures'")
+                connection.execute(COUNT_ERASURE)
         self._scrub(connection)
         # even when nothing was deleted now: repeating an erasure that raised ErasurePending retries the purge
         if not self._purge(connection, self.purge_wait_s):

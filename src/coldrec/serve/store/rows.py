@@ -1,5 +1,6 @@
 """Rows in and out of the store: what `add_events` reports, the checks an event must pass, and the conversions
-between catalog frames / numpy columns and the values SQLite holds."""
+between catalog frames / numpy columns and the values the tables hold. Everything here but `stored_event_ids`
+serves both backends (SQLite and PostgreSQL hold the same values)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import dataclasses
 import json
 import math
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .schema import EVENT_CODES
+from coldrec.data.catalog import ItemCatalog
+from coldrec.data.interactions import InteractionLog
+from coldrec.serve.privacy import Pseudonymizer
+
+from .schema import EVENT_CODES, ITEM_FIELDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,11 +61,137 @@ def event_problem(event: dict) -> tuple[str, str] | None:
     return None
 
 
+class EventRows:
+    """A batch of events checked and keyed (`add_events`): `rows` (position, (event_id, user_key, item_id, time,
+    event, query)) of the well-formed ones, `rejected` the malformed ones; then `check_items` and `result`."""
+
+    def __init__(self, events: list[dict], ids: Pseudonymizer, now: float):
+        self.size = len(events)
+        keys: dict[tuple[str, str], str] = {}
+
+        def key_of(event: dict) -> str:
+            if event.get("user_id") is not None:
+                kind, value = "user", event["user_id"]
+            else:
+                kind, value = "session", event["session_id"]
+            if (kind, value) not in keys:
+                keys[kind, value] = ids.user(value) if kind == "user" else ids.session(value)
+            return keys[kind, value]
+
+        self.rejected: list[Rejected] = []
+        self.rows: list[tuple[int, tuple]] = []
+        for position, e in enumerate(events):
+            problem = event_problem(e)
+            if problem is not None:
+                self.rejected.append(Rejected(position, str(e.get("event_id") or ""), *problem))
+                continue
+            self.rows.append((position, (e["event_id"], key_of(e), e.get("item_id"),
+                                         now if e.get("time") is None else float(e["time"]), EVENT_CODES[e["type"]],
+                                         e.get("query"))))
+
+    def item_ids(self) -> list[str]:
+        """The items the well-formed events name, sorted."""
+        return sorted({row[2] for _, row in self.rows if row[2] is not None})
+
+    def check_items(self, deleted: dict[str, int]) -> list[tuple]:
+        """The rows to insert, given item id -> its `deleted` flag (absent: unknown); the others are rejected."""
+        valid = []
+        for position, row in self.rows:
+            item_id = row[2]
+            if item_id is None or deleted.get(item_id) == 0:
+                valid.append(row)
+            else:
+                state = "deleted" if item_id in deleted else "unknown"
+                self.rejected.append(Rejected(position, row[0], "item_id", f"{state} item id {item_id!r}"))
+        return valid
+
+    def retried(self) -> list[str]:
+        """The ids of rejected events: those already stored are duplicates (a retry after their item went)."""
+        return [r.event_id for r in self.rejected if r.event_id]
+
+    def result(self, accepted: int, stored: set[str]) -> EventsAdded:
+        rejected = sorted((r for r in self.rejected if r.event_id not in stored), key=lambda r: r.position)
+        return EventsAdded(accepted, self.size - accepted - len(rejected), rejected)
+
+
+def shopper_keys(ids: Pseudonymizer, user_id: str | None, session_id: str | None) -> list[str]:
+    """The pseudonymised keys of a user and / or a session."""
+    return ([ids.user(user_id)] if user_id is not None else []) + (
+        [ids.session(session_id)] if session_id is not None else []
+    )
+
+
+def most_recent(newest: list[tuple], keys: int, limit: int) -> list[tuple]:
+    """Rows (time, order, item_id, event, query), newest first per key, to the `limit` newest of all in time order
+    as (item_id, time, event, query)."""
+    if keys > 1:
+        newest = sorted(newest, reverse=True)[:limit]
+    return [(item_id, t, event, query) for t, _, item_id, event, query in reversed(newest)]
+
+
+def item_rows(frame: pd.DataFrame) -> tuple[list[str], list[str], list[tuple]]:
+    """A frame of items (item_id and any catalog columns) as the items table stores them: (ids, column names with
+    item_id first, rows)."""
+    catalog = ItemCatalog.from_partial(frame)
+    columns = item_columns(catalog.frame)
+    rows = list(zip(*(sql_values(values) for values in columns.values()), strict=True))
+    return catalog.ids.tolist(), list(columns), rows
+
+
+def patch_values(item_id: str, fields: dict) -> tuple[list[str], list[Any]]:
+    """The names and stored values of the catalog fields a patch changes (ValueError for a field it cannot)."""
+    unknown = sorted(set(fields) - set(ITEM_FIELDS))
+    if unknown:
+        raise ValueError(f"not catalog fields: {unknown} (item_id cannot change)")
+    if "available" in fields and fields["available"] is None:
+        raise ValueError("available must be True or False")
+    names = list(fields)
+    if not names:
+        return [], []
+    given = ItemCatalog.from_partial(pd.DataFrame({"item_id": [item_id], **{name: [fields[name]] for name in names}}))
+    encoded = item_columns(given.frame)
+    return names, [sql_values(encoded[name])[0] for name in names]
+
+
+def items_from_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The items table's columns (`SELECT_ITEMS`) back to catalog columns + "deleted"."""
+    frame["created_at"] = pd.to_datetime(pd.to_numeric(frame["created_at"]), unit="s")
+    frame["available"] = frame["available"].astype(bool)
+    frame["attributes"] = frame["attributes"].map(lambda text: json.loads(text) if isinstance(text, str) else None)
+    frame["price"] = frame["price"].astype("float64")
+    deleted = frame.pop("deleted").astype(bool).to_numpy()
+    frame = ItemCatalog(frame).frame
+    frame["deleted"] = deleted
+    return frame
+
+
+def seed_columns(ids: Pseudonymizer, catalog: ItemCatalog, log: InteractionLog) -> list[list[Any]]:
+    """A data set's log as event columns (event_id "seed-<row>", user_key, item_id, time, event, query)."""
+    user_keys = np.array([ids.user(str(u)) for u in log.users], dtype=object)[log.user]
+    event_ids = np.char.add("seed-", log.order.astype(str)).astype(object)
+    queries = log.query if log.query is not None else np.full(len(log), None, dtype=object)
+    return [event_ids.tolist(), user_keys.tolist(), catalog.ids[log.item].tolist(), log.time.tolist(),
+            log.event.tolist(), sql_values(pd.Series(queries, dtype=object))]
+
+
+def decoded_profiles(rows: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    return {key: json.loads(interests) for key, interests in rows}
+
+
+def encoded_interests(interests: list[str]) -> str:
+    return json.dumps(list(interests))
+
+
 def stored_event_ids(connection: sqlite3.Connection, event_ids: list[str]) -> list[str]:
-    """The given event ids that are stored."""
-    return [event_id for (event_id,) in connection.execute(
+    """The given event ids that are stored (SQLite), in the order given, each once."""
+    return in_given_order(event_ids, {event_id for (event_id,) in connection.execute(
         "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))", (json.dumps(event_ids),)
-    )]
+    )})
+
+
+def in_given_order(event_ids: list[str], stored: set[str]) -> list[str]:
+    """`stored_event_ids`' answer on every backend: the stored ones of `event_ids`, in their order, each once."""
+    return [event_id for event_id in dict.fromkeys(event_ids) if event_id in stored]
 
 
 def item_columns(table: pd.DataFrame) -> dict[str, pd.Series]:

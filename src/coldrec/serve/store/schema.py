@@ -1,4 +1,5 @@
-"""The tables of the store's SQLite file, the constants their rows follow, and the upgrade of older files."""
+"""The tables of the store's SQLite file, the constants their rows follow, the upgrade of older files, and the
+statements both backends run unchanged (written with SQLite's `?`; `coldrec.serve.store.postgres` rewrites it)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,39 @@ ITEM_FIELDS = [c for c in CATALOG_COLUMNS if c != "item_id"]
 EVENT_CODES = {e.name.lower(): int(e) for e in EventType}
 USER_EVENT_COLUMNS = ["item_id", "time", "event", "query"]
 BUSY_TIMEOUT_S = 30
+
+# statements the same on SQLite and PostgreSQL (placeholders `?`; the tables are those of SCHEMA and PG_SCHEMA)
+SELECT_ITEMS = f"SELECT item_id, {', '.join(ITEM_FIELDS)}, deleted FROM items"
+IS_LIVE = "SELECT 1 FROM items WHERE item_id = ? AND deleted = 0"
+DELETE_ITEM = "UPDATE items SET deleted = 1, changed = ? WHERE item_id = ?"
+ITEM_COUNT = "SELECT COUNT(*) FROM items WHERE deleted = 0"
+ITEMS_VERSION = "SELECT value FROM meta WHERE key = 'items_version'"
+SET_PROFILE = ("INSERT INTO profiles (user_key, interests) VALUES (?, ?) "
+               "ON CONFLICT (user_key) DO UPDATE SET interests = excluded.interests")
+PROFILE = "SELECT interests FROM profiles WHERE user_key = ?"
+PROFILES = "SELECT user_key, interests FROM profiles"
+UNTIMED = "SELECT value FROM meta WHERE key = 'untimed_events'"
+COUNT_ERASURE = "UPDATE meta SET value = value + 1 WHERE key = 'erasures'"
+COUNTERS = ("SELECT (SELECT value FROM meta WHERE key = 'items_version'), "
+            "(SELECT value FROM meta WHERE key = 'erasures'), "
+            "(SELECT store_id FROM identity)")
+COUNTS = ("SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM items WHERE deleted = 1), "
+          "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), "
+          "(SELECT COUNT(*) FROM profiles)")
+COUNT_NAMES = ("items", "deleted_items", "events", "users", "profiles")
+
+
+def upsert_items_sql(names: list[str]) -> str:
+    """Insert items (columns: position, `names` (item_id first), changed) or update an existing id's row in place:
+    it keeps its position and comes back if deleted."""
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names[1:])
+    return (f"INSERT INTO items (position, {', '.join(names)}, changed) VALUES ({', '.join('?' * (len(names) + 2))}) "
+            f"ON CONFLICT (item_id) DO UPDATE SET {updates}, deleted = 0, changed = excluded.changed")
+
+
+def patch_item_sql(names: list[str]) -> str:
+    """Set the fields `names` and changed (parameters: the values, the version, the item id)."""
+    return f"UPDATE items SET {', '.join(f'{name} = ?' for name in names)}, changed = ? WHERE item_id = ?"
 
 
 def create_or_upgrade(connection: sqlite3.Connection) -> None:

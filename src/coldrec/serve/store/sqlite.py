@@ -16,18 +16,41 @@ from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
 
 from .erasure import PURGE_WAIT_S, Erasure
 from .rows import (
+    EventRows,
     EventsAdded,
-    Rejected,
     Snapshot,
     as_frame,
-    event_problem,
+    decoded_profiles,
+    encoded_interests,
     events_columns,
     events_frame,
-    item_columns,
-    sql_values,
+    item_rows,
+    items_from_rows,
+    most_recent,
+    patch_values,
+    seed_columns,
+    shopper_keys,
     stored_event_ids,
 )
-from .schema import EVENT_CODES, ITEM_FIELDS, USER_EVENT_COLUMNS, bump_items_version, create_or_upgrade
+from .schema import (
+    COUNT_NAMES,
+    COUNTERS,
+    COUNTS,
+    DELETE_ITEM,
+    IS_LIVE,
+    ITEM_COUNT,
+    ITEMS_VERSION,
+    PROFILE,
+    PROFILES,
+    SELECT_ITEMS,
+    SET_PROFILE,
+    UNTIMED,
+    USER_EVENT_COLUMNS,
+    bump_items_version,
+    create_or_upgrade,
+    patch_item_sql,
+    upsert_items_sql,
+)
 
 
 class Store(Erasure):
@@ -57,21 +80,13 @@ class Store(Erasure):
 
         Upserting a deleted item brings it back.
         """
-        catalog = ItemCatalog.from_partial(frame)
-        columns = item_columns(catalog.frame)
-        rows = list(zip(*(sql_values(values) for values in columns.values()), strict=True))
-        names = ", ".join(columns)
-        updates = ", ".join(f"{name} = excluded.{name}" for name in list(columns)[1:])
+        ids, names, rows = item_rows(frame)
         with self._write() as connection:
             version = self._bump_items_version(connection)
             start = connection.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM items").fetchone()[0]
             # positions for new ids come from a counter; an update keeps its row's position
-            connection.executemany(
-                f"INSERT INTO items (position, {names}, changed) VALUES (?, {', '.join('?' * len(columns))}, ?) "
-                f"ON CONFLICT (item_id) DO UPDATE SET {updates}, deleted = 0, changed = excluded.changed",
-                ((start + i, *row, version) for i, row in enumerate(rows)),
-            )
-        return catalog.ids.tolist()
+            connection.executemany(upsert_items_sql(names), ((start + i, *row, version) for i, row in enumerate(rows)))
+        return ids
 
     def patch_item(self, item_id: str, fields: dict) -> pd.DataFrame | None:
         """Change only the given catalog fields of a live item, in one transaction: its row after the change
@@ -79,27 +94,14 @@ class Store(Erasure):
 
         Values are encoded as by `upsert_items` (created_at naive UTC; None clears a field).
         """
-        unknown = sorted(set(fields) - set(ITEM_FIELDS))
-        if unknown:
-            raise ValueError(f"not catalog fields: {unknown} (item_id cannot change)")
-        if "available" in fields and fields["available"] is None:
-            raise ValueError("available must be True or False")
-        if not fields:
+        names, values = patch_values(item_id, fields)
+        if not names:
             return self.item(item_id)
-        names = list(fields)
-        given = ItemCatalog.from_partial(
-            pd.DataFrame({"item_id": [item_id], **{name: [fields[name]] for name in names}})
-        )
-        encoded = item_columns(given.frame)
-        values = [sql_values(encoded[name])[0] for name in names]
         with self._write() as connection:
             if not self._is_live(connection, item_id):
                 return None
             version = self._bump_items_version(connection)
-            connection.execute(
-                f"UPDATE items SET {', '.join(f'{name} = ?' for name in names)}, changed = ? WHERE item_id = ?",
-                (*values, version, item_id),
-            )
+            connection.execute(patch_item_sql(names), (*values, version, item_id))
             return self._items("WHERE item_id = ?", (item_id,), connection).drop(columns="deleted")
 
     def item(self, item_id: str) -> pd.DataFrame | None:
@@ -113,12 +115,12 @@ class Store(Erasure):
             if not self._is_live(connection, item_id):
                 return False
             version = self._bump_items_version(connection)
-            connection.execute("UPDATE items SET deleted = 1, changed = ? WHERE item_id = ?", (version, item_id))
+            connection.execute(DELETE_ITEM, (version, item_id))
             return True
 
     @staticmethod
     def _is_live(connection: sqlite3.Connection, item_id: str) -> bool:
-        row = connection.execute("SELECT 1 FROM items WHERE item_id = ? AND deleted = 0", (item_id,)).fetchone()
+        row = connection.execute(IS_LIVE, (item_id,)).fetchone()
         return row is not None
 
     def _bump_items_version(self, connection: sqlite3.Connection) -> int:
@@ -133,7 +135,7 @@ class Store(Erasure):
 
     def items_version(self) -> int:
         """Grows with every item write (by any process sharing this file): a cheap "has the catalog changed?"."""
-        version: int = self._read("SELECT value FROM meta WHERE key = 'items_version'")[0][0]
+        version: int = self._read(ITEMS_VERSION)[0][0]
         return version
 
     def items_frame(self, changed_since: int | None = None) -> pd.DataFrame:
@@ -143,22 +145,13 @@ class Store(Erasure):
         return self._items("WHERE changed > ?", (since,))
 
     def _items(self, where: str, parameters: tuple, connection: sqlite3.Connection | None = None) -> pd.DataFrame:
-        frame = pd.read_sql_query(
-            f"SELECT item_id, {', '.join(ITEM_FIELDS)}, deleted FROM items {where} ORDER BY position",
-            connection or self._connection(), params=parameters,
-        )
-        frame["created_at"] = pd.to_datetime(frame["created_at"], unit="s")
-        frame["available"] = frame["available"].astype(bool)
-        frame["attributes"] = frame["attributes"].map(lambda text: json.loads(text) if isinstance(text, str) else None)
-        frame["price"] = frame["price"].astype("float64")
-        deleted = frame.pop("deleted").astype(bool).to_numpy()
-        frame = ItemCatalog(frame).frame
-        frame["deleted"] = deleted
-        return frame
+        frame = pd.read_sql_query(f"{SELECT_ITEMS} {where} ORDER BY position", connection or self._connection(),
+                                  params=parameters)
+        return items_from_rows(frame)
 
     def item_count(self) -> int:
         """Items not deleted."""
-        count: int = self._read("SELECT COUNT(*) FROM items WHERE deleted = 0")[0][0]
+        count: int = self._read(ITEM_COUNT)[0][0]
         return count
 
     # events
@@ -172,51 +165,21 @@ class Store(Erasure):
         its item has been deleted since (a retried batch). An event naming an unknown or deleted
         item, or malformed, is not stored and is listed in `rejected`.
         """
-        keys: dict[tuple[str, str], str] = {}
-
-        def key_of(event: dict) -> str:
-            if event.get("user_id") is not None:
-                kind, value = "user", event["user_id"]
-            else:
-                kind, value = "session", event["session_id"]
-            if (kind, value) not in keys:
-                keys[kind, value] = self.ids.user(value) if kind == "user" else self.ids.session(value)
-            return keys[kind, value]
-
-        now = time.time()
-        rejected: list[Rejected] = []
-        rows: list[tuple[int, tuple]] = []  # (position, row)
-        for position, e in enumerate(events):
-            problem = event_problem(e)
-            if problem is not None:
-                rejected.append(Rejected(position, str(e.get("event_id") or ""), *problem))
-                continue
-            rows.append((position, (e["event_id"], key_of(e), e.get("item_id"),
-                                    now if e.get("time") is None else float(e["time"]), EVENT_CODES[e["type"]],
-                                    e.get("query"))))
-        item_ids = sorted({row[2] for _, row in rows if row[2] is not None})
+        batch = EventRows(events, self.ids, time.time())
         with self._write() as connection:
             deleted = dict(connection.execute(
                 "SELECT item_id, deleted FROM items WHERE item_id IN (SELECT value FROM json_each(?))",
-                (json.dumps(item_ids),),
+                (json.dumps(batch.item_ids()),),
             ))
-            valid = []
-            for position, row in rows:
-                item_id = row[2]
-                if item_id is None or deleted.get(item_id) == 0:
-                    valid.append(row)
-                else:
-                    state = "deleted" if item_id in deleted else "unknown"
-                    rejected.append(Rejected(position, row[0], "item_id", f"{state} item id {item_id!r}"))
+            valid = batch.check_items(deleted)
             accepted = connection.executemany(
                 "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 valid,
             ).rowcount if valid else 0
-            retried = [r.event_id for r in rejected if r.event_id]
+            retried = batch.retried()
             stored = set(stored_event_ids(connection, retried)) if retried else set()
-        rejected = sorted((r for r in rejected if r.event_id not in stored), key=lambda r: r.position)
-        return EventsAdded(accepted, len(events) - accepted - len(rejected), rejected)
+        return batch.result(accepted, stored)
 
     def user_events(
         self, user_id: str | None = None, session_id: str | None = None, limit: int | None = None
@@ -232,9 +195,7 @@ class Store(Erasure):
         self, user_id: str | None = None, session_id: str | None = None, limit: int | None = None
     ) -> dict[str, np.ndarray]:
         """`user_events` as numpy columns: the per-request path, where a DataFrame costs more than the query."""
-        keys = ([self.ids.user(user_id)] if user_id is not None else []) + (
-            [self.ids.session(session_id)] if session_id is not None else []
-        )
+        keys = shopper_keys(self.ids, user_id, session_id)
         if limit is None:
             rows = self._read(
                 "SELECT item_id, time, event, query FROM events WHERE user_key IN (SELECT value FROM json_each(?)) "
@@ -250,10 +211,7 @@ class Store(Erasure):
             "ORDER BY time DESC, rowid DESC LIMIT ?",
             (key, limit),
         )]
-        if len(keys) > 1:
-            newest = sorted(newest, reverse=True)[:limit]
-        rows = [(item_id, t, event, query) for t, _, item_id, event, query in reversed(newest)]
-        return events_columns(rows, USER_EVENT_COLUMNS)
+        return events_columns(most_recent(newest, len(keys), limit), USER_EVENT_COLUMNS)
 
     def events_log(self) -> pd.DataFrame:
         """Every event in time order: user_key, item_id, time (int64), event (int8), query (for rebuilds)."""
@@ -268,20 +226,16 @@ class Store(Erasure):
 
     def set_profile(self, user_id: str, interests: list[str]) -> None:
         with self._write() as connection:
-            connection.execute(
-                "INSERT INTO profiles (user_key, interests) VALUES (?, ?) "
-                "ON CONFLICT (user_key) DO UPDATE SET interests = excluded.interests",
-                (self.ids.user(user_id), json.dumps(list(interests))),
-            )
+            connection.execute(SET_PROFILE, (self.ids.user(user_id), encoded_interests(interests)))
 
     def profile(self, user_id: str) -> list[str]:
-        rows = self._read("SELECT interests FROM profiles WHERE user_key = ?", (self.ids.user(user_id),))
+        rows = self._read(PROFILE, (self.ids.user(user_id),))
         interests: list[str] = json.loads(rows[0][0]) if rows else []
         return interests
 
     def profiles(self) -> dict[str, list[str]]:
         """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
-        return {key: json.loads(interests) for key, interests in self._read("SELECT user_key, interests FROM profiles")}
+        return decoded_profiles(self._read(PROFILES))
 
     # a consistent copy, for retraining
 
@@ -294,9 +248,8 @@ class Store(Erasure):
             items = self._items("", (), connection)
             rows = connection.execute(
                 "SELECT user_key, item_id, time, event, query FROM events ORDER BY time, rowid").fetchall()
-            profiles = {key: json.loads(text) for key, text in
-                        connection.execute("SELECT user_key, interests FROM profiles")}
-            untimed = connection.execute("SELECT value FROM meta WHERE key = 'untimed_events'").fetchall()
+            profiles = decoded_profiles(connection.execute(PROFILES).fetchall())
+            untimed = connection.execute(UNTIMED).fetchall()
         finally:
             connection.execute("COMMIT")
         return Snapshot(version, erasures, items, events_frame(rows, ["user_key", *USER_EVENT_COLUMNS]), profiles,
@@ -312,10 +265,7 @@ class Store(Erasure):
 
     @staticmethod
     def _counters(connection: sqlite3.Connection) -> tuple[int, int, int]:
-        (version, erasures, store_id), = connection.execute(
-            "SELECT (SELECT value FROM meta WHERE key = 'items_version'), "
-            "(SELECT value FROM meta WHERE key = 'erasures'), "
-            "(SELECT store_id FROM identity)").fetchall()
+        (version, erasures, store_id), = connection.execute(COUNTERS).fetchall()
         return int(version), int(erasures), int(store_id)
 
     # erasure (see .erasure)
@@ -339,13 +289,7 @@ class Store(Erasure):
         self.upsert_items(catalog.frame)
         if log is None or not len(log):
             return
-        user_keys = np.array([self.ids.user(str(u)) for u in log.users], dtype=object)[log.user]
-        event_ids = np.char.add("seed-", log.order.astype(str)).astype(object)
-        queries = log.query if log.query is not None else np.full(len(log), None, dtype=object)
-        rows = zip(
-            event_ids.tolist(), user_keys.tolist(), catalog.ids[log.item].tolist(), log.time.tolist(),
-            log.event.tolist(), sql_values(pd.Series(queries, dtype=object)), strict=True,
-        )
+        rows = zip(*seed_columns(self.ids, catalog, log), strict=True)
         with self._write() as connection:
             connection.executemany(
                 "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) "
@@ -356,9 +300,5 @@ class Store(Erasure):
                 connection.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('untimed_events', 1)")
 
     def counts(self) -> dict[str, int]:
-        (items, deleted, events, users, profiles), = self._read(
-            "SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(*) FROM items WHERE deleted = 1), "
-            "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), "
-            "(SELECT COUNT(*) FROM profiles)"
-        )
-        return {"items": items, "deleted_items": deleted, "events": events, "users": users, "profiles": profiles}
+        (counts,) = self._read(COUNTS)
+        return dict(zip(COUNT_NAMES, counts, strict=True))
