@@ -325,7 +325,8 @@ def test_cache_is_fast(tmp_path):
     elapsed = time.perf_counter() - t0
     assert hit.all()
     np.testing.assert_array_equal(got, vecs)
-    assert elapsed < 2.0
+    # about 1 s on a quiet 2-core machine (2.1 s once under a load of 5); a per-text slow path takes minutes
+    assert elapsed < 10.0
 
 
 def test_cache_single_puts_go_to_the_overlay_and_merge_later(tmp_path, monkeypatch):
