@@ -48,15 +48,27 @@ def load_or_exit(name: str, root: Path | None, skip_bad: bool) -> Dataset:
         raise typer.Exit(2) from error
 
 
-def open_store(state_dir: Path, id_key: str | None = None, key_file: Path | None = None):
-    """The store in `state_dir`; a key problem (a key file beside the data, two different keys) exits with its
+def open_store(target: str | Path, id_key: str | None = None, key_file: Path | None = None):
+    """The store at `target`: a state folder (SQLite) or a postgresql:// URL. A problem opening it (a key file
+    beside the data, two different keys; for PostgreSQL a missing psycopg or a refused connection) exits with its
     message. Without `id_key` / `key_file`: COLDREC_ID_KEY, else the default key file."""
-    from coldrec.serve.store import Store
+    from coldrec.serve.store import is_postgres_url
+    from coldrec.serve.store import open_store as open_target
+
+    id_key = id_key or os.environ.get("COLDREC_ID_KEY")
+    if not is_postgres_url(target):
+        try:
+            return open_target(target, id_key, key_file=key_file)
+        except ValueError as error:
+            fail(str(error))
+    from coldrec.serve.store.postgres import redacted
 
     try:
-        return Store.open(state_dir, id_key or os.environ.get("COLDREC_ID_KEY"), key_file=key_file)
-    except ValueError as error:
-        fail(str(error))
+        return open_target(target, id_key, key_file=key_file)
+    except ImportError as error:
+        fail(f"--store postgresql://... needs psycopg and psycopg_pool (pip install 'coldrec[serve]'): {error}")
+    except Exception as error:  # a refused connection, a bad URL, a key problem
+        fail(f"cannot open the store at {redacted(str(target))}: {error}")
 
 
 def fail(message: str) -> NoReturn:

@@ -98,13 +98,9 @@ def serve(
         check_exposure(settings)
     except (ValueError, ExposedServiceError) as error:
         fail(str(error))
-    if postgres_url is None:
-        store = open_store(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
-                           settings.id_key_file)
-        where = str(settings.database_path)
-    else:
-        store = _open_postgres(postgres_url, settings)
-        where = redacted(postgres_url)
+    store = open_store(postgres_url or settings.state_dir,
+                       settings.id_key.get_secret_value() if settings.id_key else None, settings.id_key_file)
+    where = str(settings.database_path) if postgres_url is None else redacted(postgres_url)
     started = time.perf_counter()
     engine = _serving_engine(directory, data, dataset, synthetic, store)
     # the store is the live catalog: it learns the model's items it lacks (all of them in a fresh state dir);
@@ -141,20 +137,6 @@ def serve(
         if retrainer is not None:
             _stop(retrainer)
     store.close()
-
-
-def _open_postgres(url: str, settings):
-    """The PostgreSQL store at `url` (keyed as the SQLite one would be); a problem exits with its message."""
-    from coldrec.serve.store import open_store as open_target
-    from coldrec.serve.store.postgres import redacted
-
-    id_key = settings.id_key.get_secret_value() if settings.id_key else os.environ.get("COLDREC_ID_KEY")
-    try:
-        return open_target(url, id_key, key_file=settings.id_key_file)
-    except ImportError as error:
-        fail(f"--store postgresql://... needs psycopg and psycopg_pool (pip install 'coldrec[serve]'): {error}")
-    except Exception as error:  # a refused connection, a bad URL, a key problem
-        fail(f"cannot open the store at {redacted(url)}: {error}")
 
 
 def _start_retrainer(root: Path, state_dir: Path, every_s: float, id_key_file: Path | None) -> subprocess.Popen:

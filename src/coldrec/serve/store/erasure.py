@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .connections import Connections
-from .schema import BUSY_TIMEOUT_S, COUNT_ERASURE
+from .schema import BUSY_TIMEOUT_S, COUNT_ERASURE, ERASE_ROWS
 
 #: How long an erasure waits for readers that started before it (their snapshot still holds the rows).
 PURGE_WAIT_S = 10.0
@@ -59,7 +59,7 @@ class Erasure(Connections):
 
     def _erase(self, key: str, tables: tuple[str, ...]) -> dict[str, int]:
         with self._write() as connection:
-            counts = {table: connection.execute(f"DELETE FROM {table} WHERE user_key = ?", (key,)).rowcount
+            counts = {table: connection.execute(ERASE_ROWS.format(table=table), (key,)).rowcount
                       for table in tables}
             if any(counts.values()):
                 connection.execute(COUNT_ERASURE)

@@ -55,15 +55,18 @@ from .schema import (
     COUNTERS,
     COUNTS,
     DELETE_ITEM,
+    ERASE_ROWS,
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
     PROFILE,
     PROFILES,
     SELECT_ITEMS,
+    SESSION_TABLES,
     SET_PROFILE,
     UNTIMED,
     USER_EVENT_COLUMNS,
+    USER_TABLES,
     patch_item_sql,
     upsert_items_sql,
 )
@@ -432,15 +435,15 @@ class PostgresStore:
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         """Erase a user's events and profile in one transaction: {"events": n, "profiles": m}."""
-        return self._erase(self.ids.user(user_id), ("events", "profiles"))
+        return self._erase(self.ids.user(user_id), USER_TABLES)
 
     def delete_session(self, session_id: str) -> dict[str, int]:
         """Erase an anonymous session's events: {"events": n}."""
-        return self._erase(self.ids.session(session_id), ("events",))
+        return self._erase(self.ids.session(session_id), SESSION_TABLES)
 
     def _erase(self, key: str, tables: tuple[str, ...]) -> dict[str, int]:
         with self._write() as cursor:
-            counts = {table: cursor.execute(f"DELETE FROM {table} WHERE user_key = %s", (key,)).rowcount
+            counts = {table: cursor.execute(pg(ERASE_ROWS.format(table=table)), (key,)).rowcount
                       for table in tables}
             if any(counts.values()):
                 cursor.execute(COUNT_ERASURE)

@@ -59,6 +59,10 @@ PROFILE = "SELECT interests FROM profiles WHERE user_key = ?"
 PROFILES = "SELECT user_key, interests FROM profiles"
 UNTIMED = "SELECT value FROM meta WHERE key = 'untimed_events'"
 COUNT_ERASURE = "UPDATE meta SET value = value + 1 WHERE key = 'erasures'"
+#: the tables holding a user's rows, and an anonymous session's: what `delete_user` / `delete_session` erase
+USER_TABLES = ("events", "profiles")
+SESSION_TABLES = ("events",)
+ERASE_ROWS = "DELETE FROM {table} WHERE user_key = ?"
 COUNTERS = ("SELECT (SELECT value FROM meta WHERE key = 'items_version'), "
             "(SELECT value FROM meta WHERE key = 'erasures'), "
             "(SELECT store_id FROM identity)")

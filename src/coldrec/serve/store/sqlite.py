@@ -43,9 +43,11 @@ from .schema import (
     PROFILE,
     PROFILES,
     SELECT_ITEMS,
+    SESSION_TABLES,
     SET_PROFILE,
     UNTIMED,
     USER_EVENT_COLUMNS,
+    USER_TABLES,
     bump_items_version,
     create_or_upgrade,
     patch_item_sql,
@@ -275,11 +277,11 @@ class Store(Erasure):
 
         Raises ErasurePending (after erasing) when a read that began earlier outlasts `purge_wait_s`.
         """
-        return self._erase(self.ids.user(user_id), ("events", "profiles"))
+        return self._erase(self.ids.user(user_id), USER_TABLES)
 
     def delete_session(self, session_id: str) -> dict[str, int]:
         """Erase an anonymous session's events, from the files too: {"events": n} (see `delete_user`)."""
-        return self._erase(self.ids.session(session_id), ("events",))
+        return self._erase(self.ids.session(session_id), SESSION_TABLES)
 
     # bulk
 
