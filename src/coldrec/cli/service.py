@@ -83,11 +83,6 @@ def serve(
         if state is not None and Path(store_target) != state:
             fail(f"--store {store_target} and --state {state} name two different stores: give one")
         state = Path(store_target)
-    if postgres_url is not None and workers > 1:
-        fail("--workers N opens the SQLite store in each worker process: with --store postgresql://... run one "
-             "`coldrec serve` per port instead")
-    if postgres_url is not None and every is not None:
-        fail("--retrain-every retrains from the SQLite store in --state: not yet from --store postgresql://...")
     if state is None:
         state = model / "state" if model is not None and (model / "state").is_dir() else Path("coldrec-state")
     try:
@@ -122,7 +117,7 @@ def serve(
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
     retrainer = None
     if every is not None and versions is not None:
-        retrainer = _start_retrainer(versions.root, settings.state_dir, every, id_key_file)
+        retrainer = _start_retrainer(versions.root, postgres_url or str(settings.state_dir), every, id_key_file)
         console.print(f"retraining every {retrain_every.strip()} (process {retrainer.pid}, low priority)")
     try:
         if workers == 1:
@@ -132,16 +127,17 @@ def serve(
         else:
             with _saved_model(engine, model, settings.state_dir) as folder:
                 del engine  # each worker loads its own
-                _serve_workers(folder, settings, workers, access_log)
+                _serve_workers(folder, settings, workers, access_log, postgres_url)
     finally:
         if retrainer is not None:
             _stop(retrainer)
     store.close()
 
 
-def _start_retrainer(root: Path, state_dir: Path, every_s: float, id_key_file: Path | None) -> subprocess.Popen:
-    """`coldrec retrain --every` in a child process at low priority, exiting with this one."""
-    command = [sys.executable, "-m", "coldrec.cli", "retrain", "--model", str(root), "--state", str(state_dir),
+def _start_retrainer(root: Path, store: str, every_s: float, id_key_file: Path | None) -> subprocess.Popen:
+    """`coldrec retrain --every` in a child process at low priority, exiting with this one. `store`: a state folder
+    or a PostgreSQL URL."""
+    command = [sys.executable, "-m", "coldrec.cli", "retrain", "--model", str(root), "--store", store,
                "--every", f"{every_s:g}s", "--nice", "10", "--parent", str(os.getpid())]
     if id_key_file is not None:
         command += ["--id-key-file", str(id_key_file)]
@@ -169,14 +165,15 @@ def _saved_model(engine, model: Path | None, scratch_parent: Path) -> Iterator[P
         yield Path(scratch)
 
 
-def _serve_workers(directory: Path, settings, workers: int, access_log: bool) -> None:
-    """uvicorn's worker processes, each loading the engine saved in `directory` and opening the shared store."""
+def _serve_workers(directory: Path, settings, workers: int, access_log: bool, store_url: str | None) -> None:
+    """uvicorn's worker processes, each loading the engine saved in `directory` and opening the shared store (the
+    SQLite file in the settings' state folder, or `store_url`)."""
     import uvicorn
 
     from coldrec.serve.protocol import HTTP_PROTOCOL
     from coldrec.serve.worker import worker_environment
 
-    os.environ.update(worker_environment(directory, settings, access_log))
+    os.environ.update(worker_environment(directory, settings, access_log, store_url))
     uvicorn.run("coldrec.serve.worker:create_worker_app", factory=True, workers=workers, host=settings.host,
                 port=settings.port, access_log=False, log_level="info", http=HTTP_PROTOCOL)
 

@@ -38,7 +38,9 @@ def duration_option(text: str | None, option: str) -> float | None:
 @app.command("retrain")
 def retrain(
     model: Path = ModelOption,
-    state: Path = typer.Option(None, "--state", help="The store to learn from (default: MODEL/state)."),
+    state: Path = typer.Option(None, "--state", help="The SQLite store to learn from (default: MODEL/state)."),
+    store_target: str = typer.Option(None, "--store", help="The store to learn from: a state folder (as --state) or "
+                                     "a postgresql://... URL, the store the service writes."),
     keep: int = typer.Option(KEEP, "--keep", min=1, help="Versions kept (the current one always)."),
     id_key_file: Path = typer.Option(None, "--id-key-file", help="The pseudonymisation key's file, as for "
                                      "`coldrec serve` (default: $COLDREC_ID_KEY_FILE or ~/.config/coldrec/id.key)."),
@@ -56,15 +58,20 @@ def retrain(
     from coldrec.model.versions import ModelVersions
     from coldrec.serve.retrain import lower_priority, retrain_every
     from coldrec.serve.settings import DATABASE_FILE
+    from coldrec.serve.store import is_postgres_url
+    from coldrec.serve.store.postgres import redacted
 
     seconds = duration_option(every, "--every")
     if not ModelVersions.holds_versions(model):
         fail(f"{model}: not a folder written by `coldrec build` (no versions/ or model/ in it)")
-    state = state if state is not None else model / "state"
-    if not (state / DATABASE_FILE).is_file():
-        fail(f"{state}: holds no store ({DATABASE_FILE}); give the one the service writes with --state")
+    if store_target is not None and state is not None and Path(store_target) != state:
+        fail(f"--store {store_target} and --state {state} name two different stores: give one")
+    target: str | Path = store_target if store_target is not None else (state or model / "state")
+    if not is_postgres_url(target) and not (Path(target) / DATABASE_FILE).is_file():
+        fail(f"{target}: holds no store ({DATABASE_FILE}); give the one the service writes with --store")
     lower_priority(nice)
-    store = open_store(state, None, id_key_file)
+    store = open_store(target, None, id_key_file)
+    where = redacted(str(target)) if is_postgres_url(target) else str(target)
 
     def once() -> None:
         try:
@@ -78,7 +85,7 @@ def retrain(
         if seconds is None:
             once()
         else:
-            console.print(f"retraining {model} every {every.strip()} from {state}")
+            console.print(f"retraining {model} every {every.strip()} from {where}")
             retrain_every(seconds, once, parent_pid=parent)
     finally:
         store.close()

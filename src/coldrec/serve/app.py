@@ -52,7 +52,7 @@ from coldrec.serve.schemas import (
     Strict,
 )
 from coldrec.serve.settings import Settings
-from coldrec.serve.store import ErasurePending, Store
+from coldrec.serve.store import AnyStore, ErasurePending
 from coldrec.serve.sync import LiveEngine, Served
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ CATCH_UP_WAIT_S = 0.2
 
 
 
-def create_app(engine: "Engine", store: Store, settings: Settings, versions: "ModelVersions | None" = None,
+def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: "ModelVersions | None" = None,
                version: int | None = None) -> FastAPI:
     """The service over a fitted engine and the store; the engine first learns the store's item changes. With
     `versions`, the folder `engine` was loaded from as version `version`: the service switches to each new
@@ -110,13 +110,13 @@ def create_app(engine: "Engine", store: Store, settings: Settings, versions: "Mo
     PathId = Annotated[str, Path(max_length=256)]
 
     async def caught_up(served: Served) -> None:
-        """Apply other processes' item writes, encoded in a thread, never on the event loop. The read that finds
+        """Apply other processes' item writes, encoded in a thread, never on the event loop. The first read to find
         them waits up to CATCH_UP_WAIT_S (a few new items are in its answer); past that, it and every read until
         the catch-up ends answer from the engine as it is (a 1,000-item write elsewhere stalls nobody)."""
         if not served.catalog.behind():
             return
-        future, started = served.catalog.catch_up_in_background()
-        if started:
+        future, first = served.catalog.catch_up_in_background()
+        if first:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), CATCH_UP_WAIT_S)
 

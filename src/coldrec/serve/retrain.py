@@ -30,7 +30,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.profile import UserProfile
 from coldrec.model.versions import KEEP, ModelVersions, write_info
-from coldrec.serve.store import Snapshot, Store
+from coldrec.serve.store import AnyStore, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def training_data(snapshot: Snapshot) -> tuple[ItemCatalog, InteractionLog, dict
     return catalog, log, profiles, deleted
 
 
-def retrain(root: Path, store: Store, *, keep: int = KEEP, on_step: Callable[[str, str], None] | None = None,
+def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[[str, str], None] | None = None,
             ) -> Retrained:
     """Refit the current version of `root` on `store` and publish the result as the next version.
 

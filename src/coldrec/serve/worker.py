@@ -23,11 +23,14 @@ from coldrec.serve.settings import SECRET_VARIABLES, Settings
 ENV = "COLDREC_SERVE_WORKER"
 
 
-def worker_environment(model_dir: Path, settings: Settings, access_log: bool) -> dict[str, str]:
+def worker_environment(model_dir: Path, settings: Settings, access_log: bool,
+                       store_url: str | None = None) -> dict[str, str]:
     """The variables a worker needs: its config, plus the keys (taken from `settings`, which may hold CLI values).
-    `model_dir`: a versions folder (the workers follow its current version) or one model directory."""
+    `model_dir`: a versions folder (the workers follow its current version) or one model directory; `store_url`:
+    a PostgreSQL store's URL (None: the SQLite store in the settings' state folder)."""
     config = {
         "model": str(Path(model_dir).resolve()),
+        "store": store_url,
         "settings": settings.model_dump(mode="json", exclude=set(SECRET_VARIABLES)),
         "access_log": access_log,
     }
@@ -44,14 +47,14 @@ def create_worker_app():
     from coldrec.model.versions import locate
     from coldrec.serve.app import create_app, freeze_startup_objects
     from coldrec.serve.engine import Engine
-    from coldrec.serve.store import Store
+    from coldrec.serve.store import open_store
 
     config = json.loads(os.environ[ENV])
     logging.basicConfig(level=logging.INFO if config["access_log"] else logging.WARNING,
                         format=f"%(asctime)s [{os.getpid()}] %(name)s %(message)s")
     settings = Settings.from_env(**config["settings"])
-    store = Store.open(settings.state_dir, settings.id_key.get_secret_value() if settings.id_key else None,
-                       key_file=settings.id_key_file)
+    store = open_store(config.get("store") or settings.state_dir,
+                       settings.id_key.get_secret_value() if settings.id_key else None, key_file=settings.id_key_file)
     versions, version, directory = locate(Path(config["model"]))
     engine = Engine.load(directory)
     app = create_app(engine, store, settings, versions, version)

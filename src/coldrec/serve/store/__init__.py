@@ -23,10 +23,14 @@ from .rows import EventsAdded, Rejected, Snapshot
 from .schema import BUSY_TIMEOUT_S, EVENT_CODES, ITEM_FIELDS, SCHEMA, USER_EVENT_COLUMNS
 from .sqlite import Store
 
+#: either store: the service, the catalog sync and retraining take both (the contract suite holds them to one set of
+#: promises)
+AnyStore = Store | PostgresStore
+
 
 def open_store(
     target: str | Path, id_key: str | None = None, key_file: str | Path | None = None
-) -> Store | PostgresStore:
+) -> AnyStore:
     """The store at `target`: a postgresql:// (or postgres://) URL opens a `PostgresStore`, anything else is a
     state folder holding the SQLite store (`Store.open`). Keyed by `id_key`, else by the key in `key_file`."""
     if is_postgres_url(target):
@@ -35,6 +39,7 @@ def open_store(
 
 
 __all__ = [
+    "AnyStore",
     "BUSY_TIMEOUT_S",
     "EVENT_CODES",
     "ITEMS_CHANNEL",

@@ -3,9 +3,9 @@
 The same methods, values and promises as the SQLite `Store`: events idempotent by event id (ON CONFLICT DO
 NOTHING) and durable once acknowledged (each write is one transaction committed before the method returns, with
 synchronous_commit on), only pseudonymised user and session keys written, an erasure deleting a user's rows in one
-transaction, and `items_version` counting item writes. Every item write also sends a NOTIFY on `ITEMS_CHANNEL` when
-it commits (payload: its items_version): `items_listener` and `wait_for_items_version` let a host hear catalog
-changes instead of polling.
+transaction, and `items_version` counting item writes. Every item write also sends a NOTIFY on the store's channel
+(`ITEMS_CHANNEL` + "_" + its store id) when it commits (payload: its items_version): `items_listener` and
+`wait_for_items_version` let a host hear catalog changes instead of polling.
 
 psycopg (3) and psycopg_pool are imported only when a store is opened. The tables are those of `PG_SCHEMA`, in the
 connection's search_path (a URL's `options=-csearch_path=NAME` puts them in a schema of their own). What differs
@@ -143,7 +143,7 @@ def redacted(url: str) -> str:
 
 
 class ItemsListener:
-    """A connection of its own that LISTENs on `ITEMS_CHANNEL`: `wait` returns the items_version of catalog
+    """A connection of its own that LISTENs on a store's channel: `wait` returns the items_version of catalog
     changes committed (by any host) since it began listening. Close it (or use it as a context manager)."""
 
     def __init__(self, conninfo: str, channel: str = ITEMS_CHANNEL):
@@ -201,6 +201,9 @@ class PostgresStore:
             raise
         try:
             self._create_tables()
+            # one channel per store: stores in other schemas of the same database (channels are per database) are
+            # not heard
+            self.items_channel = f"{ITEMS_CHANNEL}_{self.store_id()}"
         except BaseException:
             self._pool.close()
             raise
@@ -304,7 +307,7 @@ class PostgresStore:
     def _bump_items_version(self, cursor: psycopg.Cursor) -> int:
         """Count one more item write and notify it (sent when the transaction commits)."""
         version = int(cursor.execute(BUMP_ITEMS_VERSION).fetchone()[0])  # type: ignore[index]
-        cursor.execute("SELECT pg_notify(%s, %s)", (ITEMS_CHANNEL, str(version)))
+        cursor.execute("SELECT pg_notify(%s, %s)", (self.items_channel, str(version)))
         self._local.items_version_written = version
         return version
 
@@ -318,7 +321,7 @@ class PostgresStore:
 
     def items_listener(self) -> ItemsListener:
         """A listener for the catalog changes committed from now on (its own connection; close it)."""
-        return ItemsListener(self.url)
+        return ItemsListener(self.url, self.items_channel)
 
     def wait_for_items_version(self, after: int, timeout_s: float) -> int:
         """The items_version once it exceeds `after` (an item write by any host), waiting up to `timeout_s` for
