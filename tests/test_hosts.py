@@ -152,6 +152,27 @@ def test_a_retrain_from_the_store_reaches_every_host(hosts, model_root, store_ur
         assert len(listed(httpx.get(f"{url(hosts, name)}/recommend", params={"user": "retrain-shopper"}))) == 10
 
 
+def test_the_load_test_measures_ingest_into_the_shared_store(hosts, store_url):
+    """`coldrec loadtest --endpoint ingest`: 4 clients posting batches of 100 events through host B; every
+    acknowledged event is in the store (and the load's users are erased afterwards)."""
+    import asyncio
+
+    from coldrec.serve.loadtest import run_load
+
+    store = open_store(store_url, ID_KEY)
+    try:
+        before = store.counts()["events"]
+        phases = asyncio.run(run_load(url(hosts, "b"), endpoints=["ingest"], modes=["peak"], rate=10, concurrency=4,
+                                      seconds=1.5, users=5, warmup=0.1, log=lambda _: None))
+        (phase,) = phases
+        assert phase.endpoint == "ingest" and not phase.errors, phase.summary()
+        assert phase.notes["events"] == 100 * len(phase.latencies_ms) > 0
+        assert phase.notes["events_per_s"] > 0
+        assert store.counts()["events"] == before  # the load's users (and so its events) were erased at the end
+    finally:
+        store.close()
+
+
 def test_kill_9_of_one_host_loses_no_acknowledged_event_and_the_others_answer(hosts, store_url):
     """Last in this module: host A does not come back."""
     a, b, c = (url(hosts, name) for name in HOSTS)

@@ -10,6 +10,7 @@ import typer
 from coldrec.cli.common import (
     DataOption,
     EventsFormatOption,
+    RayOption,
     SkipBadOption,
     app,
     console,
@@ -17,6 +18,7 @@ from coldrec.cli.common import (
     load_encoder_or_exit,
     load_or_exit,
     load_shop_or_exit,
+    on_cluster,
     open_store,
 )
 
@@ -46,6 +48,7 @@ def build(
                                     "as a control); `coldrec evaluate --help` lists them."),
     encoder_name: str = typer.Option("minilm", "--encoder", help="The text encoder: minilm (English), usem3 or e5 "
                                      "(multilingual), hashing (no language model: tests and demos)."),
+    ray: str = RayOption,
 ) -> None:
     """Fit the service's engine on a data set or a shop's own files, and seed its store (pseudonymised) with the
     catalog, events and stated interests."""
@@ -74,7 +77,7 @@ def build(
               ("seed the store", BUILD_COSTS["seed"] * size)]
     console.print(f"building {ds.name}: {len(ds.catalog):,} items, {len(ds.log):,} events, {len(steps)} steps")
     started = time.perf_counter()
-    with StepProgress(steps, console, title="build") as progress:
+    with on_cluster(ray), StepProgress(steps, console, title="build") as progress:
         progress.step("encode the catalog")
         _encode_catalog(ds.catalog, encoder)
         params = _tuned_params(ds, progress, chosen, encoder) if tune else None
@@ -123,10 +126,11 @@ def _uncached_texts(catalog, encoder) -> int:
 
 
 def _encode_catalog(catalog, encoder) -> None:
-    """The catalog's vectors, in this process's memory (every later fit reuses them) and in the disk cache."""
-    from coldrec.encode.shared import item_vectors
+    """The catalog's vectors, partition by partition (Ray tasks under --ray), in this process's memory: every later
+    fit reuses them."""
+    from coldrec.encode.partitioned import encode_catalog
 
-    item_vectors(encoder, catalog.texts())
+    encode_catalog(encoder, catalog.texts())
 
 
 def _tuned_params(ds, progress=None, model=None, encoder=None) -> dict | None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
 from coldrec.data import DataError, Dataset, load_dataset
+
+if TYPE_CHECKING:
+    from coldrec.parallel import Executor
 
 app = typer.Typer(help="coldrec: search and recommendation from a shopper's first visit.", no_args_is_help=True)
 data_app = typer.Typer(help="Load, validate and describe data.", no_args_is_help=True)
@@ -22,6 +27,9 @@ DataOption = typer.Option(None, "--data",
                           help="Folder holding the data sets (default: $COLDREC_DATA or ../shared/data).")
 SkipBadOption = typer.Option(False, "--skip-bad",
                              help="Count and skip malformed rows instead of stopping at the first.")
+RayOption = typer.Option(None, "--ray", metavar="local|auto|ADDRESS",
+                         help="Run the partitioned work as Ray tasks: local starts a Ray instance on this machine; "
+                              "auto or ray://HOST:PORT joins a running cluster (coldrec installed on its workers).")
 EventsFormatOption = typer.Option("rows", "--events-format", help="rows: one event a record; sequences: a header, "
                                   "then one user a line with their item ids in time order, space-separated.")
 
@@ -69,6 +77,27 @@ def open_store(target: str | Path, id_key: str | None = None, key_file: Path | N
         fail(f"--store postgresql://... needs psycopg and psycopg_pool (pip install 'coldrec[serve]'): {error}")
     except Exception as error:  # a refused connection, a bad URL, a key problem
         fail(f"cannot open the store at {redacted(str(target))}: {error}")
+
+
+@contextmanager
+def on_cluster(address: str | None) -> Iterator[Executor]:
+    """The block's partitioned work (`coldrec.parallel`) on Ray at `address` (`RayOption`), else in this process."""
+    from coldrec.parallel import IN_PROCESS, running_on
+
+    if not address:
+        yield IN_PROCESS
+        return
+    try:
+        from coldrec.distributed.cluster import RayExecutor
+
+        executor = RayExecutor(address)
+    except ImportError as error:
+        fail(str(error))
+    except Exception as error:  # a cluster that cannot be reached or started
+        fail(f"--ray {address}: {error}")
+    with executor, running_on(executor):
+        console.print(f"on Ray ({executor.cpus} CPUs)")
+        yield executor
 
 
 def fail(message: str) -> NoReturn:

@@ -209,7 +209,8 @@ def loadtest(
     synthetic: int = typer.Option(0, "--synthetic", min=0, help="Start a server on a synthetic N-item shop instead."),
     model: Path = typer.Option(None, "--model", help="Start a server on this `coldrec build` folder instead."),
     endpoint: list[str] = typer.Option(["recommend", "search", "items"], "--endpoint",
-                                       help="recommend, search, items (POST /items until visible), writes "
+                                       help="recommend, search, items (POST /items until visible), ingest "
+                                            "(--concurrency clients POSTing batches of 100 new events), writes "
                                             "(/recommend and /healthz during 1,000-item POST /items), swap "
                                             "(/recommend at --rate before, during and after a retrain and the "
                                             "switch to its version; needs --model, retrains a copy)."),
@@ -223,6 +224,8 @@ def loadtest(
     api_key_file: Path = typer.Option(None, "--api-key-file", help="File holding the server's write key, if any "
                                       "(or set COLDREC_API_KEY)."),
     workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),
+    store: str = typer.Option(None, "--store", help="With --synthetic or --model: the server's store, a "
+                              "postgresql://... URL (default: a throw-away SQLite state folder)."),
 ) -> None:
     """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak (and of /recommend
     while the model is retrained and swapped: --endpoint swap)."""
@@ -230,7 +233,7 @@ def loadtest(
     from coldrec.serve.settings import read_secret
 
     api_key = read_secret(api_key_file) if api_key_file else os.environ.get("COLDREC_API_KEY")
-    endpoints = ("recommend", "search", "items", "writes", "swap")
+    endpoints = ("recommend", "search", "items", "ingest", "writes", "swap")
     for value, allowed, name in ((endpoint, endpoints, "--endpoint"), (mode, ("rate", "peak"), "--mode")):
         if not set(value) <= set(allowed):
             raise typer.BadParameter(f"choose from {', '.join(allowed)}", param_hint=name)
@@ -238,5 +241,5 @@ def loadtest(
         raise typer.BadParameter("swap retrains the model of a server the load test starts: give --model",
                                  param_hint="--endpoint")
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
-         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console)
+         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console, store=store)
 

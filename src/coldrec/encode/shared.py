@@ -52,20 +52,34 @@ def normalise(x: np.ndarray) -> np.ndarray:
 
 def item_vectors(encoder, texts: list[str]) -> np.ndarray:
     """Encoded item texts, cached in memory by (encoder fingerprint, texts)."""
-    digest = hashlib.sha1("\x1f".join(texts).encode("utf-8")).hexdigest()
-    key = (str(encoder.fingerprint), digest)
+    key = (str(encoder.fingerprint), _digest(texts))
     with _LOCK:
         cached = _ITEM_VECTORS.get(key)
         if cached is not None:
             _ITEM_VECTORS.move_to_end(key)
             return cached
     vectors = normalise(np.asarray(encoder.encode(texts, show_progress=False), np.float32))
+    return remember_item_vectors(encoder, texts, vectors)
+
+
+def remember_item_vectors(encoder, texts: list[str], vectors: np.ndarray) -> np.ndarray:
+    """Make `vectors` (unit length, computed elsewhere: `coldrec.encode.partitioned`) what `item_vectors(encoder,
+    texts)` returns in this process; returns them read-only."""
+    if len(vectors) != len(texts):
+        raise ValueError(f"{len(texts)} texts but {len(vectors)} vectors")
+    key = (str(encoder.fingerprint), _digest(texts))
+    vectors = np.ascontiguousarray(vectors, np.float32)
     vectors.setflags(write=False)
     with _LOCK:
         _ITEM_VECTORS[key] = vectors
+        _ITEM_VECTORS.move_to_end(key)
         while len(_ITEM_VECTORS) > _ITEM_VECTORS_MAX:
             _ITEM_VECTORS.popitem(last=False)
     return vectors
+
+
+def _digest(texts: list[str]) -> str:
+    return hashlib.sha1("\x1f".join(texts).encode("utf-8")).hexdigest()
 
 
 class UsesEncoder:

@@ -20,6 +20,8 @@ request's gap, new arrivals), rather than computed from positions standing in fo
 
 from __future__ import annotations
 
+import contextlib
+import copy
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -50,7 +52,7 @@ from coldrec.recommend.pipeline import CandidatePipeline
 from coldrec.recommend.shoppers import describe_shoppers
 from coldrec.recommend.signals import BehaviourSignals
 from coldrec.recommend.sources import DEFAULT_SOURCES, SOURCE_FEATURES, TIMED_SOURCES, Candidates
-from coldrec.recommend.training import inner_split, training_examples
+from coldrec.recommend.training import KnownTexts, inner_split, stated_texts, training_examples
 from coldrec.retrieve.index import VectorIndex
 
 #: the sources without the sequential ones (directed transitions, session-kNN)
@@ -93,6 +95,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         new_arrival_slots: int = 0,
         transition_window: int = 3,
         session_neighbours: int = 100,
+        inner_folds: int = 1,
         sources: tuple[str, ...] = DEFAULT_SOURCES,
         random_state: int = 0,
         encoder=None,
@@ -113,6 +116,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.new_arrival_slots = new_arrival_slots
         self.transition_window = transition_window
         self.session_neighbours = session_neighbours
+        self.inner_folds = inner_folds
         self.sources = tuple(sources)
         self.random_state = random_state
         self._encoder = encoder
@@ -123,10 +127,19 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
         switched_off = [f for source, names in SOURCE_FEATURES.items() if source not in sources for f in names]
         self._pipeline = CandidatePipeline(sources, feature_names(log.timed, leave_out=switched_off))
+        more = []
+        for fold in range(1, self.inner_folds):  # more simulated shoppers: other cuts, each with its own signals
+            other = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes,
+                                fold=fold)
+            self._use_signals(self._behaviour(other.past, catalog, other.cut))
+            with contextlib.suppress(ValueError):  # no shopper of that cut has a target among its candidates
+                more.append(self._examples(other, self.training_prefixes))
         inner = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes)
         learn, first_visitors = hold_out_first_visitors(inner)
         self._use_signals(self._behaviour(inner.past, catalog, inner.cut))
         examples = self._examples(learn, self.training_prefixes)
+        if more:
+            examples = tuple(np.concatenate(parts) for parts in zip(examples, *more, strict=True))  # type: ignore[assignment]
         self._fusion = self._fit_ranker(examples)
         self.first_visit_list_, self.first_visit_ndcg_ = choose_first_visit_list(
             self._first_visit_lists(log.timed), first_visitors, inner.tie_break)
@@ -143,9 +156,19 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def _examples(self, inner: Split, prefixes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with threadpool_limits(1, "blas"):  # many small products: BLAS threads would only contend
             return training_examples(
-                inner, self.candidate_features, len(self._items), prefixes=prefixes,
+                inner, self._featurizer(inner), len(self._items), prefixes=prefixes,
                 max_users=self.max_training_users, max_negatives=self.max_negatives, random_state=self.random_state,
             )
+
+    def _featurizer(self, inner: Split) -> _Featurizer:
+        """`candidate_features` for `inner`'s shoppers, with their stated texts encoded beforehand: picklable (no
+        encoder, no ranker), so partitions of the shoppers can be featurised by Ray workers."""
+        texts = stated_texts(inner)
+        vectors = self.encode_texts(texts) if texts else np.zeros((0, self._items.vectors.shape[1]), np.float32)
+        model = copy.copy(self)
+        model._encoder = None
+        model.__dict__.pop("_fusion", None)
+        return _Featurizer(model, KnownTexts(texts, vectors))
 
     def _fit_ranker(self, examples: tuple[np.ndarray, np.ndarray, np.ndarray]) -> LearnedFusion:
         return LearnedFusion(
@@ -418,6 +441,14 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def explain_importance(self) -> dict[str, Any]:
         """Share of the ranker's total gain per feature: which sources the shop's data trusts."""
         return self._fusion.importance()
+
+
+class _Featurizer:
+    def __init__(self, model: ColdStartRecommender, texts: KnownTexts):
+        self.model, self.texts = model, texts
+
+    def __call__(self, contexts: Sequence[UserContext]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.model.candidate_features(contexts, self.texts)
 
 
 class FreshColdStartRecommender(ColdStartRecommender):

@@ -13,23 +13,27 @@ the model's own (`INNER_SALT`), so it is independent of the benchmark's test and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
-from coldrec.data.split import Segment, Split, build_split, future_prefix_segment
+from coldrec.data.split import Segment, Split, build_split, future_prefix_segment, time_cut
 from coldrec.data.usersplit import build_user_split
+from coldrec.parallel import current_executor
 
 #: (contexts) -> (shopper rows, item positions, feature rows)
 Featurize = Callable[[Sequence[UserContext]], tuple[np.ndarray, np.ndarray, np.ndarray]]
 #: the hash salt of the model's own held-out users on an untimed log (the benchmark's are "" and "validation:")
 INNER_SALT = "coldrec inner:"
+#: further inner cuts of a timed log (fold 1, 2, ...): the first-interaction quantiles they cut at
+FOLD_QUANTILES = (0.8, 0.7, 0.6)
 
 
 def inner_split(log: InteractionLog, catalog: ItemCatalog, *, onboarding: bool,
-                prefixes: Sequence[int] = (1, 3)) -> Split:
+                prefixes: Sequence[int] = (1, 3), fold: int = 0) -> Split:
     """The cut the ranker learns on: the time rule inside `log` (its 80th-percentile first-interaction time),
     or on a log without timestamps the user split with `INNER_SALT` (cold users with 0 and `prefixes` items).
 
@@ -38,8 +42,10 @@ def inner_split(log: InteractionLog, catalog: ItemCatalog, *, onboarding: bool,
     0.1114 against 0.1129 (office), 0.0920 and 0.0896 against 0.0924 (industrial), within noise: one tenth,
     as the benchmark holds out."""
     if log.timed:
-        return build_split(log, catalog, remove_seen=False, onboarding=onboarding)
-    return build_user_split(log, catalog, salt=INNER_SALT, ks=tuple(sorted({0, *prefixes})))
+        cut = None if fold == 0 else time_cut(log, FOLD_QUANTILES[fold % len(FOLD_QUANTILES)])
+        return build_split(log, catalog, remove_seen=False, onboarding=onboarding, cut=cut)
+    salt = INNER_SALT if fold == 0 else f"{INNER_SALT}{fold}:"
+    return build_user_split(log, catalog, salt=salt, ks=tuple(sorted({0, *prefixes})))
 
 
 def simulated_segments(inner: Split, prefixes: Sequence[int]) -> list[Segment]:
@@ -66,32 +72,74 @@ def training_examples(
     max_negatives: int = 100,
     random_state: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Feature rows, labels and group sizes (one group per simulated shopper with a positive)."""
+    """Feature rows, labels and group sizes (one group per simulated shopper with a positive).
+
+    The shoppers go in batches, each featurised and sampled on its own (its negatives drawn by a generator seeded
+    by (random_state, segment, batch)), on the current executor (`coldrec.parallel`): in this process or as Ray
+    tasks, with the same examples. `featurize` must then be picklable (see `ColdStartRecommender`)."""
     rng = np.random.default_rng(random_state)
     segments = simulated_segments(inner, prefixes)
-    features, labels, groups = [], [], []
     # 256 shoppers per batch; fewer on big catalogs (the sources' per-shopper lists grow with them)
     size = max(1, min(256, 10_000_000 // max(1, n_items)))
-    for segment in segments:
+    batches: list[ShopperBatch] = []
+    for number, segment in enumerate(segments):
         chosen = np.arange(len(segment))
         if len(chosen) > max_users:
             chosen = np.sort(rng.choice(chosen, max_users, replace=False))
         for start in range(0, len(chosen), size):
-            batch = chosen[start : start + size]
-            users, items, x = featurize([segment.contexts[r] for r in batch])
-            targets = [np.asarray(segment.targets[r], np.int64) for r in batch]
-            y = _is_target(users, items, targets)
-            positive_users = np.unique(users[y])
-            keep = np.isin(users, positive_users) & (y | (rng.random(len(y)) < _negative_rate(users, y, max_negatives)))
-            features.append(x[keep])
-            labels.append(y[keep].astype(np.int32))
-            groups.append(np.bincount(users[keep], minlength=len(batch))[positive_users])
+            rows = chosen[start : start + size]
+            batches.append(ShopperBatch([segment.contexts[r] for r in rows],
+                                        [np.asarray(segment.targets[r], np.int64) for r in rows],
+                                        (random_state, number, start)))
+    done = current_executor().map(examples_of_batch, batches, (featurize, max_negatives),
+                                  description="the ranker's examples")
+    features, labels, groups = (list(parts) for parts in zip(*done, strict=True)) if done else ([], [], [])
     if not sum(len(g) for g in groups):
         sizes = ", ".join(f"{s.name}: {len(s)}" for s in segments) or "none"
         raise ValueError("too little behaviour to learn coldrec's ranker: no simulated shopper of the inner cut "
                          f"has a target among its candidates (segments {sizes}); fit on more events, or serve a "
                          "model that needs no ranker (--recommender text, pop or itemknn)")
     return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
+
+
+def stated_texts(inner: Split) -> list[str]:
+    """The distinct interests and queries (stripped, as profiles read them) of every shopper of `inner`."""
+    return sorted({text.strip() for segment in inner.segments.values() for context in segment.contexts
+                   for text in (*context.interests, *context.queries) if text and text.strip()})
+
+
+class KnownTexts:
+    """`encode_texts` over vectors computed beforehand (in one call, so a text's vector does not depend on which
+    batch asked for it): what featurising needs of the encoder, without the encoder (a Ray worker has none)."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray):
+        self.rows = {text: row for row, text in enumerate(texts)}
+        self.vectors = np.asarray(vectors, np.float32)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        return self.vectors[[self.rows[text] for text in texts]]
+
+
+@dataclass(frozen=True)
+class ShopperBatch:
+    """Simulated shoppers featurised together: their contexts, their targets, and the seed of their negatives."""
+
+    contexts: list[UserContext]
+    targets: list[np.ndarray]
+    seed: tuple[int, ...]
+
+
+def examples_of_batch(batch: ShopperBatch, shared: tuple[Featurize, int]) -> tuple[np.ndarray, np.ndarray,
+                                                                                   np.ndarray]:
+    """One batch's feature rows, labels and group sizes: every positive, and at most `max_negatives` sampled
+    negatives per shopper; shoppers without a positive among their candidates teach nothing and are dropped."""
+    featurize, max_negatives = shared
+    users, items, x = featurize(batch.contexts)
+    y = _is_target(users, items, batch.targets)
+    rng = np.random.default_rng(batch.seed)
+    positive_users = np.unique(users[y])
+    keep = np.isin(users, positive_users) & (y | (rng.random(len(y)) < _negative_rate(users, y, max_negatives)))
+    return x[keep], y[keep].astype(np.int32), np.bincount(users[keep], minlength=len(batch.contexts))[positive_users]
 
 
 def _is_target(users: np.ndarray, items: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:

@@ -24,6 +24,9 @@ are fresh random ids. Search queries are words from item titles.
 another, /healthz and /recommend are sent on schedule (open loop); a read counts when it was sent
 while a write was in flight. The new items are deleted afterwards.
 
+`ingest` measures the store's write rate through the API: `--concurrency` clients each POST /events batches of
+100 new events as fast as they are acknowledged (events/s, and each batch's latency).
+
 `swap` measures a model switch: /recommend at the fixed rate for the duration, then while `coldrec retrain`
 (low priority, as `serve --retrain-every` runs it) refits the model and publishes a new version, then until
 /healthz on fresh connections (any worker) names that version a dozen times in a row, then the duration again;
@@ -40,6 +43,7 @@ Modules: `workload` (requests and phases), `client` (the aiohttp loops), `report
 from .client import (
     MISSING_CLIENT,
     closed_loop,
+    event_ingest,
     new_item_freshness,
     open_loop,
     reads_during_swap,
@@ -73,6 +77,7 @@ __all__ = [
     "Phase",
     "Workload",
     "closed_loop",
+    "event_ingest",
     "local_server",
     "main",
     "new_item_freshness",

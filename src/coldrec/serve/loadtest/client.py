@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .workload import (
+    INGEST_BATCH,
     MAX_BACKLOG_S,
     PROBE_ITEMS,
     REQUEST_TIMEOUT_S,
@@ -141,6 +142,41 @@ async def closed_loop(client: aiohttp.ClientSession, make: Callable[[], tuple[st
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - start
+    return phase
+
+
+async def event_ingest(client: aiohttp.ClientSession, workload: Workload, concurrency: int, seconds: float,
+                       batch: int = INGEST_BATCH) -> Phase:
+    """`concurrency` clients, each POSTing its next batch of `batch` new events as soon as the last one is
+    acknowledged: the store's ingest rate through the API. Each latency is one batch's; a batch counts only when
+    every event in it was accepted."""
+    phase = Phase("ingest", "peak", f"{concurrency} clients x {batch} events")
+    start = time.perf_counter()
+    deadline = start + seconds
+    accepted = [0]
+
+    async def worker(number: int) -> None:
+        sent = 0
+        while time.perf_counter() < deadline:
+            body = {"events": workload.ingest_batch(number, sent, batch)}
+            sent += 1
+            began = time.perf_counter()
+            try:
+                async with client.post("/events", json=body) as response:
+                    answer = await response.json() if response.status == 200 else None
+            except Exception as error:  # noqa: BLE001 - counted, the next batch goes on
+                phase.errors[type(error).__name__] += 1
+                continue
+            if answer is None or answer.get("accepted") != batch:
+                phase.errors[str(response.status) if answer is None else "not all accepted"] += 1
+                continue
+            phase.latencies_ms.append((time.perf_counter() - began) * 1000)
+            accepted[0] += batch
+
+    await asyncio.gather(*(worker(number) for number in range(concurrency)))
+    phase.seconds = time.perf_counter() - start
+    phase.notes["events_per_s"] = round(accepted[0] / phase.seconds)
+    phase.notes["events"] = accepted[0]
     return phase
 
 
@@ -359,6 +395,11 @@ async def _measure(new_client: Callable[..., aiohttp.ClientSession], workload: W
             await _settle(client)
             await closed_loop(client, workload.recommend, Phase(endpoint, "warmup", ""), 4, warmup)
         return await reads_during_swap(new_client, workload, rate, seconds, swap)
+    if endpoint == "ingest":
+        log(f"ingest: {concurrency} clients posting batches of {INGEST_BATCH} new events for {seconds:g} s")
+        async with new_client() as client:
+            await _settle(client)
+            return [await event_ingest(client, workload, concurrency, seconds)]
     make = getattr(workload, endpoint)
     phases = []
     for mode in ["warmup", *modes]:

@@ -23,11 +23,13 @@ from .workload import Phase
 
 @contextmanager
 def local_server(serve_args: list[str], what: str, log: Callable[[str], None] = print,
-                 state: Path | None = None, env: dict[str, str] | None = None) -> Iterator[str]:
+                 state: Path | None = None, env: dict[str, str] | None = None,
+                 store: str | None = None) -> Iterator[str]:
     """`coldrec serve SERVE_ARGS` in a child process with a throw-away state directory; yields its URL.
 
     The state is fresh (items from the engine's catalog, no events, a random id key), so the
-    load's own users and events never reach a real store; or `state`, a throw-away copy the caller made.
+    load's own users and events never reach a real store; or `state`, a throw-away copy the caller made; or
+    `store`, a PostgreSQL URL (the caller's to throw away: the load's users are erased at its end).
     """
     from coldrec.serve.process import free_port, start_server, stop_server
 
@@ -36,7 +38,8 @@ def local_server(serve_args: list[str], what: str, log: Callable[[str], None] = 
         folder = str(state) if state is not None else scratch
         started = time.perf_counter()
         log(f"starting a server on {what} ...")
-        process = start_server([*serve_args, "--state", folder], port, Path(scratch) / "server.log",
+        where = ["--store", store] if store is not None else ["--state", folder]
+        process = start_server([*serve_args, *where], port, Path(scratch) / "server.log",
                                env=env or {**os.environ, "COLDREC_ID_KEY": secrets.token_hex(16)})
         url = f"http://127.0.0.1:{port}"
         log(f"server ready at {url} (process {process.pid}) after {time.perf_counter() - started:.0f} s")
@@ -92,7 +95,7 @@ def retrain_command(root: Path, env: dict[str, str], log_path: Path) -> Callable
 
 def main(url: str, *, synthetic: int = 0, model: Path | None = None, endpoints: list[str], modes: list[str],
          rate: float, concurrency: int, seconds: float, users: int, out: Path, api_key: str | None, console: Any,
-         workers: int = 1) -> list[Phase]:
+         workers: int = 1, store: str | None = None) -> list[Phase]:
     """Measure, print the table, write the plot (`out`) and the figures (`out` as .json); the CLI calls this."""
     require_client()  # before a server is started for nothing
     cores = os.cpu_count()
@@ -127,6 +130,10 @@ def main(url: str, *, synthetic: int = 0, model: Path | None = None, endpoints: 
         what += f", {workers} server processes" if workers > 1 else ", 1 server process"
         serve_args = ["--synthetic", str(synthetic)] if synthetic else ["--model", str(model)]
         serve_args += ["--workers", str(workers)]
-        with local_server(serve_args, what, log=log) as server_url:
+        if store is not None:
+            from coldrec.serve.store.postgres import redacted
+
+            what += f", store {redacted(store)}"
+        with local_server(serve_args, what, log=log, store=store) as server_url:
             return measure(server_url, what)
     return measure(url, "running server")

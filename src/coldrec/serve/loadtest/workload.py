@@ -20,6 +20,8 @@ SETUP_BATCH = 1000
 SWAP_PROBE_EVERY_S = 0.25  # /healthz on a fresh connection (any worker) this often during a swap run
 SWAP_SETTLED_PROBES = 12  # the swap counts as done once this many probes in a row name the new version
 SWAP_TIMEOUT_S = 60.0  # from the publish; later counts as an error
+INGEST_BATCH = 100  # events per POST in the ingest phase
+INGEST_USERS = 200  # the ingest phase's shoppers where the load made none
 
 
 @dataclass
@@ -70,6 +72,17 @@ class Workload:
                     events.append({"event_id": f"{shopper}-{len(events)}", key: shopper,
                                    "item_id": self.items[item]["item_id"], "type": "view", "time": now})
         return events
+
+    def ingest_batch(self, client: int, number: int, size: int) -> list[dict]:
+        """Batch `number` of ingest client `client`: `size` new views by the load's users (created on first use)."""
+        if not self.users:
+            self.users = [f"loadtest-{self.run}-u{i}" for i in range(INGEST_USERS)]
+        now = time.time()
+        picks = self.rng.integers(len(self.items), size=size)
+        shoppers = self.rng.integers(len(self.users), size=size)
+        return [{"event_id": f"ingest-{self.run}-{client}-{number}-{i}", "user_id": self.users[shopper],
+                 "item_id": self.items[item]["item_id"], "type": "view", "time": now}
+                for i, (item, shopper) in enumerate(zip(picks, shoppers, strict=True))]
 
     def recommend(self) -> tuple[str, dict]:
         """50% users with history, 20% sessions with history, 30% first visits (a fresh id)."""
