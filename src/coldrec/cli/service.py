@@ -243,3 +243,38 @@ def loadtest(
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
          seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console, store=store)
 
+
+
+@app.command("scale-bench")
+def scale_bench(
+    items: int = typer.Option(1_000_000, "--items", min=100, help="Items in the generated shop."),
+    events: int = typer.Option(10_000_000, "--events", min=1_000, help="Events in the generated shop (10 a shopper)."),
+    dim: int = typer.Option(384, "--dim", min=8, help="Vector dimension (the hashing encoder's; MiniLM's is 384)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes."),
+    rate: float = typer.Option(100.0, "--rate", min=1, help="/recommend requests per second."),
+    duration: float = typer.Option(20.0, "--duration", min=1, help="Seconds per measured phase."),
+    store: str = typer.Option(None, "--store", help="Also measure ingest into this PostgreSQL database "
+                              "(postgresql://...; the load's users are erased afterwards)."),
+    keep: Path = typer.Option(None, "--keep", help="Keep the built model directory here."),
+    out: Path = typer.Option(Path("reports/scale.json"), "--out", help="The figures as JSON."),
+) -> None:
+    """Build time and peak memory, per-worker memory, /recommend latency and ingest rate on a generated shop."""
+    import json
+
+    from rich.table import Table
+
+    from coldrec.serve.scale import run_scale_bench
+
+    report = run_scale_bench(items, events, dim=dim, workers=workers, rate=rate, seconds=duration, store_url=store,
+                             keep=keep, log=console.print)
+    table = Table(title=f"coldrec at scale: {items:,} items, {events:,} events, {os.cpu_count()} cores "
+                        "(client and server share them)", title_justify="left")
+    for name in ("step", "figure", "value"):
+        table.add_column(name, justify="right" if name == "value" else "left")
+    for row in report.rows:
+        table.add_row(*row)
+    console.print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"items": items, "events": events, "dim": dim, "workers": workers,
+                               "figures": report.figures}, indent=2))
+    console.print(f"figures: {out}")
