@@ -49,16 +49,20 @@ def evaluate(
     skip_bad: bool = SkipBadOption,
     encoder_name: str = typer.Option(None, "--encoder", help="The text encoder of every model that reads text: "
                                      "minilm (the default), usem3, e5 or hashing (zh-multicpr: usem3 by default)."),
+    diversity: str = typer.Option(None, "--diversity", help="Comma-separated re-ranking strengths in [0, 1] (e.g. "
+                                  "0,0.1,0.2,0.3): models that diversify their lists get their default chosen on "
+                                  "validation, and a table and a trade-off plot of every strength."),
 ) -> None:
     """The benchmark protocol (../shared/BENCHMARK.md) on one data set or a shop's own files, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from coldrec.evaluate.protocol import SPLITS
-    from coldrec.evaluate.report import rich_tables, timing_rows, write_report
+    from coldrec.evaluate.report import diversity_tables, rich_tables, timing_rows, write_report
     from coldrec.recommend.registry import resolve_names
 
     if split not in SPLITS:
         raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
+    strengths = _strengths(diversity) if diversity else None
     encoder = load_encoder_or_exit(encoder_name) if encoder_name else None
     if catalog is not None or events is not None:
         ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
@@ -104,7 +108,7 @@ def evaluate(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("splitting", total=None)
         try:
-            evaluation = run_evaluation(ds, names, tune=tune, split=split,
+            evaluation = run_evaluation(ds, names, tune=tune, split=split, diversity=strengths,
                                         on_step=lambda text: progress.update(task, description=text))
         except ValueError as error:
             fail(str(error))
@@ -117,8 +121,21 @@ def evaluate(
     for row in timing_rows(evaluation):
         timing.add_row(*(str(v) for v in row.values()))
     console.print(timing)
+    for table in diversity_tables(evaluation):
+        console.print(table)
     written = write_report(evaluation, out / ds.name)
     console.print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _strengths(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers in [0, 1] separated by commas, not {text!r}",
+                                 param_hint="--diversity") from None
+    if not values or any(not 0 <= value <= 1 for value in values):
+        raise typer.BadParameter(f"strengths are in [0, 1]: {text!r}", param_hint="--diversity")
+    return values
 
 
 @app.command("stability")

@@ -8,7 +8,7 @@ arrivals) does not apply under the user split: it is left out with a note, never
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -18,6 +18,8 @@ from coldrec.data.datasets import Dataset
 from coldrec.data.profile import UserProfile
 from coldrec.data.split import Split, build_split, validation_split
 from coldrec.data.usersplit import build_user_split, validation_user_split
+from coldrec.evaluate.diversity import DiversitySweep, choose_strength, supports_diversity
+from coldrec.evaluate.diversity import sweep as diversity_sweep
 from coldrec.evaluate.metrics import RECOMMENDATION_METRICS, coverage, paired_bootstrap, user_metrics
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.registry import is_baseline, model_class
@@ -62,6 +64,7 @@ class ModelResult:
     per_user: dict[str, dict[str, np.ndarray]]  # segment -> metric -> value per user
     coverage: dict[str, float]
     validation: dict[str, dict[str, float]]  # segment -> metric -> mean, at the chosen params
+    diversity: DiversitySweep | None = None  # with strengths asked for: the sweep, the chosen default
 
 
 @dataclass
@@ -191,13 +194,25 @@ def evaluate_model(
     tune: bool = True,
     params: dict[str, Any] | None = None,
     on_step: Callable[[str], None] | None = None,
+    diversity: Sequence[float] | None = None,
 ) -> ModelResult:
+    """`diversity`: strengths to sweep, for a model that re-ranks for diversity: its default strength is chosen
+    on the validation cut (`coldrec.evaluate.diversity.choose_strength`), its result is at that strength, and
+    `ModelResult.diversity` holds every strength's figures on the test cut."""
     cls = model_class(name)
     catalog = dataset.catalog
     grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
     best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step, dataset.profiles)
     if best is None:
         raise ValueError(f"{name}: no grid point scored on the validation cut")
+    chosen: float | None = None
+    validation_curve: dict[float, float] = {}
+    if diversity and supports_diversity(cls):
+        if on_step:
+            on_step(f"{name} {best or ''}: diversity strengths (validation)")
+        val_model = cls(**best).fit(val.past, catalog, dataset.profiles, now=val.cut)
+        chosen, validation_curve = choose_strength(val_model, val, diversity)
+        best = {**best, "diversity": chosen}
     if on_step:
         on_step(f"{name} {best or ''} (test)")
     began = time.perf_counter()
@@ -205,8 +220,16 @@ def evaluate_model(
     fit_seconds = time.perf_counter() - began
     tops, score_seconds, users = rank_split(model, split)
     per_user, covered = split_metrics(split, tops, len(catalog))
-    return ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered,
-                       best_val_metrics)
+    result = ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered,
+                         best_val_metrics)
+    vectors = model.item_vectors
+    if chosen is not None and diversity and vectors is not None:
+        if on_step:
+            on_step(f"{name}: diversity strengths (test)")
+        _, categories = np.unique(catalog.leaf_categories().astype(str), return_inverse=True)
+        result.diversity = DiversitySweep(chosen, validation_curve,
+                                          diversity_sweep(model, split, diversity, vectors, categories))
+    return result
 
 
 def protocol_options(dataset_name: str) -> SplitOptions:
@@ -257,10 +280,12 @@ def run_evaluation(
     tune: bool = True,
     on_step: Callable[[str], None] | None = None,
     split: str = "time",
+    diversity: Sequence[float] | None = None,
 ) -> Evaluation:
     test, val = prepare_splits(dataset, split)
     kept, notes = applicable(names, split)
     evaluation = Evaluation(dataset.name, test, val, notes=notes)
     for name in kept:
-        evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step))
+        evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step,
+                                                 diversity=diversity))
     return evaluation

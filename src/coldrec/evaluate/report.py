@@ -96,10 +96,75 @@ def to_json(evaluation: Evaluation) -> dict[str, Any]:
                 "fit_seconds": r.fit_seconds,
                 "score_seconds": r.score_seconds,
                 "users_scored": r.users_scored,
+                **({"diversity": {"chosen": r.diversity.chosen, "validation": r.diversity.validation,
+                                  "test": r.diversity.rows}} if r.diversity is not None else {}),
             }
             for r in evaluation.results
         ],
     }
+
+
+DIVERSITY_COLUMNS = ("ndcg@10", "recall@20", "coverage@10", "ild@10", "entropy@10")
+
+
+def diversity_tables(evaluation: Evaluation) -> list[Table]:
+    """Per model with a diversity sweep: one table of every (strength, segment), the chosen default marked."""
+    tables = []
+    for result in evaluation.results:
+        sweep = result.diversity
+        if sweep is None:
+            continue
+        validation = ", ".join(f"{s:g}: {v:.4f}" for s, v in sorted(sweep.validation.items()))
+        table = Table(title=f"{title(evaluation)}: {result.name} by diversity strength (default {sweep.chosen:g}, "
+                            f"chosen on validation; objective {validation})", title_justify="left")
+        for column in ("strength", "segment", "users", *DIVERSITY_COLUMNS, "ndcg vs 0", "coverage vs 0"):
+            table.add_column(column, justify="left" if column == "segment" else "right")
+        at_zero = {row["segment"]: row for row in sweep.rows if row["strength"] == 0.0}
+        for row in sweep.rows:
+            base = at_zero[row["segment"]]
+            mark = " *" if row["strength"] == sweep.chosen else ""
+            table.add_row(f"{row['strength']:g}{mark}", row["segment"], f"{row['users']:,}",
+                          *(f"{row[c]:.4f}" for c in DIVERSITY_COLUMNS),
+                          _ratio(row["ndcg@10"], base["ndcg@10"]), _ratio(row["coverage@10"], base["coverage@10"]))
+        tables.append(table)
+    return tables
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.3f}x" if base else "-"
+
+
+def write_diversity_plot(evaluation: Evaluation, folder: Path) -> list[Path]:
+    """NDCG@10 against Coverage@10 over the strengths, a panel per segment, a line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [r for r in evaluation.results if r.diversity is not None]
+    if not swept:
+        return []
+    segments = list(dict.fromkeys(row["segment"] for r in swept for row in r.diversity.rows))  # type: ignore[union-attr]
+    fig, axes = plt.subplots(1, len(segments), figsize=(3.6 * len(segments), 3.6), squeeze=False)
+    for ax, segment in zip(axes[0], segments, strict=True):
+        for result in swept:
+            rows = [row for row in result.diversity.rows if row["segment"] == segment]  # type: ignore[union-attr]
+            ax.plot([r["coverage@10"] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label=result.name)
+            for r in rows:
+                chosen = r["strength"] == result.diversity.chosen  # type: ignore[union-attr]
+                ax.annotate(f"{r['strength']:g}" + ("*" if chosen else ""), (r["coverage@10"], r["ndcg@10"]),
+                            fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(segment, fontsize=9)
+        ax.set_xlabel("Coverage@10")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("NDCG@10")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{title(evaluation)}: diversity strength (* the default)", fontsize=10)
+    fig.tight_layout()
+    path = folder / "diversity_tradeoff.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
 
 
 def to_markdown(evaluation: Evaluation) -> str:
@@ -150,6 +215,20 @@ def to_markdown(evaluation: Evaluation) -> str:
             for g in result.grid
         )
         lines.append(f"- {result.name}: {tried}")
+    for result in evaluation.results:
+        sweep = result.diversity
+        if sweep is None:
+            continue
+        validation = ", ".join(f"{s:g}: {v:.4f}" for s, v in sorted(sweep.validation.items()))
+        lines += ["", f"## {result.name} by diversity strength", "",
+                  f"Default strength {sweep.chosen:g}: the largest whose validation objective stays within 3% of "
+                  f"the list without re-ranking (objective by strength: {validation}). Test cut:", "",
+                  "| strength | segment | users | " + " | ".join(DIVERSITY_COLUMNS) + " |",
+                  "|---|---|---|" + "---|" * len(DIVERSITY_COLUMNS)]
+        for row in sweep.rows:
+            mark = " (default)" if row["strength"] == sweep.chosen else ""
+            lines.append(f"| {row['strength']:g}{mark} | {row['segment']} | {row['users']:,} | "
+                         + " | ".join(f"{row[c]:.4f}" for c in DIVERSITY_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -208,7 +287,8 @@ def write_report(evaluation: Evaluation, folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "report.md").write_text(to_markdown(evaluation))
     (folder / "report.json").write_text(json.dumps(to_json(evaluation), indent=2, default=_jsonable))
-    return [folder / "report.md", folder / "report.json", *write_plots(evaluation, folder)]
+    return [folder / "report.md", folder / "report.json", *write_plots(evaluation, folder),
+            *write_diversity_plot(evaluation, folder)]
 
 
 def _jsonable(value):

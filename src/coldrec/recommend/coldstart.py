@@ -35,6 +35,7 @@ from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import Split
 from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
+from coldrec.rank.diversity import diversify, pool_size
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
 from coldrec.recommend.explaining import explain_rows
@@ -76,6 +77,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         {"max_interests": 3, "decay": 0.7, "sources": UNORDERED_SOURCES},
     )
     __transient__ = ("_encoder",)
+    diversity: float = 0.0  # models saved before it was a parameter: no diversity
 
     def __init__(
         self,
@@ -93,6 +95,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         ranker_stopping_splits: int = 3,
         neighbours_for_new_items: int = 0,
         new_arrival_slots: int = 0,
+        diversity: float = 0.0,
         transition_window: int = 3,
         session_neighbours: int = 100,
         inner_folds: int = 1,
@@ -114,6 +117,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.ranker_stopping_splits = ranker_stopping_splits
         self.neighbours_for_new_items = neighbours_for_new_items
         self.new_arrival_slots = new_arrival_slots
+        self.diversity = diversity
         self.transition_window = transition_window
         self.session_neighbours = session_neighbours
         self.inner_folds = inner_folds
@@ -355,10 +359,17 @@ class ColdStartRecommender(UsesEncoder, Recommender):
                 return Ranked(found[keep][:n], scores[keep][:n])
             k = min(total, 4 * k)
 
-    def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        """With `new_arrival_slots` = s: the s positions right after the first SLOTS_AFTER of each list go to
-        the shopper's best-scored new arrivals not already listed (exposure that items nobody has bought yet
-        cannot earn from behaviour); the first SLOTS_AFTER positions never change."""
+    def list_pool(self, n: int) -> int:
+        return pool_size(n) if self.diversity > 0 else n
+
+    def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None,
+                n: int | None = None) -> np.ndarray:
+        """With `diversity` > 0: each list re-ranked for diversity (`coldrec.rank.diversity`) from its pool. With
+        `new_arrival_slots` = s: the s positions right after the first SLOTS_AFTER of each list go to the
+        shopper's best-scored new arrivals not already listed (exposure that items nobody has bought yet cannot
+        earn from behaviour); the first SLOTS_AFTER positions never change for that."""
+        n = top.shape[1] if n is None else n
+        top = self._diversified(top, scores, n) if self.diversity > 0 else top[:, :n]
         pool = self.new_arrivals()
         if not self.new_arrival_slots or top.shape[1] <= SLOTS_AFTER or not len(pool):
             return top
@@ -371,8 +382,37 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             out[row] = self._slotted(top[row], pool, values)
         return out
 
-    def arrange_ranked(self, ranked: Ranked, n: int) -> tuple[Ranked, np.ndarray]:
-        """`arrange` on one ranked list: the slotted new arrivals come from the ranked items only."""
+    def _diversified(self, top: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+        """Lists of n chosen from each row's pool (`top`, best first, -1 padded) by `diversify`; candidates only,
+        then the rest of the pool in order where candidates are too few."""
+        out = np.full((len(top), min(n, top.shape[1])), -1, np.int64)
+        for row in range(len(top)):
+            items = top[row][top[row] >= 0]
+            values = scores[row, items]
+            candidate = values > NOT_A_CANDIDATE
+            chosen = self._diverse_order(items[candidate], values[candidate], n, self.diversity)
+            rest = items[~np.isin(items, chosen)]
+            listed = np.concatenate([chosen, rest])[: out.shape[1]]
+            out[row, : len(listed)] = listed
+        return out
+
+    def _diverse_order(self, items: np.ndarray, scores: np.ndarray, n: int, strength: float) -> np.ndarray:
+        """`items` (best first) re-ranked for diversity at `strength`: the chosen n, in order."""
+        brands = np.where(self._items.has_brand[items], self._items.brand[items], -1)
+        order = diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands)
+        return items[order]
+
+    def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None) -> tuple[Ranked, np.ndarray]:
+        """`arrange` on one ranked list (`diversity`: this request's strength, None: the model's): the diverse top
+        n from the first `pool_size(n)`; the slotted new arrivals come from the ranked items only."""
+        strength = self.diversity if diversity is None else float(diversity)
+        if strength > 0 and len(ranked) > 1:
+            head = ranked.take(slice(0, pool_size(n)))
+            chosen = self._diverse_order(head.items, head.scores, n, strength)
+            row_of = np.full(len(self._items), -1, np.int64)
+            row_of[ranked.items] = np.arange(len(ranked))
+            first = row_of[chosen]
+            ranked = ranked.take(np.concatenate([first, np.setdiff1d(np.arange(len(ranked)), first)]))
         pool = self.new_arrivals()
         top = ranked.take(slice(0, n))
         if not self.new_arrival_slots or len(top) <= SLOTS_AFTER or not len(pool):
@@ -385,8 +425,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         arranged = self._slotted(top.items, pool, values)
         row_of = np.full(len(self._items), -1, np.int64)
         row_of[ranked.items] = np.arange(len(ranked))
-        chosen = ranked.take(row_of[arranged])
-        return chosen, ~np.isin(chosen.items, top.items)
+        chosen_rows = ranked.take(row_of[arranged])
+        return chosen_rows, ~np.isin(chosen_rows.items, top.items)
 
     def _slotted(self, top: np.ndarray, pool: np.ndarray, values: np.ndarray) -> np.ndarray:
         """One list (-1 padded) with the `new_arrival_slots` after its first SLOTS_AFTER given to the pool items

@@ -222,6 +222,8 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
                                                            "false: unavailable ones only.")] = None,
         include_unavailable: IncludeUnavailable = False,
         include_bought: bool = False,
+        diversity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False, description=(
+            "How diverse the list is, 0 (the ranking as it is) to 1; default: the shop's own strength."))] = None,
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
         served = live.current
@@ -230,7 +232,8 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         def read():
             return served.engine.recommend(shopper_context(served.engine, user, session), n, category=category,
                                            min_price=min_price, max_price=max_price, in_stock=in_stock,
-                                           include_bought=include_bought, include_unavailable=include_unavailable)
+                                           include_bought=include_bought, include_unavailable=include_unavailable,
+                                           diversity=diversity)
 
         return Results.of(await answer(served, read))
 

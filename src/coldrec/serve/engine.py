@@ -293,8 +293,10 @@ class Engine:
         in_stock: bool | None = None,
         include_bought: bool = False,
         include_unavailable: bool = False,
+        diversity: float | None = None,
     ) -> list[Recommendation]:
-        """The shopper's top n. Unavailable items only with `include_unavailable` (`in_stock=False`: only them)."""
+        """The shopper's top n. Unavailable items only with `include_unavailable` (`in_stock=False`: only them).
+        `diversity`: this request's strength in [0, 1] (None: the model's)."""
         context, encode = self._bounded(context)
         with self._lock:
             allowed = self._table.allowed(self.model.removed, category, min_price, max_price, in_stock,
@@ -307,7 +309,7 @@ class Engine:
             ranked = ranked.take(np.flatnonzero(keep))
             # a duplicate listing never follows its twin
             ranked = ranked.take(self._table.distinct_titles(ranked.items))
-            top, slotted = self.model.arrange_ranked(ranked, n)
+            top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity)
             explanations = self.model.explain(context, top, encode)
             said = reasons(explanations, context, self._table.titles, self._table.leaves, self._table.ids, top.items)
             said = ["new arrival" if moved else reason for reason, moved in zip(said, slotted, strict=True)]

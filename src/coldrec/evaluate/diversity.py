@@ -1,0 +1,121 @@
+"""What diversity costs and buys: a model's lists at several re-ranking strengths (`coldrec.rank.diversity`),
+measured per segment, and the strength a shop gets by default.
+
+Per strength and segment: NDCG@10 and Recall@20 (as everywhere), Coverage@10 (distinct items in all top-10
+lists / catalog), intra-list diversity (mean pairwise 1 - cosine of a top 10's text vectors) and the category
+entropy of a top 10 (bits, over leaf categories). The default strength is chosen on the validation cut: the
+largest tried whose validation objective (NDCG@10 over the user segments) stays within `TOLERANCE` of the
+list without re-ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coldrec.data.split import Split
+from coldrec.evaluate.metrics import coverage
+from coldrec.recommend.base import Recommender
+
+#: the default strength keeps the validation objective within this share of the list without re-ranking
+TOLERANCE = 0.03
+K = 10
+
+
+def supports_diversity(model: Recommender | type[Recommender]) -> bool:
+    """Does the model re-rank its lists for diversity (a `diversity` parameter)?"""
+    return hasattr(model, "diversity")
+
+
+def intra_list_diversity(top: np.ndarray, vectors: np.ndarray, k: int = K) -> np.ndarray:
+    """Per list: the mean pairwise 1 - cosine of its first k items' vectors (unit length); NaN below 2 items."""
+    out = np.full(len(top), np.nan)
+    for row, items in enumerate(top[:, :k]):
+        items = items[items >= 0]
+        if len(items) < 2:
+            continue
+        x = np.asarray(vectors[items], np.float32)
+        similarity = x @ x.T
+        pairs = len(items) * (len(items) - 1)
+        out[row] = 1.0 - (similarity.sum() - np.trace(similarity)) / pairs
+    return out
+
+
+def category_entropy(top: np.ndarray, categories: np.ndarray, k: int = K) -> np.ndarray:
+    """Per list: the entropy (bits) of its first k items' category codes."""
+    out = np.zeros(len(top))
+    for row, items in enumerate(top[:, :k]):
+        items = items[items >= 0]
+        if not len(items):
+            continue
+        _, counts = np.unique(categories[items], return_counts=True)
+        share = counts / counts.sum()
+        out[row] = float(-(share * np.log2(share)).sum())
+    return out
+
+
+@dataclass
+class DiversitySweep:
+    """A model's lists at each strength: `rows` (strength, segment, metrics), and the chosen default."""
+
+    chosen: float
+    validation: dict[float, float]  # strength -> validation objective
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def objective_at(model: Recommender, split: Split, strength: float) -> float:
+    from coldrec.evaluate.protocol import objective, rank_split, split_metrics
+
+    model.set_params(diversity=strength)
+    tops, _, _ = rank_split(model, split)
+    per_user, _ = split_metrics(split, tops, len(model.catalog))
+    return objective(per_user)
+
+
+def choose_strength(model: Recommender, val: Split, strengths: Sequence[float],
+                    tolerance: float = TOLERANCE) -> tuple[float, dict[float, float]]:
+    """The largest strength whose validation objective is at least (1 - tolerance) x that at strength 0, and each
+    strength's objective. `model` is fitted on the validation cut's past; its strength is left at the choice."""
+    values = {float(s): objective_at(model, val, float(s)) for s in sorted({0.0, *map(float, strengths)})}
+    floor = (1.0 - tolerance) * values[0.0]
+    chosen = max(s for s, value in values.items() if value >= floor)
+    model.set_params(diversity=chosen)
+    return chosen, values
+
+
+def sweep(model: Recommender, split: Split, strengths: Sequence[float], vectors: np.ndarray,
+          categories: np.ndarray) -> list[dict[str, Any]]:
+    """Per strength and segment: users, NDCG@10, Recall@20, Coverage@10, ILD@10 and category entropy@10."""
+    from coldrec.evaluate.protocol import rank_split, split_metrics
+
+    rows = []
+    before = model.get_params()["diversity"]
+    for strength in sorted({0.0, *map(float, strengths)}):
+        model.set_params(diversity=strength)
+        tops, _, _ = rank_split(model, split)
+        per_user, covered = split_metrics(split, tops, len(model.catalog))
+        lists = dict(tops)
+        if split.kind == "time":
+            cold = split.cold_items
+            lists[cold.name] = (np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, tops[
+                next(iter(tops))].shape[1]) if cold.sources else np.zeros((0, 1), np.int64))
+        for segment, metrics in per_user.items():
+            top = lists[segment]
+            rows.append({
+                "strength": strength, "segment": segment, "users": len(metrics["ndcg@10"]),
+                "ndcg@10": _mean(metrics["ndcg@10"]), "recall@20": _mean(metrics["recall@20"]),
+                "coverage@10": covered[segment] if segment in covered else coverage(top, len(model.catalog)),
+                "ild@10": _mean(intra_list_diversity(top, vectors)),
+                "entropy@10": _mean(category_entropy(top, categories)),
+            })
+    model.set_params(diversity=before)
+    return rows
+
+
+def _mean(values: np.ndarray) -> float:
+    values = np.asarray(values, np.float64)
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if len(values) else float("nan")
