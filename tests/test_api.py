@@ -96,7 +96,7 @@ class FakeEngine:
         self.prepared = list(texts)
 
     def recommend(self, context, n=10, *, category=None, min_price=None, max_price=None, in_stock=None,
-                  include_bought=False, include_unavailable=False):
+                  include_bought=False, include_unavailable=False, diversity=None, rules=()):
         frame = self.catalog.frame
         mask = np.ones(len(frame), bool)
         leaves = self.catalog.leaf_categories()

@@ -131,6 +131,18 @@ def test_an_item_added_on_one_host_is_served_by_another_within_a_second(hosts):
     assert "walnut-lamp" not in listed(httpx.get(f"{a}/recommend", params={"user": "lamp-fan", "n": 100}))
 
 
+def test_a_rule_written_through_one_host_applies_on_every_host(hosts):
+    rule = httpx.post(f"{url(hosts, 'a')}/rules", json={"action": "exclude", "category": "Electronics"})
+    assert rule.status_code == 201, rule.text
+    try:
+        for name in HOSTS:
+            rows = listed(httpx.get(f"{url(hosts, name)}/recommend", params={"user": "rule-shopper", "n": 100}))
+            assert rows and all(int(item[1:]) < 12 or item == "i24" for item in rows), (name, rows)
+    finally:
+        assert httpx.delete(f"{url(hosts, 'c')}/rules/{rule.json()['rule_id']}").status_code == 200
+    assert any(int(i[1:]) >= 12 for i in listed(httpx.get(f"{url(hosts, 'b')}/recommend", params={"n": 100})))
+
+
 def test_a_retrain_from_the_store_reaches_every_host(hosts, model_root, store_url):
     before = {name: httpx.get(f"{url(hosts, name)}/healthz").json()["model_version"] for name in HOSTS}
     assert set(before.values()) == {1}

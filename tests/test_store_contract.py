@@ -583,3 +583,19 @@ def test_wait_for_items_version_returns_at_the_change(stocked, target):
         assert time.monotonic() - started < 10
     finally:
         timer.join()
+
+
+# merchandising rules
+
+def test_rules_are_kept_in_order_and_counted(store):
+    before = store.rules_version()
+    first = store.add_rule({"action": "pin", "item_id": "i3", "position": 2})
+    second = store.add_rule({"action": "exclude", "category": "Office > Paper Goods", "ends_at": 2e9})
+    assert first != second
+    assert store.rules() == [{"rule_id": first, "action": "pin", "item_id": "i3", "position": 2},
+                             {"rule_id": second, "action": "exclude", "category": "Office > Paper Goods",
+                              "ends_at": 2e9}]
+    assert store.rules_version() == before + 2
+    assert store.delete_rule(first) and not store.delete_rule(first)
+    assert [rule["rule_id"] for rule in store.rules()] == [second]
+    assert store.rules_version() == before + 3

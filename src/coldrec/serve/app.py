@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coldrec.data.catalog import ItemCatalog
+from coldrec.rank.rules import Rule
 from coldrec.serve.access import require
 from coldrec.serve.engine import MAX_HISTORY_EVENTS
 from coldrec.serve.errors import http_error, invalid, not_found, validation_error
@@ -48,6 +49,9 @@ from coldrec.serve.schemas import (
     Profile,
     Rejected,
     Results,
+    RuleIn,
+    RuleOut,
+    Rules,
     StoredItem,
     Strict,
 )
@@ -210,6 +214,44 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         """Erase an anonymous session's events, from the store's files too."""
         return Erased(profiles=0, **_erased(lambda: store.delete_session(session_id), "session_id"))
 
+    rules_cache: dict[str, Any] = {"version": None, "rules": ()}
+
+    def active_rules() -> tuple[Rule, ...]:
+        """The store's rules, read again only when its rules_version moved (one indexed read a request)."""
+        version = store.rules_version()
+        if version != rules_cache["version"]:
+            stored = store.rules()
+            rules_cache["rules"] = tuple(Rule(**rule) for rule in stored)
+            rules_cache["version"] = version
+        return rules_cache["rules"]
+
+    @writes.post("/rules", response_model=RuleOut, status_code=201)
+    def post_rule(rule: RuleIn) -> RuleOut:
+        """Add a merchandising rule: boost, bury, pin (one item to a position) or exclude an item, a category or
+        a brand, optionally between starts_at and ends_at. It applies to /recommend from the next request on,
+        on every host, and never brings back an unavailable, removed or filtered-out item."""
+        problems = rule.problems()
+        if rule.item_id is not None and not problems and store.item(rule.item_id) is None:
+            problems.append(("item_id", f"unknown or deleted item {rule.item_id!r}"))
+        if problems:
+            raise invalid([(("body", field), message, "value_error") for field, message in problems])
+        stored = rule.stored()
+        rule_id = store.add_rule(stored)
+        return RuleOut.of({"rule_id": rule_id, **stored}, time.time())
+
+    @writes.get("/rules", response_model=Rules)
+    def get_rules() -> Rules:
+        """Every rule, oldest first, each saying whether it is active now."""
+        now = time.time()
+        return Rules(rules=[RuleOut.of(rule, now) for rule in store.rules()])
+
+    @writes.delete("/rules/{rule_id}", responses={404: {"description": "Unknown rule"}})
+    def delete_rule(rule_id: Annotated[str, Path(max_length=64)]) -> dict[str, str]:
+        """Delete a rule: it applies to no answer from the next request on."""
+        if not store.delete_rule(rule_id):
+            raise not_found("rule_id", rule_id)
+        return {"deleted": rule_id}
+
     @reads.get("/recommend", response_model=Results)
     async def recommend(
         user: ShopperId = None,
@@ -233,7 +275,9 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
             return served.engine.recommend(shopper_context(served.engine, user, session), n, category=category,
                                            min_price=min_price, max_price=max_price, in_stock=in_stock,
                                            include_bought=include_bought, include_unavailable=include_unavailable,
-                                           diversity=diversity)
+                                           diversity=diversity, rules=rules)
+
+        rules = active_rules()
 
         return Results.of(await answer(served, read))
 

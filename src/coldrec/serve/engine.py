@@ -17,7 +17,8 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,8 @@ from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.encode.shared import normalise
 from coldrec.profile import build_interest_profiles
+from coldrec.rank import rules as merchandising
+from coldrec.rank.rules import Rule
 from coldrec.recommend.base import Recommender
 from coldrec.serve.itemtable import ItemTable, Recommendation
 from coldrec.serve.lexical import LexicalRefitter
@@ -294,10 +297,15 @@ class Engine:
         include_bought: bool = False,
         include_unavailable: bool = False,
         diversity: float | None = None,
+        rules: Sequence[Rule] = (),
+        now: float | None = None,
     ) -> list[Recommendation]:
         """The shopper's top n. Unavailable items only with `include_unavailable` (`in_stock=False`: only them).
-        `diversity`: this request's strength in [0, 1] (None: the model's)."""
+        `diversity`: this request's strength in [0, 1] (None: the model's). `rules`: the shop's merchandising
+        rules (`coldrec.rank.rules`, those active at `now`, default the clock), applied to the items the list may
+        hold: boosts and buries before the model's list rules, pins after."""
         context, encode = self._bounded(context)
+        now = time.time() if now is None else now
         with self._lock:
             allowed = self._table.allowed(self.model.removed, category, min_price, max_price, in_stock,
                                           include_unavailable)
@@ -309,10 +317,20 @@ class Engine:
             ranked = ranked.take(np.flatnonzero(keep))
             # a duplicate listing never follows its twin
             ranked = ranked.take(self._table.distinct_titles(ranked.items))
+            order, boosted = merchandising.reorder(ranked.items, rules, self._table, now)
+            ranked = ranked.take(order)
             top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity)
+            pinned_list, pinned = merchandising.pin(top.items, ranked.items, n, rules, self._table, now)
+            if not np.array_equal(pinned_list, top.items):
+                row_of = {int(item): row for row, item in enumerate(ranked.items)}
+                slotted = np.isin(pinned_list, top.items[slotted])
+                top = ranked.take(np.array([row_of[int(item)] for item in pinned_list], np.int64))
+            promoted = np.isin(top.items, ranked.items[boosted])
             explanations = self.model.explain(context, top, encode)
             said = reasons(explanations, context, self._table.titles, self._table.leaves, self._table.ids, top.items)
-            said = ["new arrival" if moved else reason for reason, moved in zip(said, slotted, strict=True)]
+            said = [merchandising.PINNED if is_pinned else "new arrival" if moved else
+                    merchandising.PROMOTED if is_promoted else reason
+                    for reason, moved, is_pinned, is_promoted in zip(said, slotted, pinned, promoted, strict=True)]
             listed = zip(top.items, top.scores, said, strict=True)
             return [self._table.result(int(i), float(s), r) for i, s, r in listed]
 

@@ -27,12 +27,13 @@ class Recommendation:
     price: float | None
 
 
-_FILLS = {"ids": "", "titles": "", "paths": "", "price": np.nan, "available": False, "path_code": 0, "title_code": -1}
+_FILLS = {"ids": "", "titles": "", "brands": "", "paths": "", "price": np.nan, "available": False, "path_code": 0,
+          "title_code": -1}
 
 
 class ItemTable:
     def __init__(self, catalog: ItemCatalog):
-        self.ids, self.titles, self.paths = (np.zeros(0, object) for _ in range(3))
+        self.ids, self.titles, self.paths, self.brands = (np.zeros(0, object) for _ in range(4))
         self.price, self.available = np.zeros(0), np.zeros(0, bool)
         self.path_names, self.path_code = np.zeros(0, object), np.zeros(0, np.int64)
         self.title_code = np.zeros(0, np.int64)
@@ -55,6 +56,7 @@ class ItemTable:
             setattr(self, name, np.concatenate([array, np.full(grow, fill, array.dtype)]))
         self.ids[positions] = frame["item_id"].to_numpy(dtype=object)
         self.titles[positions] = frame["title"].fillna("").to_numpy(dtype=object)
+        self.brands[positions] = frame["brand"].fillna("").to_numpy(dtype=object)
         # one code per title up to case and spacing (-1: no title), to collapse duplicate listings
         normalised = np.array([" ".join(str(t).lower().split()) for t in self.titles[positions]], object)
         inverse, keys = pd.factorize(normalised)
@@ -85,7 +87,7 @@ class ItemTable:
             return None
         allowed = ~removed
         if category:
-            allowed &= np.isin(self.path_code, np.flatnonzero(_path_matches(self.path_names, category)))
+            allowed &= self.in_category(category)
         if min_price is not None:
             allowed &= self.price >= min_price
         if max_price is not None:
@@ -93,6 +95,10 @@ class ItemTable:
         if in_stock is not None:
             allowed &= self.available == bool(in_stock)
         return allowed
+
+    def in_category(self, category: str) -> np.ndarray:
+        """Mask of positions whose category path is `category`, under it, or has it as a level (any case)."""
+        return np.isin(self.path_code, np.flatnonzero(_path_matches(self.path_names, category)))
 
     def distinct_titles(self, positions: np.ndarray) -> np.ndarray:
         """Mask over ranked `positions`: False where an item's title (up to case and spacing) came earlier."""

@@ -157,6 +157,76 @@ class Profile(Strict):
     interests: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(max_length=100)
 
 
+class RuleIn(Strict):
+    """A merchandising rule (coldrec.rank.rules): boost, bury, pin or exclude one item, a category or a brand,
+    optionally between two times."""
+
+    action: Literal["boost", "bury", "pin", "exclude"]
+    item_id: Id | None = None
+    category: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    brand: Annotated[str, Field(min_length=1, max_length=1000)] | None = None
+    position: int | None = Field(None, ge=1, le=1000, description="pin: the list position, 1 = first.")
+    weight: float = Field(1.0, gt=0, le=100, allow_inf_nan=False,
+                          description="boost / bury: an item ranked r-th competes as if ranked r / (1 + weight) "
+                                      "(boost) or r x (1 + weight) (bury).")
+    starts_at: datetime | None = Field(None, description="Active from (ISO 8601; default: now).")
+    ends_at: datetime | None = Field(None, description="Active until, exclusive (default: no end).")
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(field, what is wrong) for each rule between fields that does not hold (the API answers 422 naming
+        the field)."""
+        found = []
+        targets = [name for name in ("item_id", "category", "brand") if getattr(self, name) is not None]
+        if len(targets) != 1:
+            found.append((targets[1] if len(targets) > 1 else "item_id",
+                          "give exactly one of item_id, category and brand"))
+        if self.action == "pin" and self.item_id is None:
+            found.append(("item_id", "a pin moves one item: give item_id"))
+        if self.action == "pin" and self.position is None:
+            found.append(("position", "a pin needs a position (1 = first)"))
+        if self.action != "pin" and self.position is not None:
+            found.append(("position", f"position is for pins, not {self.action}"))
+        if "weight" in self.model_fields_set and self.action not in ("boost", "bury"):
+            found.append(("weight", f"weight is for boost and bury, not {self.action}"))
+        if self.starts_at is not None and self.ends_at is not None and self.ends_at <= self.starts_at:
+            found.append(("ends_at", "ends_at must be after starts_at"))
+        return found
+
+    def stored(self) -> dict:
+        """The rule's fields as the store keeps them (times as unix seconds)."""
+        body = self.model_dump(exclude_none=True)
+        for name in ("starts_at", "ends_at"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        return body
+
+
+class RuleOut(BaseModel):
+    rule_id: str
+    action: str
+    item_id: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    position: int | None = None
+    weight: float | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    active: bool
+
+    @classmethod
+    def of(cls, stored: dict, now: float) -> "RuleOut":
+        times = {name: datetime.fromtimestamp(stored[name], UTC) for name in ("starts_at", "ends_at")
+                 if stored.get(name) is not None}
+        active = ((stored.get("starts_at") is None or stored["starts_at"] <= now)
+                  and (stored.get("ends_at") is None or now < stored["ends_at"]))
+        return cls(**{**stored, **times}, active=active)
+
+
+class Rules(BaseModel):
+    rules: list[RuleOut]
+
+
 class Rejected(BaseModel):
     index: int = Field(description="The event's position in the batch (0-based).")
     event_id: str

@@ -38,30 +38,38 @@ from .rows import (
     Snapshot,
     as_frame,
     decoded_profiles,
+    decoded_rules,
     encoded_interests,
+    encoded_rule,
     events_columns,
     events_frame,
     in_given_order,
     item_rows,
     items_from_rows,
     most_recent,
+    new_rule_id,
     patch_values,
     seed_columns,
     shopper_keys,
 )
 from .schema import (
+    BUMP_RULES_VERSION,
     COUNT_ERASURE,
     COUNT_NAMES,
     COUNTERS,
     COUNTS,
     DELETE_ITEM,
+    DELETE_RULE,
     ERASE_ROWS,
+    INSERT_RULE,
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
     PROFILE,
     PROFILES,
+    RULES_VERSION,
     SELECT_ITEMS,
+    SELECT_RULES,
     SESSION_TABLES,
     SET_PROFILE,
     UNTIMED,
@@ -110,6 +118,12 @@ CREATE TABLE IF NOT EXISTS profiles (
     user_key TEXT PRIMARY KEY,
     interests TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rules (
+    rule_id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    created DOUBLE PRECISION NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('rules_version', 0) ON CONFLICT (key) DO NOTHING;
 """
 BUMP_ITEMS_VERSION = "UPDATE meta SET value = value + 1 WHERE key = 'items_version' RETURNING value"
 LOCK_ITEM_WRITES = "SELECT 1 FROM meta WHERE key = 'items_version' FOR UPDATE"
@@ -410,6 +424,32 @@ class PostgresStore:
     def profiles(self) -> dict[str, list[str]]:
         """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
         return decoded_profiles(self._read(PROFILES))
+
+    # merchandising rules
+
+    def add_rule(self, rule: dict) -> str:
+        """Store a rule under a new id (see `Store.add_rule`); returns the id."""
+        rule_id = new_rule_id()
+        with self._write() as cursor:
+            cursor.execute(pg(INSERT_RULE), (rule_id, encoded_rule(rule), time.time()))
+            cursor.execute(BUMP_RULES_VERSION)
+        return rule_id
+
+    def rules(self) -> list[dict]:
+        """Every stored rule (with its rule_id), oldest first."""
+        return decoded_rules(self._read(SELECT_RULES))
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule; False if there is none by that id."""
+        with self._write() as cursor:
+            deleted = cursor.execute(pg(DELETE_RULE), (rule_id,)).rowcount
+            if deleted:
+                cursor.execute(BUMP_RULES_VERSION)
+        return bool(deleted)
+
+    def rules_version(self) -> int:
+        """Grows with every rule added or deleted (by any host sharing the database)."""
+        return int(self._read(RULES_VERSION)[0][0])
 
     # a consistent copy, for retraining
 

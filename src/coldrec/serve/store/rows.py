@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -247,3 +248,17 @@ class Snapshot:
     profiles: dict[str, list[str]]
     store_id: int
     timed: bool = True
+
+
+def new_rule_id() -> str:
+    return f"rule-{secrets.token_hex(6)}"
+
+
+def encoded_rule(rule: dict) -> str:
+    """A rule's fields as stored (JSON; its id lives in its own column)."""
+    return json.dumps({key: value for key, value in rule.items() if key != "rule_id"}, sort_keys=True)
+
+
+def decoded_rules(rows: list) -> list[dict]:
+    """Stored (rule_id, JSON) rows as rule dicts, oldest first."""
+    return [{"rule_id": rule_id, **json.loads(body)} for rule_id, body in rows]

@@ -41,6 +41,13 @@ CREATE TABLE IF NOT EXISTS profiles (
     user_key TEXT PRIMARY KEY,
     interests TEXT NOT NULL  -- JSON list of strings
 );
+-- merchandising rules (coldrec.rank.rules), managed through the API; rules_version counts their changes
+CREATE TABLE IF NOT EXISTS rules (
+    rule_id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,  -- JSON object: the rule's fields
+    created REAL NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('rules_version', 0);
 """
 ITEM_FIELDS = [c for c in CATALOG_COLUMNS if c != "item_id"]
 EVENT_CODES = {e.name.lower(): int(e) for e in EventType}
@@ -70,6 +77,11 @@ COUNTS = ("SELECT (SELECT COUNT(*) FROM items WHERE deleted = 0), (SELECT COUNT(
           "(SELECT COUNT(*) FROM events), (SELECT COUNT(DISTINCT user_key) FROM events), "
           "(SELECT COUNT(*) FROM profiles)")
 COUNT_NAMES = ("items", "deleted_items", "events", "users", "profiles")
+INSERT_RULE = "INSERT INTO rules (rule_id, rule, created) VALUES (?, ?, ?)"
+SELECT_RULES = "SELECT rule_id, rule FROM rules ORDER BY created, rule_id"
+DELETE_RULE = "DELETE FROM rules WHERE rule_id = ?"
+BUMP_RULES_VERSION = "UPDATE meta SET value = value + 1 WHERE key = 'rules_version'"
+RULES_VERSION = "SELECT value FROM meta WHERE key = 'rules_version'"
 
 
 def upsert_items_sql(names: list[str]) -> str:

@@ -21,28 +21,36 @@ from .rows import (
     Snapshot,
     as_frame,
     decoded_profiles,
+    decoded_rules,
     encoded_interests,
+    encoded_rule,
     events_columns,
     events_frame,
     item_rows,
     items_from_rows,
     most_recent,
+    new_rule_id,
     patch_values,
     seed_columns,
     shopper_keys,
     stored_event_ids,
 )
 from .schema import (
+    BUMP_RULES_VERSION,
     COUNT_NAMES,
     COUNTERS,
     COUNTS,
     DELETE_ITEM,
+    DELETE_RULE,
+    INSERT_RULE,
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
     PROFILE,
     PROFILES,
+    RULES_VERSION,
     SELECT_ITEMS,
+    SELECT_RULES,
     SESSION_TABLES,
     SET_PROFILE,
     UNTIMED,
@@ -238,6 +246,33 @@ class Store(Erasure):
     def profiles(self) -> dict[str, list[str]]:
         """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
         return decoded_profiles(self._read(PROFILES))
+
+    # merchandising rules
+
+    def add_rule(self, rule: dict) -> str:
+        """Store a rule (its fields as a JSON object; `coldrec.rank.rules.Rule`'s names) under a new id; returns
+        the id."""
+        rule_id = new_rule_id()
+        with self._write() as connection:
+            connection.execute(INSERT_RULE, (rule_id, encoded_rule(rule), time.time()))
+            connection.execute(BUMP_RULES_VERSION)
+        return rule_id
+
+    def rules(self) -> list[dict]:
+        """Every stored rule (with its rule_id), oldest first."""
+        return decoded_rules(self._read(SELECT_RULES))
+
+    def delete_rule(self, rule_id: str) -> bool:
+        """Delete a rule; False if there is none by that id."""
+        with self._write() as connection:
+            deleted = connection.execute(DELETE_RULE, (rule_id,)).rowcount
+            if deleted:
+                connection.execute(BUMP_RULES_VERSION)
+        return bool(deleted)
+
+    def rules_version(self) -> int:
+        """Grows with every rule added or deleted (by any process sharing the store)."""
+        return int(self._read(RULES_VERSION)[0][0])
 
     # a consistent copy, for retraining
 
