@@ -226,6 +226,8 @@ def loadtest(
     workers: int = typer.Option(1, "--workers", min=1, help="With --synthetic or --model: the server's processes."),
     store: str = typer.Option(None, "--store", help="With --synthetic or --model: the server's store, a "
                               "postgresql://... URL (default: a throw-away SQLite state folder)."),
+    diversity: float = typer.Option(None, "--diversity", min=0, max=1, help="/recommend?diversity= on every "
+                                    "request (default: the server's own strength)."),
 ) -> None:
     """Requests/s and p50/p95/p99 latency of /recommend and /search at a fixed rate and at peak (and of /recommend
     while the model is retrained and swapped: --endpoint swap)."""
@@ -241,7 +243,8 @@ def loadtest(
         raise typer.BadParameter("swap retrains the model of a server the load test starts: give --model",
                                  param_hint="--endpoint")
     main(url, synthetic=synthetic, model=model, endpoints=endpoint, modes=mode, rate=rate, concurrency=concurrency,
-         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console, store=store)
+         seconds=duration, users=users, out=out, api_key=api_key, workers=workers, console=console, store=store,
+         diversity=diversity)
 
 
 

@@ -438,9 +438,11 @@ async def _erase(client: aiohttp.ClientSession, workload: Workload, log: Callabl
 async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: float, concurrency: int,
                    seconds: float, users: int = 200, warmup: float = 2.0, api_key: str | None = None,
                    log: Callable[[str], None] = print,
-                   swap: Callable[[], Coroutine[Any, Any, object]] | None = None) -> list[Phase]:
+                   swap: Callable[[], Coroutine[Any, Any, object]] | None = None,
+                   diversity: float | None = None) -> list[Phase]:
     """Set the workload up, measure every endpoint, erase what the load wrote. `swap`: for the "swap" endpoint,
-    what publishes the new model version (a retrain)."""
+    what publishes the new model version (a retrain). `diversity`: the strength /recommend asks for (None: the
+    server's own)."""
     require_client()
     import aiohttp
 
@@ -453,7 +455,7 @@ async def run_load(url: str, *, endpoints: list[str], modes: list[str], rate: fl
                                      timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S))
 
     async with new_client() as client:
-        workload = Workload(await _items(client))
+        workload = Workload(await _items(client), diversity=diversity)
         events = workload.histories(users, users // 2)
         for i in range(0, len(events), SETUP_BATCH):
             await _ok(client.post("/events", json={"events": events[i:i + SETUP_BATCH]}))

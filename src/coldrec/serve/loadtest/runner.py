@@ -95,7 +95,7 @@ def retrain_command(root: Path, env: dict[str, str], log_path: Path) -> Callable
 
 def main(url: str, *, synthetic: int = 0, model: Path | None = None, endpoints: list[str], modes: list[str],
          rate: float, concurrency: int, seconds: float, users: int, out: Path, api_key: str | None, console: Any,
-         workers: int = 1, store: str | None = None) -> list[Phase]:
+         workers: int = 1, store: str | None = None, diversity: float | None = None) -> list[Phase]:
     """Measure, print the table, write the plot (`out`) and the figures (`out` as .json); the CLI calls this."""
     require_client()  # before a server is started for nothing
     cores = os.cpu_count()
@@ -105,7 +105,8 @@ def main(url: str, *, synthetic: int = 0, model: Path | None = None, endpoints: 
         log(f"load on {target} ({what}); this client and the server share this machine's {cores} cores, "
             "the server in its own process(es)")
         phases = asyncio.run(run_load(target, endpoints=endpoints, modes=modes, rate=rate, concurrency=concurrency,
-                                      seconds=seconds, users=users, api_key=api_key, log=log, swap=swap))
+                                      seconds=seconds, users=users, api_key=api_key, log=log, swap=swap,
+                                      diversity=diversity))
         title = f"coldrec load test: {what}; client and server share {cores} cores (separate processes)"
         console.print(table(phases, title))
         for phase in phases:

@@ -52,8 +52,9 @@ class Phase:
 class Workload:
     """Random requests: known items and titles, shoppers with and without history."""
 
-    def __init__(self, items: list[dict], seed: int = 0):
+    def __init__(self, items: list[dict], seed: int = 0, diversity: float | None = None):
         self.rng = np.random.default_rng(seed)
+        self.diversity = diversity
         self.items = items
         self.run = secrets.token_hex(4)
         self.users: list[str] = []
@@ -93,7 +94,8 @@ class Workload:
             params = {"session": self.sessions[self.rng.integers(len(self.sessions))]}
         else:
             params = {"user": f"loadtest-{self.run}-new-{self.rng.integers(1 << 30)}"}
-        return "/recommend", {**params, "n": 10}
+        extra = {} if self.diversity is None else {"diversity": self.diversity}
+        return "/recommend", {**params, **extra, "n": 10}
 
     def search(self) -> tuple[str, dict]:
         """Two or three words of a random title; half of them personalised by a user with history."""
