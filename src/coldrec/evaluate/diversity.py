@@ -22,6 +22,8 @@ from coldrec.recommend.base import Recommender
 
 #: the default strength keeps the validation objective within this share of the list without re-ranking
 TOLERANCE = 0.03
+#: the strengths `coldrec build --tune` tries
+STRENGTHS = (0.1, 0.2, 0.3, 0.5, 0.7)
 K = 10
 
 
