@@ -102,3 +102,36 @@ def test_the_default_strength_is_the_largest_within_the_tolerance(model):
     assert all(values[s] < 0.97 * values[0.0] for s in values if s > chosen)
     assert model.diversity == chosen
     model.set_params(diversity=0.0)
+
+
+def test_the_evaluation_sweeps_strengths_and_reports_them(tmp_path):
+    import json
+
+    from coldrec.data.datasets import Dataset
+    from coldrec.encode.shared import set_default_encoder
+    from coldrec.evaluate.protocol import run_evaluation
+    from coldrec.evaluate.report import diversity_tables, write_report
+
+    shop = Dataset("synthetic", make_catalog(), make_log(n_users=300, seed=2))
+    set_default_encoder(FakeEncoder())
+    try:
+        evaluation = run_evaluation(shop, ["pop", "coldrec"], tune=False, diversity=[0.3, 1.0])
+    finally:
+        set_default_encoder(None)
+    pop, coldrec = evaluation.results
+    assert pop.diversity is None  # a baseline does not diversify
+    sweep = coldrec.diversity
+    assert sweep is not None and set(sweep.validation) == {0.0, 0.3, 1.0}
+    assert coldrec.params["diversity"] == sweep.chosen
+    assert {row["strength"] for row in sweep.rows} == {0.0, 0.3, 1.0}
+    warm = {row["strength"]: row for row in sweep.rows if row["segment"] == "warm"}
+    assert warm[1.0]["entropy@10"] > warm[0.0]["entropy@10"]  # the lists mix both categories
+    assert warm[1.0]["ild@10"] > warm[0.0]["ild@10"]
+    chosen_row = next(r for r in sweep.rows if r["segment"] == "warm" and r["strength"] == sweep.chosen)
+    assert np.mean(coldrec.per_user["warm"]["ndcg@10"]) == pytest.approx(chosen_row["ndcg@10"])
+    assert len(diversity_tables(evaluation)) == 1
+    written = write_report(evaluation, tmp_path)
+    assert (tmp_path / "diversity_tradeoff.png") in written
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["models"][1]["diversity"]["chosen"] == sweep.chosen
+    assert "by diversity strength" in (tmp_path / "report.md").read_text()
