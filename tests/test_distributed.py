@@ -116,6 +116,7 @@ def served(shop, tmp_path_factory):
                                      "category": ["Office > Electronics"]}))
     store.delete_item("i13")
     store.set_profile("stated-only", ["router keyboard"])
+    store.add_rule({"action": "pin", "item_id": "i21", "position": 1})
     store.close()
     return root
 
@@ -137,6 +138,8 @@ def test_batch_recommendations_on_ray_equal_in_process(served, cluster):
     assert (local.frame.groupby("user").size() == 10).all()
     assert set(local.frame["rank"]) == set(range(1, 11))
     assert "i13" not in set(local.frame["item_id"])  # deleted in the store after the build
+    pinned = local.frame[local.frame["item_id"] == "i21"]  # the store's rule (not for those who bought it)
+    assert len(pinned) > 300 and (pinned["rank"] == 1).all() and (pinned["reason"] == "pinned").all()
     assert local.frame["reason"].str.len().gt(0).all()
     assert list(asked.frame["user"].unique()) == ["u7", "stated-only", "nobody"]
     stated = asked.frame[asked.frame["user"] == "stated-only"]["item_id"].tolist()

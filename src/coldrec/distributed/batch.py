@@ -5,8 +5,8 @@ The shoppers are read from the store (its events and stated interests; keys are 
 keyed by the store's user key unless the caller names the raw ids it wants) and split into partitions; each
 partition is one call of `recommend_partition` on the current executor (`coldrec.parallel`): in this process, or
 a Ray task. A task loads the model directory once per worker process, brings it up to the store's catalog (items
-added, changed or removed since the model was built) and answers its shoppers with one clock, so the result is
-the same wherever it runs.
+added, changed or removed since the model was built) and answers its shoppers with one clock and the store's
+merchandising rules, so the result is the same wherever it runs.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class BatchJob:
     items_version: int
     n: int
     now: int
+    rules: tuple = ()  # the store's merchandising rules (coldrec.rank.rules.Rule), applied as /recommend does
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,10 @@ def batch_recommend(model: Path, store: AnyStore, n: int = 10, user_ids: list[st
         rows = by_key.get(key)
         history = empty if rows is None else {column: rows[column].to_numpy() for column in columns}
         shoppers.append(Shopper(name, history, list(profiles.get(key, []))))
+    from coldrec.rank.rules import Rule
+
     job = BatchJob(str(Path(model).resolve()), snapshot.items, snapshot.items_version, n,
-                   int(time.time()) if now is None else int(now))
+                   int(time.time()) if now is None else int(now), tuple(Rule(**rule) for rule in store.rules()))
     parts = [shoppers[start : start + partition_shoppers] for start in range(0, len(shoppers), partition_shoppers)]
     frames = current_executor().map(recommend_partition, parts, job, description="batch recommendations")
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
@@ -92,7 +95,8 @@ def recommend_partition(shoppers: list[Shopper], job: BatchJob) -> pd.DataFrame:
     scores: list[float] = []
     reasons: list[str] = []
     for shopper in shoppers:
-        listed = engine.recommend(engine.context(shopper.events, shopper.interests, now=job.now), job.n)
+        listed = engine.recommend(engine.context(shopper.events, shopper.interests, now=job.now), job.n,
+                                  rules=job.rules, now=job.now)
         users += [shopper.user] * len(listed)
         ranks += range(1, len(listed) + 1)
         items += [row.item_id for row in listed]
