@@ -20,7 +20,6 @@ request's gap, new arrivals), rather than computed from positions standing in fo
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
@@ -98,7 +97,6 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         diversity: float = 0.0,
         transition_window: int = 3,
         session_neighbours: int = 100,
-        inner_folds: int = 1,
         sources: tuple[str, ...] = DEFAULT_SOURCES,
         random_state: int = 0,
         encoder=None,
@@ -120,7 +118,6 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.diversity = diversity
         self.transition_window = transition_window
         self.session_neighbours = session_neighbours
-        self.inner_folds = inner_folds
         self.sources = tuple(sources)
         self.random_state = random_state
         self._encoder = encoder
@@ -131,19 +128,10 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
         switched_off = [f for source, names in SOURCE_FEATURES.items() if source not in sources for f in names]
         self._pipeline = CandidatePipeline(sources, feature_names(log.timed, leave_out=switched_off))
-        more = []
-        for fold in range(1, self.inner_folds):  # more simulated shoppers: other cuts, each with its own signals
-            other = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes,
-                                fold=fold)
-            self._use_signals(self._behaviour(other.past, catalog, other.cut))
-            with contextlib.suppress(ValueError):  # no shopper of that cut has a target among its candidates
-                more.append(self._examples(other, self.training_prefixes))
         inner = inner_split(log, catalog, onboarding=self._items.has_categories, prefixes=self.training_prefixes)
         learn, first_visitors = hold_out_first_visitors(inner)
         self._use_signals(self._behaviour(inner.past, catalog, inner.cut))
         examples = self._examples(learn, self.training_prefixes)
-        if more:
-            examples = tuple(np.concatenate(parts) for parts in zip(examples, *more, strict=True))  # type: ignore[assignment]
         self._fusion = self._fit_ranker(examples)
         self.first_visit_list_, self.first_visit_ndcg_ = choose_first_visit_list(
             self._first_visit_lists(log.timed), first_visitors, inner.tie_break)
