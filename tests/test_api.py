@@ -437,7 +437,7 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     app, store = make_service(tmp_path)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 16
     failures = []
     for operation in operations:
         @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE),
