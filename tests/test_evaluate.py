@@ -5,8 +5,9 @@ import pytest
 
 from coldrec.data import InteractionLog, ItemCatalog
 from coldrec.data.split import build_split, time_cut, validation_split
+from coldrec.evaluate.lists import rank_split
 from coldrec.evaluate.metrics import coverage, paired_bootstrap, user_metrics
-from coldrec.evaluate.protocol import prepare_splits, rank_split, run_evaluation
+from coldrec.evaluate.protocol import prepare_splits, run_evaluation
 from coldrec.recommend import UserContext, top_n
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.popularity import (

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from coldrec.data.split import Split
+from coldrec.evaluate.lists import objective, rank_split, split_metrics
 from coldrec.evaluate.metrics import coverage
 from coldrec.recommend.base import Recommender
 
@@ -69,8 +70,6 @@ class DiversitySweep:
 
 
 def objective_at(model: Recommender, split: Split, strength: float) -> float:
-    from coldrec.evaluate.protocol import objective, rank_split, split_metrics
-
     model.set_params(diversity=strength)
     tops, _, _ = rank_split(model, split)
     per_user, _ = split_metrics(split, tops, len(model.catalog))
@@ -91,8 +90,6 @@ def choose_strength(model: Recommender, val: Split, strengths: Sequence[float],
 def sweep(model: Recommender, split: Split, strengths: Sequence[float], vectors: np.ndarray,
           categories: np.ndarray) -> list[dict[str, Any]]:
     """Per strength and segment: users, NDCG@10, Recall@20, Coverage@10, ILD@10 and category entropy@10."""
-    from coldrec.evaluate.protocol import rank_split, split_metrics
-
     rows = []
     before = model.get_params()["diversity"]
     for strength in sorted({0.0, *map(float, strengths)}):

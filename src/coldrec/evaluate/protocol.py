@@ -20,13 +20,11 @@ from coldrec.data.split import Split, build_split, validation_split
 from coldrec.data.usersplit import build_user_split, validation_user_split
 from coldrec.evaluate.diversity import DiversitySweep, choose_strength, supports_diversity
 from coldrec.evaluate.diversity import sweep as diversity_sweep
-from coldrec.evaluate.metrics import RECOMMENDATION_METRICS, coverage, paired_bootstrap, user_metrics
+from coldrec.evaluate.lists import TUNING_METRIC, objective, rank_split, split_metrics
+from coldrec.evaluate.metrics import paired_bootstrap
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.registry import is_baseline, model_class
 
-DEPTH = 20  # ranks kept per user: enough for Recall@20
-BATCH = 1024
-TUNING_METRIC = "ndcg@10"
 SPLITS = ("time", "users")
 
 #: models that need timestamps, and why: left out of a user-split evaluation
@@ -106,52 +104,6 @@ class Evaluation:
                 row["coverage@10"] = result.coverage[segment]
                 rows.append(row)
         return rows
-
-
-def rank_split(model: Recommender, split: Split) -> tuple[dict[str, np.ndarray], float, int]:
-    """Top-DEPTH lists for every segment, with the scoring time and users scored."""
-    tops, seconds, users = {}, 0.0, 0
-    for name, segment in split.segments.items():
-        parts = []
-        for start in range(0, len(segment), BATCH):
-            stop = start + BATCH
-            began = time.perf_counter()
-            top, _ = model.recommend(segment.contexts[start:stop], DEPTH, segment.exclude[start:stop], split.tie_break)
-            seconds += time.perf_counter() - began
-            parts.append(top)
-        tops[name] = np.concatenate(parts) if parts else np.zeros((0, DEPTH), np.int64)
-        users += len(segment)
-    return tops, seconds, users
-
-
-def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
-    per_user, covered = {}, {}
-    for name, segment in split.segments.items():
-        per_user[name] = _metrics(tops[name], segment.targets)
-        covered[name] = coverage(tops[name], n_items)
-    if split.kind != "time":
-        return per_user, covered
-    cold = split.cold_items
-    width = min(DEPTH, n_items)  # lists are shorter than DEPTH on a tiny catalog
-    cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, width)
-    per_user[cold.name] = _metrics(cold_top, cold.targets)
-    covered[cold.name] = coverage(cold_top, n_items)
-    return per_user, covered
-
-
-def _metrics(top, targets):
-    if not len(targets):
-        return {m.name: np.zeros(0) for m in RECOMMENDATION_METRICS}
-    return user_metrics(top, targets)
-
-
-def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC,
-              cold_items: bool = False) -> float:
-    """Validation objective: `metric` averaged over the user segments (each counts once), the cold-item
-    segment included only when asked (a model whose parameters trade other segments for it)."""
-    values = [np.mean(m[metric]) for s, m in per_user.items()
-              if (cold_items or s != "cold items") and len(m[metric])]
-    return float(np.mean(values))
 
 
 def tune_params(

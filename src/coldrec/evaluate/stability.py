@@ -18,13 +18,8 @@ import numpy as np
 
 from coldrec.data.datasets import Dataset
 from coldrec.data.split import build_split, time_cut
-from coldrec.evaluate.protocol import (
-    TUNING_METRIC,
-    objective,
-    protocol_options,
-    rank_split,
-    split_metrics,
-)
+from coldrec.evaluate.lists import TUNING_METRIC, objective, rank_split, split_metrics
+from coldrec.evaluate.protocol import protocol_options
 from coldrec.recommend.registry import model_class
 
 
