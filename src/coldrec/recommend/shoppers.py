@@ -55,7 +55,8 @@ class ShopperBatch:
     @cached_property
     def neighbour_share(self) -> sp.csr_matrix:
         """(shoppers x items) session-kNN: the weighted share of the nearest sequences holding each item."""
-        return neighbour_shares(self.seen, self.signals.sequences, self.signals.session_neighbours)
+        return neighbour_shares(self.seen, self.signals.sequences, self.signals.session_neighbours,
+                                self.signals.sequences_by_item)
 
     def known(self, row: int) -> np.ndarray:
         """The shopper's distinct known items, ascending."""

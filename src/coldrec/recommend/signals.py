@@ -19,7 +19,12 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.model.registry import register_class
 from coldrec.recommend.rows import grow_fields, reserve_fields
-from coldrec.recommend.sequential import directed_transitions, recent_sequences, with_more_columns
+from coldrec.recommend.sequential import (
+    directed_transitions,
+    recent_sequences,
+    sequences_by_item,
+    with_more_columns,
+)
 
 DAY = 86_400
 
@@ -34,7 +39,7 @@ PER_ITEM = (
 class BehaviourSignals:
     """Behaviour evidence per catalog position; `fold_in` turns a shopper's known items into ALS factors."""
 
-    __transient__ = ("_buffers", "_gram")
+    __transient__ = ("_buffers", "_gram", "_sequences_by_item")
 
     def __init__(
         self,
@@ -140,6 +145,15 @@ class BehaviourSignals:
         a = gram[1] + (self.alpha - 1.0) * (y.T @ y)
         return np.linalg.solve(a, self.alpha * y.sum(axis=0)).astype(np.float32)
 
+    @property
+    def sequences_by_item(self) -> sp.csr_matrix:
+        """(items x sequences) the session-kNN neighbours by item (`coldrec.recommend.sequential.sequences_by_item`),
+        built on first use and again after the catalog grows."""
+        by_item = self.__dict__.get("_sequences_by_item")
+        if by_item is None:
+            by_item = self._sequences_by_item = sequences_by_item(self.sequences)
+        return by_item
+
     def grow(self, count: int) -> None:
         """`count` more positions without behaviour (a new item: no popularity, events, age, factors or co-buyers)."""
         if not count:
@@ -149,6 +163,7 @@ class BehaviourSignals:
         if hasattr(self, "transitions"):  # a model saved before the sequential evidence has neither
             self.transitions = with_more_columns(self.transitions, count, rows_too=True)
             self.sequences = with_more_columns(self.sequences, count)
+            self.__dict__.pop("_sequences_by_item", None)
 
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
