@@ -400,7 +400,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             row_of = np.full(len(self._items), -1, np.int64)
             row_of[ranked.items] = np.arange(len(ranked))
             first = row_of[chosen]
-            ranked = ranked.take(np.concatenate([first, np.setdiff1d(np.arange(len(ranked)), first)]))
+            rest = np.ones(len(ranked), bool)
+            rest[first] = False  # a first visit's list is the whole catalog: no sort of it
+            ranked = ranked.take(np.concatenate([first, np.flatnonzero(rest)]))
         pool = self.new_arrivals()
         top = ranked.take(slice(0, n))
         if not self.new_arrival_slots or len(top) <= SLOTS_AFTER or not len(pool):

@@ -317,8 +317,10 @@ class Engine:
             ranked = ranked.take(np.flatnonzero(keep))
             # a duplicate listing never follows its twin
             ranked = ranked.take(self._table.distinct_titles(ranked.items))
-            order, boosted = merchandising.reorder(ranked.items, rules, self._table, now)
-            ranked = ranked.take(order)
+            boosted = np.zeros(len(ranked), bool)
+            if rules:
+                order, boosted = merchandising.reorder(ranked.items, rules, self._table, now)
+                ranked = ranked.take(order)
             top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity)
             pinned_list, pinned = merchandising.pin(top.items, ranked.items, n, rules, self._table, now)
             if not np.array_equal(pinned_list, top.items):
