@@ -57,6 +57,8 @@ from coldrec.retrieve.index import VectorIndex
 
 #: the sources without the sequential ones (directed transitions, session-kNN)
 UNORDERED_SOURCES = tuple(source for source in DEFAULT_SOURCES if source not in SOURCE_FEATURES)
+#: A request looking for the most popular allowed items reads the popularity order this many at a time.
+POPULAR_CHUNK = 4096
 #: Slots for new arrivals (`new_arrival_slots`) start after this many positions of a list.
 SLOTS_AFTER = 10
 NOT_A_CANDIDATE = np.float32(-1e9)
@@ -75,7 +77,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         # whether order (transitions, session-kNN) earns its place is the shop's validation cut's to say
         {"max_interests": 3, "decay": 0.7, "sources": UNORDERED_SOURCES},
     )
-    __transient__ = ("_encoder",)
+    __transient__ = ("_encoder", "_pop_order")
     diversity: float = 0.0  # models saved before it was a parameter: no diversity
 
     def __init__(
@@ -297,10 +299,27 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return Ranked(items[order], scores[order], features[order])
 
     def _popular_among(self, allowed: np.ndarray, k: int) -> np.ndarray:
-        candidates = np.flatnonzero(allowed & ~self._items.removed)
-        if len(candidates) > k:
-            candidates = candidates[np.argpartition(-self._signals.pop[candidates], k - 1)[:k]]
-        return candidates
+        """The k most popular allowed (and not removed) items: the first of the popularity order that pass, read
+        in chunks (a request reads a few thousand positions, not the catalog; ties: lower position first)."""
+        order = self._popularity_order()
+        found, count = [], 0
+        for start in range(0, len(order), POPULAR_CHUNK):
+            part = order[start : start + POPULAR_CHUNK]
+            part = part[allowed[part] & ~self._items.removed[part]]
+            found.append(part)
+            count += len(part)
+            if count >= k:
+                break
+        return np.concatenate(found)[:k] if found else np.zeros(0, np.int64)
+
+    def _popularity_order(self) -> np.ndarray:
+        """Every position, most popular first: sorted once per catalog state, not per request."""
+        key = (id(self._signals), len(self._items), self._items.version)
+        cached = self.__dict__.get("_pop_order")
+        if cached is None or cached[0] != key:
+            pop = self._signals.pop[: len(self._items)]
+            cached = self._pop_order = (key, np.argsort(-pop, kind="stable"))
+        return cached[1]
 
     def explain(self, context: UserContext, ranked: Ranked,
                 encode_texts: EncodeTexts | None = None) -> list[Explanation]:
