@@ -107,11 +107,12 @@ def pin(listed: np.ndarray, available: np.ndarray, n: int, rules: Sequence[Rule]
                   key=lambda rule: int(rule.position or 1))
     if not pins:
         return listed[:n], np.zeros(min(n, len(listed)), bool)
-    available_ids = {str(item): int(position) for position, item in zip(available, facts.ids[available],
-                                                                         strict=True)}
+    # the pinned items the list may hold (a first visit's list is the whole catalog: matched in one pass)
+    held = available[np.isin(facts.ids[available], [str(rule.item_id) for rule in pins])]
+    position_of = {str(item): int(position) for position, item in zip(held, facts.ids[held], strict=True)}
     pinned: dict[int, int] = {}  # position -> slot (from 0)
     for rule in pins:
-        position = available_ids.get(str(rule.item_id))
+        position = position_of.get(str(rule.item_id))
         if position is not None and position not in pinned:
             pinned[position] = int(rule.position or 1) - 1
     sequence = [int(p) for p in listed if int(p) not in pinned]

@@ -397,17 +397,17 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             items = top[row][top[row] >= 0]
             values = scores[row, items]
             candidate = values > NOT_A_CANDIDATE
-            chosen = self._diverse_order(items[candidate], values[candidate], n, self.diversity)
+            chosen = items[candidate][self._diverse_order(items[candidate], values[candidate], n, self.diversity)]
             rest = items[~np.isin(items, chosen)]
             listed = np.concatenate([chosen, rest])[: out.shape[1]]
             out[row, : len(listed)] = listed
         return out
 
     def _diverse_order(self, items: np.ndarray, scores: np.ndarray, n: int, strength: float) -> np.ndarray:
-        """`items` (best first) re-ranked for diversity at `strength`: the chosen n, in order."""
+        """`items` (best first) re-ranked for diversity at `strength`: the indices into `items` of the chosen n, in
+        order."""
         brands = np.where(self._items.has_brand[items], self._items.brand[items], -1)
-        order = diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands)
-        return items[order]
+        return diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands)
 
     def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None) -> tuple[Ranked, np.ndarray]:
         """`arrange` on one ranked list (`diversity`: this request's strength, None: the model's): the diverse top
@@ -415,10 +415,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         strength = self.diversity if diversity is None else float(diversity)
         if strength > 0 and len(ranked) > 1:
             head = ranked.take(slice(0, pool_size(n)))
-            chosen = self._diverse_order(head.items, head.scores, n, strength)
-            row_of = np.full(len(self._items), -1, np.int64)
-            row_of[ranked.items] = np.arange(len(ranked))
-            first = row_of[chosen]
+            first = self._diverse_order(head.items, head.scores, n, strength)  # rows of the head, so of `ranked`
             rest = np.ones(len(ranked), bool)
             rest[first] = False  # a first visit's list is the whole catalog: no sort of it
             ranked = ranked.take(np.concatenate([first, np.flatnonzero(rest)]))

@@ -270,14 +270,13 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
         served = live.current
         await caught_up(served)
+        rules = active_rules()
 
         def read():
             return served.engine.recommend(shopper_context(served.engine, user, session), n, category=category,
                                            min_price=min_price, max_price=max_price, in_stock=in_stock,
                                            include_bought=include_bought, include_unavailable=include_unavailable,
                                            diversity=diversity, rules=rules)
-
-        rules = active_rules()
 
         return Results.of(await answer(served, read))
 

@@ -324,9 +324,10 @@ class Engine:
             top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity)
             pinned_list, pinned = merchandising.pin(top.items, ranked.items, n, rules, self._table, now)
             if not np.array_equal(pinned_list, top.items):
-                row_of = {int(item): row for row, item in enumerate(ranked.items)}
+                row_of = np.full(len(self._table), -1, np.int64)
+                row_of[ranked.items] = np.arange(len(ranked))
                 slotted = np.isin(pinned_list, top.items[slotted])
-                top = ranked.take(np.array([row_of[int(item)] for item in pinned_list], np.int64))
+                top = ranked.take(row_of[pinned_list])
             promoted = np.isin(top.items, ranked.items[boosted])
             explanations = self.model.explain(context, top, encode)
             said = reasons(explanations, context, self._table.titles, self._table.leaves, self._table.ids, top.items)
