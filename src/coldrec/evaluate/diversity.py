@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 
 from coldrec.data.split import Split
-from coldrec.evaluate.lists import objective, rank_split, split_metrics
-from coldrec.evaluate.metrics import coverage
+from coldrec.evaluate.lists import objective, rank_split, segment_lists, split_metrics
 from coldrec.recommend.base import Recommender
 
 #: the default strength keeps the validation objective within this share of the list without re-ranking
@@ -96,17 +95,13 @@ def sweep(model: Recommender, split: Split, strengths: Sequence[float], vectors:
         model.set_params(diversity=strength)
         tops, _, _ = rank_split(model, split)
         per_user, covered = split_metrics(split, tops, len(model.catalog))
-        lists = dict(tops)
-        if split.kind == "time":
-            cold = split.cold_items
-            lists[cold.name] = (np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, tops[
-                next(iter(tops))].shape[1]) if cold.sources else np.zeros((0, 1), np.int64))
+        lists = segment_lists(split, tops, len(model.catalog))
         for segment, metrics in per_user.items():
             top = lists[segment]
             rows.append({
                 "strength": strength, "segment": segment, "users": len(metrics["ndcg@10"]),
                 "ndcg@10": _mean(metrics["ndcg@10"]), "recall@20": _mean(metrics["recall@20"]),
-                "coverage@10": covered[segment] if segment in covered else coverage(top, len(model.catalog)),
+                "coverage@10": covered[segment],
                 "ild@10": _mean(intra_list_diversity(top, vectors)),
                 "entropy@10": _mean(category_entropy(top, categories)),
             })

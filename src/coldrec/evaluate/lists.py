@@ -40,11 +40,20 @@ def split_metrics(split: Split, tops: dict[str, np.ndarray], n_items: int):
     if split.kind != "time":
         return per_user, covered
     cold = split.cold_items
-    width = min(DEPTH, n_items)  # lists are shorter than DEPTH on a tiny catalog
-    cold_top = np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, width)
+    cold_top = segment_lists(split, tops, n_items)[cold.name]
     per_user[cold.name] = _metrics(cold_top, cold.targets)
     covered[cold.name] = coverage(cold_top, n_items)
     return per_user, covered
+
+
+def segment_lists(split: Split, tops: dict[str, np.ndarray], n_items: int) -> dict[str, np.ndarray]:
+    """Each segment's lists (`tops`), and on a time split the cold-item segment's: each of its users' list in the
+    segment it came from."""
+    if split.kind != "time":
+        return dict(tops)
+    cold = split.cold_items
+    width = min(DEPTH, n_items)  # lists are shorter than DEPTH on a tiny catalog
+    return {**tops, cold.name: np.array([tops[s][row] for s, row in cold.sources]).reshape(-1, width)}
 
 
 def _metrics(top, targets):
