@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from coldrec.parallel import current_executor
-from coldrec.serve.store import AnyStore
+from coldrec.serve.store import USER_EVENT_COLUMNS, AnyStore
 
 #: shoppers per partition (a Ray task each)
 PARTITION_SHOPPERS = 2_000
@@ -68,7 +68,7 @@ def batch_recommend(model: Path, store: AnyStore, n: int = 10, user_ids: list[st
     else:
         names = [str(user) for user in user_ids]
         keys = [store.ids.user(user) for user in names]
-    columns = ["item_id", "time", "event", "query"]
+    columns = USER_EVENT_COLUMNS
     by_key = {key: rows for key, rows in events.groupby("user_key", sort=False)}
     empty = {column: np.zeros(0, object if column in ("item_id", "query") else np.int64) for column in columns}
     shoppers = []
