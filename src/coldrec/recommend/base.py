@@ -235,6 +235,14 @@ class Recommender(ABC):
         return self
 
 
+def clone(model: Recommender) -> Recommender:
+    """A new, unfitted model with `model`'s constructor parameters (scikit-learn's `clone`)."""
+    import inspect
+
+    accepted = inspect.signature(type(model)).parameters
+    return type(model)(**{k: v for k, v in model.get_params().items() if k in accepted})
+
+
 def merge_catalog(catalog: ItemCatalog, frame: pd.DataFrame) -> tuple[ItemCatalog, np.ndarray]:
     """`catalog` with `frame`'s rows: existing ids updated in place, new ids appended. Returns it and the rows'
     positions."""

@@ -33,6 +33,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coldrec.ads.campaigns import Campaign, CampaignError
 from coldrec.data.catalog import ItemCatalog
 from coldrec.rank.rules import Rule
 from coldrec.serve.access import require
@@ -42,6 +43,10 @@ from coldrec.serve.observe import Metrics, Observe
 from coldrec.serve.schemas import (
     Accepted,
     Added,
+    CampaignIn,
+    CampaignOut,
+    CampaignPatch,
+    Campaigns,
     Erased,
     Event,
     Item,
@@ -56,6 +61,7 @@ from coldrec.serve.schemas import (
     Strict,
 )
 from coldrec.serve.settings import Settings
+from coldrec.serve.sponsored import Sponsored
 from coldrec.serve.store import AnyStore, ErasurePending
 from coldrec.serve.sync import LiveEngine, Served
 
@@ -84,7 +90,9 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         live.start()
+        sponsored.start()
         yield
+        sponsored.close()
         live.close()
 
     app = FastAPI(
@@ -98,6 +106,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     )
     metrics = Metrics(store.item_count)
     live = LiveEngine(engine, store, versions, version)
+    sponsored = Sponsored(store, settings.ad_policy)
     app.state.live = live
     app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        max_url_bytes=settings.max_url_bytes)
@@ -110,6 +119,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     N = Annotated[int, Query(ge=1, le=settings.max_n, description=f"Results, 1..{settings.max_n}.")]
     ShopperId = Annotated[str | None, Query(min_length=1, max_length=256)]
     IncludeUnavailable = Annotated[bool, Query(description="Also list items marked unavailable (out of stock).")]
+    Ads = Annotated[bool, Query(description="false: no sponsored items in this list.")]
     # ids in `{name:path}` routes: an id holding "/" (sent as %2F) is reachable like any other
     PathId = Annotated[str, Path(max_length=256)]
 
@@ -252,6 +262,59 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
             raise not_found("rule_id", rule_id)
         return {"deleted": rule_id}
 
+    def bidding(served: Served, wanted: bool) -> list[Campaign]:
+        """The campaigns bidding for this request's sponsored slots (none for a model without a click model)."""
+        if not wanted or served.engine.click_model is None or not sponsored.policy.slots:
+            return []
+        return sponsored.bidding()
+
+    def ad_tokens(found) -> dict[int, str]:
+        now = time.time()
+        return {at: sponsored.token(r.campaign_id, r.item_id, r.cost_per_click, now)
+                for at, r in enumerate(found) if r.campaign_id is not None}
+
+    def campaign_out(campaign: Campaign) -> CampaignOut:
+        return CampaignOut.of(campaign, store.campaign_stats(campaign.campaign_id), time.time())
+
+    def campaign_error(error: CampaignError):
+        field = {"start": "starts_at", "end": "ends_at"}.get(error.field, error.field)
+        return invalid([(("body", *field.replace("]", "").split("[")), error.message, "value_error")])
+
+    @writes.post("/campaigns", response_model=CampaignOut, status_code=201)
+    def post_campaign(campaign: CampaignIn) -> CampaignOut:
+        """Start a sponsored-products campaign: its items compete for the sponsored slots of /recommend and /search
+        from the next second on, on every host, by click probability x bid."""
+        try:
+            stored = store.add_campaign(Campaign.from_dict(campaign.values()))
+        except CampaignError as error:
+            raise campaign_error(error) from None
+        return campaign_out(stored)
+
+    @writes.get("/campaigns", response_model=Campaigns)
+    def get_campaigns() -> Campaigns:
+        return Campaigns(campaigns=[campaign_out(c) for c in store.campaigns()])
+
+    @writes.get("/campaigns/{campaign_id}", response_model=CampaignOut,
+                responses={404: {"description": "Unknown campaign"}})
+    def get_campaign(campaign_id: Annotated[str, Path(max_length=64)]) -> CampaignOut:
+        """A campaign with its impressions, clicks, spend and what is left of today's budget."""
+        campaign = store.campaign(campaign_id)
+        if campaign is None:
+            raise not_found("campaign_id", campaign_id)
+        return campaign_out(campaign)
+
+    @writes.patch("/campaigns/{campaign_id}", response_model=CampaignOut,
+                  responses={404: {"description": "Unknown campaign"}})
+    def patch_campaign(campaign_id: Annotated[str, Path(max_length=64)], patch: CampaignPatch) -> CampaignOut:
+        """Pause or resume a campaign, or change its bid, budget, end or targeting."""
+        try:
+            changed = store.update_campaign(campaign_id, patch.changes())
+        except CampaignError as error:
+            raise campaign_error(error) from None
+        if changed is None:
+            raise not_found("campaign_id", campaign_id)
+        return campaign_out(changed)
+
     @reads.get("/recommend", response_model=Results)
     async def recommend(
         user: ShopperId = None,
@@ -266,19 +329,24 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         include_bought: bool = False,
         diversity: Annotated[float | None, Query(ge=0, le=1, allow_inf_nan=False, description=(
             "How diverse the list is, 0 (the ranking as it is) to 1; default: the shop's own strength."))] = None,
+        ads: Ads = True,
     ) -> Results:
         """Items for a user (events and profile), a session (its events), both, or nobody (a first visit)."""
         served = live.current
         await caught_up(served)
         rules = active_rules()
 
+        campaigns = bidding(served, ads)
+
         def read():
             return served.engine.recommend(shopper_context(served.engine, user, session), n, category=category,
                                            min_price=min_price, max_price=max_price, in_stock=in_stock,
                                            include_bought=include_bought, include_unavailable=include_unavailable,
-                                           diversity=diversity, rules=rules)
+                                           diversity=diversity, rules=rules, campaigns=campaigns,
+                                           ad_policy=sponsored.policy)
 
-        return Results.of(await answer(served, read))
+        found = await answer(served, read)
+        return Results.of(found, ad_tokens(found))
 
     @reads.get("/search", response_model=Results)
     async def search(
@@ -287,6 +355,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         session: ShopperId = None,
         n: N = 10,
         include_unavailable: IncludeUnavailable = False,
+        ads: Ads = True,
     ) -> Results:
         """Products matching the query ("matches your search"), or close to it in meaning ("related to your
         search"); an empty list when nothing is close. Personalised by a user's or session's history."""
@@ -295,13 +364,17 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
         served = live.current
         await caught_up(served)
 
+        campaigns = bidding(served, ads)
+
         def read():
             context = (shopper_context(served.engine, user, session)
                        if user is not None or session is not None else None)
-            return served.engine.search(q, n, context=context, include_unavailable=include_unavailable)
+            return served.engine.search(q, n, context=context, include_unavailable=include_unavailable,
+                                        campaigns=campaigns, ad_policy=sponsored.policy)
 
         try:
-            return Results.of(await answer(served, read))
+            found = await answer(served, read)
+            return Results.of(found, ad_tokens(found))
         except ValueError as error:  # a query with nothing left to search for once cleaned
             raise invalid([(("query", "q"), str(error), "blank")]) from None
 

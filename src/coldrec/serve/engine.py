@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from coldrec.ads.auction import AdPolicy, place_ads
+from coldrec.ads.campaigns import Campaign
+from coldrec.ads.click import ClickModel
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.context import UserContext
 from coldrec.data.interactions import EventType, InteractionLog
@@ -40,6 +43,7 @@ from coldrec.serve.matching import floor_from_top1, lexical_matches, probe_queri
 from coldrec.serve.reasons import MATCHES_SEARCH, RELATED_TO_SEARCH, reasons
 from coldrec.serve.requests import RequestTexts, clean_query, rows_differ, shopper_context
 from coldrec.serve.saved import shares_vectors
+from coldrec.serve.sponsored import NOTHING_PLACED, Placed, auction
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +59,14 @@ class Engine:
     """A fitted `Recommender` + `Searcher` + the live catalog's table. Holds no per-user data."""
 
     def __init__(self, model: Recommender, searcher, search_floor: float | None = None, fingerprint: str = "",
-                 texts: RequestTexts | None = None):
+                 texts: RequestTexts | None = None, click_model: ClickModel | None = None):
         """`texts`: the text-vector caches of an engine this one replaces (same encoder), shared rather than
-        refilled."""
+        refilled. `click_model`: the model's calibrated click probability (`coldrec.ads.click`), fitted on a held-out
+        cut; without one, no list holds sponsored items."""
         self.model = model
         self.searcher = searcher
         self.fingerprint = fingerprint
+        self.click_model = click_model
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._deferred: list[pd.DataFrame] = []  # sync_items rows that arrived while a write ran
@@ -299,11 +305,15 @@ class Engine:
         diversity: float | None = None,
         rules: Sequence[Rule] = (),
         now: float | None = None,
+        campaigns: Sequence[Campaign] = (),
+        ad_policy: AdPolicy | None = None,
     ) -> list[Recommendation]:
         """The shopper's top n. Unavailable items only with `include_unavailable` (`in_stock=False`: only them).
         `diversity`: this request's strength in [0, 1] (None: the model's). `rules`: the shop's merchandising
         rules (`coldrec.rank.rules`, those active at `now`, default the clock), applied to the items the list may
-        hold: boosts and buries before the model's list rules, pins after."""
+        hold: boosts and buries before the model's list rules, pins after. `campaigns`: those bidding for the
+        sponsored slots of `ad_policy` (`coldrec.serve.sponsored.auction`; a pinned position is never one), among
+        the items the list may hold; none without a click model (`click_model`)."""
         context, encode = self._bounded(context)
         now = time.time() if now is None else now
         with self._lock:
@@ -329,13 +339,28 @@ class Engine:
                 slotted = np.isin(pinned_list, top.items[slotted])
                 top = ranked.take(row_of[pinned_list])
             promoted = np.isin(top.items, ranked.items[boosted])
+            placed = NOTHING_PLACED
+            if campaigns and self.click_model is not None and ad_policy is not None:
+                # a pinned item keeps its place: no ad goes there
+                free = tuple(slot for slot in ad_policy.slots if slot >= len(top) or not pinned[slot])
+                ad_policy = replace(ad_policy, slots=free)
+                placed = auction(self.click_model, self.catalog, self._table, context, ranked,
+                                 _rows_of(ranked.items, top.items), campaigns, ad_policy, n, category)
+            if len(placed.rows):
+                shown = place_ads(top.items, ranked.items[placed.rows], ad_policy.slots, n)  # type: ignore[union-attr]
+                shown = shown[shown >= 0]
+                at = _rows_of(top.items, shown)  # -1: an ad from below the organic list
+                slotted, pinned, promoted = (flags[np.maximum(at, 0)] & (at >= 0)
+                                             for flags in (slotted, pinned, promoted))
+                top = ranked.take(_rows_of(ranked.items, shown))
             explanations = self.model.explain(context, top, encode)
             said = reasons(explanations, context, self._table.titles, self._table.leaves, self._table.ids, top.items)
             said = [merchandising.PINNED if is_pinned else "new arrival" if moved else
                     merchandising.PROMOTED if is_promoted else reason
                     for reason, moved, is_pinned, is_promoted in zip(said, slotted, pinned, promoted, strict=True)]
-            listed = zip(top.items, top.scores, said, strict=True)
-            return [self._table.result(int(i), float(s), r) for i, s, r in listed]
+            results = [self._table.result(int(i), float(s), r) for i, s, r in zip(top.items, top.scores, said,
+                                                                                    strict=True)]
+            return _mark_sponsored(results, top.items, ranked.items[placed.rows], placed)
 
     def similar(self, item_id: str, n: int = 10, include_unavailable: bool = False) -> list[Recommendation]:
         """The model's similar items (coldrec: nearest by text vector); KeyError for an unknown or removed id."""
@@ -355,13 +380,15 @@ class Engine:
             return [self._table.result(int(i), float(s), reason) for i, s in zip(found, scores, strict=True)]
 
     def search(
-        self, query: str, n: int = 10, context: UserContext | None = None, include_unavailable: bool = False
+        self, query: str, n: int = 10, context: UserContext | None = None, include_unavailable: bool = False,
+        campaigns: Sequence[Campaign] = (), ad_policy: AdPolicy | None = None,
     ) -> list[Recommendation]:
         """The searcher's top items; with a context, re-ranked by the shopper's text profile (`Searcher.search`).
 
         Items matching the query lexically (a word, or most of its letters: typos) have reason "matches your
         search"; those found only by meaning must reach the catalog's `search_floor` cosine and have reason
-        "related to your search"; nothing found: an empty list (`coldrec.serve.matching`). ValueError for an
+        "related to your search"; nothing found: an empty list (`coldrec.serve.matching`). `campaigns` whose keywords
+        the query holds bid for `ad_policy`'s slots among the results relevant to it (`_search_ads`). ValueError for an
         empty or blank query."""
         cleaned = clean_query(query)
         if not cleaned:
@@ -392,10 +419,45 @@ class Engine:
             found, scores = self._table.listed(searched, n, n + 20, self.searcher.n_items, self.model.removed,
                                                include_unavailable, shown=shown)
             matched = last_matched[0][: len(found)] if last_matched else np.zeros(0, bool)
-            return [
+            results = [
                 self._table.result(int(i), float(s), MATCHES_SEARCH if lexical else RELATED_TO_SEARCH)
                 for i, s, lexical in zip(found, scores, matched, strict=True)
             ]
+            bidding = [c for c in campaigns if c.matches_query(query)]
+            if not bidding or self.click_model is None or ad_policy is None:
+                return results
+            # ads come from the results relevant to the query (matched, or as close as the floor), three lists deep
+            relevant, relevant_scores = self._table.listed(searched, 3 * n, 3 * n + 20, self.searcher.n_items,
+                                                           self.model.removed, include_unavailable, shown=shown)
+            relevant_matched = last_matched[0][: len(relevant)] if last_matched else np.zeros(len(relevant), bool)
+            return self._search_ads(results, found, relevant, relevant_scores, relevant_matched, context, n,
+                                    bidding, ad_policy)
+
+    def _search_ads(self, results: list[Recommendation], found: np.ndarray, relevant: np.ndarray,
+                    relevant_scores: np.ndarray, relevant_matched: np.ndarray, context: UserContext | None, n: int,
+                    campaigns: Sequence[Campaign], ad_policy: AdPolicy) -> list[Recommendation]:
+        """`search`'s results with sponsored items among the `relevant` ones: each valued by the click model on the
+        shopper's ranking of the relevant items (their recommendation scores; no search clicks to calibrate on),
+        placed as in `recommend`. The caller holds the lock."""
+        context = context if context is not None else UserContext()
+        context, encode = self._bounded(context)
+        allowed = np.zeros(len(self.catalog), bool)
+        allowed[relevant] = True
+        ranked = self.model.rank(context, None, allowed, encode)
+        organic_rows = _rows_of(ranked.items, found)
+        placed = auction(self.click_model, self.catalog, self._table, context, ranked,  # type: ignore[arg-type]
+                         organic_rows[organic_rows >= 0], campaigns, ad_policy, n)
+        if not len(placed.rows):
+            return results
+        ads = ranked.items[placed.rows]
+        shown = place_ads(found, ads, ad_policy.slots, n)
+        shown = shown[shown >= 0]
+        organic = {int(item): result for item, result in zip(found.tolist(), results, strict=True)}
+        at = _rows_of(relevant, ads)
+        for item, row in zip(ads.tolist(), at.tolist(), strict=True):
+            reason = MATCHES_SEARCH if relevant_matched[row] else RELATED_TO_SEARCH
+            organic.setdefault(item, self._table.result(item, float(relevant_scores[row]), reason))
+        return _mark_sponsored([organic[int(item)] for item in shown], shown, ads, placed)
 
     # ------------------------------------------------------------------ helpers
     def _bounded(self, context: UserContext, model_space: bool = True):
@@ -421,6 +483,25 @@ class Engine:
         top = self.searcher.dense_top(vectors, 1)[:, 0]
         top1 = np.einsum("qd,qd->q", self.searcher.vectors[np.maximum(top, 0)], vectors)
         return floor_from_top1(top1[top >= 0])
+
+
+def _rows_of(items: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row of `items` (distinct) holding each of `wanted`; -1 where absent."""
+    if not len(items):
+        return np.full(len(wanted), -1, np.int64)
+    order = np.argsort(items, kind="stable")
+    rows = order[np.minimum(np.searchsorted(items[order], wanted), len(items) - 1)]
+    return np.where(items[rows] == wanted, rows, -1).astype(np.int64)
+
+
+def _mark_sponsored(results: list[Recommendation], shown: np.ndarray, ads: np.ndarray,
+                    placed: Placed) -> list[Recommendation]:
+    """The results with each sponsored item's campaign and price per click, its reason saying it is sponsored."""
+    for item, campaign_id, price in zip(ads.tolist(), placed.campaign_ids, placed.prices.tolist(), strict=True):
+        at = int(np.flatnonzero(shown == item)[0])
+        results[at] = replace(results[at], campaign_id=campaign_id, cost_per_click=float(price),
+                              reason=f"sponsored: {results[at].reason}")
+    return results
 
 
 def _one_thread_per_request() -> None:

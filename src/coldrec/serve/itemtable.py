@@ -25,6 +25,8 @@ class Recommendation:
     reason: str
     category: str
     price: float | None
+    campaign_id: str | None = None  # a sponsored item: the campaign paying for its place
+    cost_per_click: float | None = None  # what its click costs that campaign (the auction's second price)
 
 
 _FILLS = {"ids": "", "titles": "", "brands": "", "paths": "", "price": np.nan, "available": False, "path_code": 0,

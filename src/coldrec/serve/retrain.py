@@ -12,6 +12,7 @@ snapshot of the store; if an erasure lands while it fits, that fit is thrown awa
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -87,6 +88,8 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
     """Refit the current version of `root` on `store` and publish the result as the next version.
 
     `on_step(step, detail)` is told "read", "fit" and "publish" as they start."""
+    from coldrec.ads.click import held_out_click_model
+    from coldrec.recommend.base import clone
     from coldrec.recommend.registry import model_class
     from coldrec.serve.engine import Engine
 
@@ -102,6 +105,7 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         accepted = inspect.signature(model_cls).parameters
         params = {k: v for k, v in current.model.get_params().items() if k in accepted and k != "encoder"}
         encoder = current.encoder
+        with_ads = current.click_model is not None
     finally:
         current.close()
     for attempt in range(1, ATTEMPTS + 1):
@@ -110,6 +114,9 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         catalog, log, profiles, deleted = training_data(snapshot)
         step("fit", f"{kind} on {len(catalog):,} items, {len(log):,} events, {log.n_users:,} shoppers")
         engine = Engine.build(catalog, log, profiles, encoder=encoder, model_params=params, recommender=kind)
+        if with_ads:  # the click probability is calibrated again: it maps the new ranker's scores
+            step("fit", "the click model, on a time cut of the same data")
+            engine.click_model = held_out_click_model(functools.partial(clone, engine.model), log, catalog, profiles)
         try:
             for item_id in catalog.ids[deleted]:
                 engine.remove_item(str(item_id))

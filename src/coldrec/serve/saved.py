@@ -95,6 +95,7 @@ def save_engine(engine, directory: Path) -> None:
         "searcher": engine.searcher,
         "search_floor": float(engine.search_floor),
         "encoder": encoder if _is_data(encoder) else None,
+        "click_model": engine.click_model,
     }
     extra = {"encoder": {"class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
                          "fingerprint": str(getattr(encoder, "fingerprint", "")),
@@ -123,7 +124,8 @@ def load_engine(cls, directory: Path, encoder=None):
     if hasattr(model, "use_encoder"):
         model.use_encoder(encoder)
     searcher.use_encoder(encoder)
-    return cls(model, searcher, search_floor=state["search_floor"], fingerprint=manifest.fingerprint)
+    return cls(model, searcher, search_floor=state["search_floor"], fingerprint=manifest.fingerprint,
+               click_model=state.get("click_model"))
 
 
 def recorded_encoder(directory: Path, name):

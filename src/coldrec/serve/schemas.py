@@ -51,6 +51,9 @@ class Event(Strict):
                                description=f"Unix seconds, at most {MAX_FUTURE_S // 3600} h ahead of the server; "
                                            "now when absent.")
     query: Annotated[str, Field(max_length=1000)] | None = None
+    ad: Annotated[str, Field(max_length=2000)] | None = Field(
+        None, description="On a click on a sponsored result: that result's `ad`; the click is charged to its campaign "
+                          "once (by event_id), never past the campaign's daily budget.")
 
     @field_validator("time")
     @classmethod
@@ -260,14 +263,19 @@ class Recommended(BaseModel):
     reason: str
     category: str
     price: float | None
+    sponsored: bool = Field(False, description="A paid placement (its reason says why it is relevant too).")
+    ad: str | None = Field(None, description="Sponsored only: send it back as the `ad` of the click event on this "
+                                             "item, so that the click is charged to its campaign.")
 
 
 class Results(BaseModel):
     items: list[Recommended]
 
     @classmethod
-    def of(cls, found) -> "Results":
-        """Engine results as JSON-safe rows: NaN prices and missing text never reach the encoder."""
+    def of(cls, found, ads: dict[int, str] | None = None) -> "Results":
+        """Engine results as JSON-safe rows: NaN prices and missing text never reach the encoder. `ads`: the
+        token of each sponsored result, by its place in `found`."""
+        ads = ads or {}
         return cls(items=[
             Recommended(
                 item_id=str(r.item_id),
@@ -276,6 +284,99 @@ class Results(BaseModel):
                 reason=r.reason if isinstance(r.reason, str) else "",
                 category=r.category if isinstance(r.category, str) else "",
                 price=float(r.price) if r.price is not None and math.isfinite(r.price) else None,
+                sponsored=at in ads,
+                ad=ads.get(at),
             )
-            for r in found
+            for at, r in enumerate(found)
         ])
+
+
+Money = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
+Words = list[Annotated[str, Field(min_length=1, max_length=200)]]
+
+
+class CampaignIn(Strict):
+    """A sponsored-products campaign: its items bid `bid` per click, spending at most `daily_budget` a (UTC) day."""
+
+    items: list[Id] = Field(min_length=1, max_length=10_000)
+    bid: Money = Field(description="Per click, in the shop's currency: the most a click may cost.")
+    daily_budget: Money = Field(description="The most spent on clicks in one UTC day; spread over the day.")
+    categories: Words = Field(default_factory=list, max_length=100,
+                              description="Shown only to shoppers in these categories (empty: everyone).")
+    keywords: Words = Field(default_factory=list, max_length=1000,
+                            description="In search, shown only for queries holding one of these (empty: any).")
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    paused: bool = False
+
+    def values(self) -> dict:
+        return {"campaign_id": "", "items": self.items, "bid": self.bid, "daily_budget": self.daily_budget,
+                "categories": self.categories, "keywords": self.keywords, "start": _unix(self.starts_at),
+                "end": _unix(self.ends_at), "paused": self.paused}
+
+
+class CampaignPatch(Strict):
+    """Pause or resume a campaign, or change its bid, budget, end or targeting; fields left out keep their value."""
+
+    paused: bool | None = None
+    bid: Money | None = None
+    daily_budget: Money | None = None
+    ends_at: datetime | None = None
+    categories: Words | None = None
+    keywords: Words | None = None
+
+    @model_validator(mode="after")
+    def _something_and_no_nulls(self) -> "CampaignPatch":
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        for name in self.model_fields_set - {"ends_at"}:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict:
+        values = {name: getattr(self, name) for name in self.model_fields_set}
+        if "ends_at" in values:
+            values["end"] = _unix(values.pop("ends_at"))
+        return values
+
+
+class CampaignOut(BaseModel):
+    campaign_id: str
+    items: list[str]
+    bid: float
+    daily_budget: float
+    categories: list[str]
+    keywords: list[str]
+    starts_at: datetime | None
+    ends_at: datetime | None
+    paused: bool
+    running: bool = Field(description="Not paused and within its dates.")
+    impressions: int
+    clicks: int
+    spend: float
+    spend_today: float
+    budget_left_today: float
+
+    @classmethod
+    def of(cls, campaign, stats: dict, now: float) -> "CampaignOut":
+        values = campaign.to_dict()
+        return cls(campaign_id=values["campaign_id"], items=values["items"], bid=values["bid"],
+                   daily_budget=values["daily_budget"], categories=values["categories"],
+                   keywords=values["keywords"], starts_at=_moment(values["start"]), ends_at=_moment(values["end"]),
+                   paused=values["paused"], running=campaign.running(now),
+                   **{k: stats[k] for k in ("impressions", "clicks", "spend", "spend_today", "budget_left_today")})
+
+
+class Campaigns(BaseModel):
+    campaigns: list[CampaignOut]
+
+
+def _unix(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def _moment(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)

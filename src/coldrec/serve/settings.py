@@ -11,6 +11,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from coldrec.ads.auction import AdPolicy
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 DATABASE_FILE = "coldrec.sqlite"
 #: setting -> the environment variable holding the secret itself
@@ -33,6 +35,19 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(16 * 2**20, ge=1)  # larger requests get 413, counted as the body streams in
     max_url_bytes: int = Field(8192, ge=256)  # longer paths + query strings get 414
     static_dir: Path = STATIC_DIR  # the demo page
+    ad_positions: tuple[int, ...] = (3, 8)  # list positions (1 = first) of sponsored items; () for none
+    ad_floor: float = Field(0.5, ge=0)  # an ad's click probability must reach this share of the organic median
+    ad_reserve: float = Field(0.05, ge=0)  # the least a click costs
+
+    @model_validator(mode="after")
+    def _positions_count_from_one(self) -> Settings:
+        if any(position < 1 for position in self.ad_positions) or len(set(self.ad_positions)) < len(self.ad_positions):
+            raise ValueError(f"ad_positions are distinct list positions from 1, not {self.ad_positions}")
+        return self
+
+    @property
+    def ad_policy(self) -> AdPolicy:
+        return AdPolicy(tuple(position - 1 for position in self.ad_positions), self.ad_floor, self.ad_reserve)
 
     @model_validator(mode="after")
     def _read_key_needs_a_write_key(self) -> Settings:

@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +32,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
 
+from .ledger import INSERT_SECRET, AdLedger, Run, ledger_tables, new_secret
 from .rows import (
     EventRows,
     EventsAdded,
@@ -189,8 +190,10 @@ class ItemsListener:
         self.close()
 
 
-class PostgresStore:
+class PostgresStore(AdLedger):
     """Thread-safe: each call borrows a connection from a pool (psycopg_pool), a write is one transaction."""
+
+    _lock_row = " FOR UPDATE"
 
     def __init__(self, url: str, pseudonymizer: Pseudonymizer, min_connections: int = 1, max_connections: int = 16,
                  open_timeout_s: float = OPEN_TIMEOUT_S):
@@ -240,6 +243,9 @@ class PostgresStore:
             cursor.execute(PG_SCHEMA)
             cursor.execute("INSERT INTO identity (store_id) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM identity)",
                            (secrets.randbits(62) + 1,))
+            cursor.execute(ledger_tables("DOUBLE PRECISION"))
+            cursor.execute("INSERT INTO meta (key, value) VALUES ('campaigns_version', 0) ON CONFLICT (key) DO NOTHING")
+            cursor.execute(pg(INSERT_SECRET), (new_secret(),))
 
     # connections
 
@@ -264,6 +270,16 @@ class PostgresStore:
     def _read(self, sql: str, parameters: tuple | list = ()) -> list[Any]:
         with self._reading() as cursor:
             return cursor.execute(sql, parameters).fetchall()
+
+    @contextmanager
+    def _ledger_write(self) -> Iterator[Run]:
+        with self._write() as cursor:
+            yield _runner(cursor)
+
+    @contextmanager
+    def _ledger_read(self) -> Iterator[Run]:
+        with self._reading() as cursor:
+            yield _runner(cursor)
 
     def close(self) -> None:
         self._pool.close()
@@ -372,11 +388,16 @@ class PostgresStore:
     def add_events(self, events: list[dict]) -> EventsAdded:
         """Store a batch of events in one transaction; every valid event is stored whatever the others hold
         (see `Store.add_events`). An event_id already stored, or repeated in the batch, is a duplicate."""
-        batch = EventRows(events, self.ids, time.time())
+        now = time.time()
+        batch = EventRows(events, self.ids, now)
+        clicks = batch.ad_clicks(self.ad_secret, now)
         with self._write() as cursor:
             deleted = dict(cursor.execute(ITEM_STATES, (batch.item_ids(),)).fetchall())
             valid = batch.check_items(deleted)
             accepted = cursor.execute(INSERT_EVENTS, _columns(valid, 6)).rowcount if valid else 0
+            if clicks:
+                self._book_clicks(_runner(cursor), ((row[0], clicks[row[0]]) for row in valid if row[0] in clicks),
+                                  now)
             retried = batch.retried()
             stored = {row[0] for row in cursor.execute(STORED_EVENTS, (retried,))} if retried else set()
         return batch.result(accepted, stored)
@@ -510,6 +531,14 @@ class PostgresStore:
     def counts(self) -> dict[str, int]:
         (counts,) = self._read(COUNTS)
         return {name: int(count) for name, count in zip(COUNT_NAMES, counts, strict=True)}
+
+
+def _runner(cursor: psycopg.Cursor) -> Run:
+    def run(sql: str, parameters: Sequence[Any] = ()) -> tuple[list[tuple], int]:
+        cursor.execute(pg(sql), parameters)
+        return (cursor.fetchall() if cursor.description else []), cursor.rowcount
+
+    return run
 
 
 def _durable(connection: psycopg.Connection) -> None:

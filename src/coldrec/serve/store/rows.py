@@ -9,12 +9,13 @@ import json
 import math
 import secrets
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from coldrec.ads.tokens import AdToken, TokenError
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer
@@ -81,14 +82,44 @@ class EventRows:
 
         self.rejected: list[Rejected] = []
         self.rows: list[tuple[int, tuple]] = []
+        self._ads: dict[int, str] = {}  # position -> the ad token of a click on a sponsored result
         for position, e in enumerate(events):
             problem = event_problem(e)
             if problem is not None:
                 self.rejected.append(Rejected(position, str(e.get("event_id") or ""), *problem))
                 continue
+            if e.get("ad") is not None:
+                self._ads[position] = str(e["ad"])
             self.rows.append((position, (e["event_id"], key_of(e), e.get("item_id"),
                                          now if e.get("time") is None else float(e["time"]), EVENT_CODES[e["type"]],
                                          e.get("query"))))
+
+    def ad_clicks(self, secret: Callable[[], bytes], now: float) -> dict[str, AdToken]:
+        """The checked ad tokens of the well-formed events (event id -> token); an event whose token is not one of
+        this store's (`secret()`), has expired, names another item or is not on a click is rejected (field "ad")
+        and not stored. Call before `check_items`."""
+        if not self._ads:
+            return {}
+        clicks, kept = {}, []
+        click = EVENT_CODES["click"]
+        for position, row in self.rows:
+            token = self._ads.get(position)
+            if token is None:
+                kept.append((position, row))
+                continue
+            try:
+                checked = AdToken.verify(token, secret(), now)
+                if row[4] != click:
+                    raise TokenError("only a click event carries an ad token")
+                if checked.item_id != row[2]:
+                    raise TokenError(f"the token is for item {checked.item_id!r}, not {row[2]!r}")
+            except TokenError as error:
+                self.rejected.append(Rejected(position, row[0], "ad", f"ad token: {error}"))
+                continue
+            clicks[row[0]] = checked
+            kept.append((position, row))
+        self.rows = kept
+        return clicks
 
     def item_ids(self) -> list[str]:
         """The items the well-formed events name, sorted."""

@@ -9,6 +9,8 @@ import sqlite3
 from coldrec.data.catalog import CATALOG_COLUMNS
 from coldrec.data.interactions import EventType
 
+from .ledger import INSERT_SECRET, ledger_tables, new_secret
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     position INTEGER PRIMARY KEY,  -- row in the engine's catalog: assigned once, never reused
@@ -108,6 +110,9 @@ def create_or_upgrade(connection: sqlite3.Connection) -> None:
                        (int(bool(columns)),))
     connection.execute("INSERT INTO identity (store_id) SELECT ? WHERE NOT EXISTS (SELECT 1 FROM identity)",
                        (secrets.randbits(62) + 1,))
+    connection.executescript(ledger_tables("REAL"))
+    connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('campaigns_version', 0)")
+    connection.execute(INSERT_SECRET, (new_secret(),))
 
 
 def bump_items_version(connection: sqlite3.Connection) -> int:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +18,7 @@ from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
 
 from .erasure import PURGE_WAIT_S, Erasure
+from .ledger import AdLedger, Run
 from .rows import (
     EventRows,
     EventsAdded,
@@ -63,7 +67,7 @@ from .schema import (
 )
 
 
-class Store(Erasure):
+class Store(Erasure, AdLedger):
     """Thread-safe: a connection per thread (WAL lets readers run beside the writer), one writer at a time."""
 
     def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S):
@@ -175,7 +179,9 @@ class Store(Erasure):
         its item has been deleted since (a retried batch). An event naming an unknown or deleted
         item, or malformed, is not stored and is listed in `rejected`.
         """
-        batch = EventRows(events, self.ids, time.time())
+        now = time.time()
+        batch = EventRows(events, self.ids, now)
+        clicks = batch.ad_clicks(self.ad_secret, now)
         with self._write() as connection:
             deleted = dict(connection.execute(
                 "SELECT item_id, deleted FROM items WHERE item_id IN (SELECT value FROM json_each(?))",
@@ -187,6 +193,9 @@ class Store(Erasure):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 valid,
             ).rowcount if valid else 0
+            if clicks:
+                self._book_clicks(_runner(connection), ((row[0], clicks[row[0]]) for row in valid if row[0] in clicks),
+                                  now)
             retried = batch.retried()
             stored = set(stored_event_ids(connection, retried)) if retried else set()
         return batch.result(accepted, stored)
@@ -274,6 +283,17 @@ class Store(Erasure):
         """Grows with every rule added or deleted (by any process sharing the store)."""
         return int(self._read(RULES_VERSION)[0][0])
 
+    # sponsored products (see .ledger)
+
+    @contextmanager
+    def _ledger_write(self) -> Iterator[Run]:
+        with self._write() as connection:
+            yield _runner(connection)
+
+    @contextmanager
+    def _ledger_read(self) -> Iterator[Run]:
+        yield _runner(self._connection())
+
     # a consistent copy, for retraining
 
     def snapshot(self) -> Snapshot:
@@ -339,3 +359,11 @@ class Store(Erasure):
     def counts(self) -> dict[str, int]:
         (counts,) = self._read(COUNTS)
         return dict(zip(COUNT_NAMES, counts, strict=True))
+
+
+def _runner(connection: sqlite3.Connection) -> Run:
+    def run(sql: str, parameters: Sequence[Any] = ()) -> tuple[list[tuple], int]:
+        cursor = connection.execute(sql, parameters)
+        return cursor.fetchall(), cursor.rowcount
+
+    return run
