@@ -259,6 +259,8 @@ def test_a_click_on_an_ad_is_charged_and_counted(client):
 
 
 def test_the_policy_and_positions_are_settings():
-    assert Settings().ad_policy == AdPolicy((2, 7), 0.5, 0.05)
+    assert Settings().ad_policy() == AdPolicy((2, 7), 0.5, 0.05)
+    assert Settings().ad_policy(chosen_floor=0.25).floor == 0.25  # the floor the click model chose
+    assert Settings(ad_floor=1.0, ad_positions=(1,)).ad_policy(chosen_floor=0.25) == AdPolicy((0,), 1.0, 0.05)
     with pytest.raises(ValueError):
         Settings(ad_positions=(0, 3))

@@ -40,6 +40,8 @@ class FakeEngine:
     """The spec's Engine interface on a small catalog: "recommends" the category of the last
     event (else the shopper's interest, else everything), newest position first."""
 
+    click_model = None  # no sponsored slots
+
     def __init__(self, catalog: ItemCatalog):
         self.catalog = catalog
         self.removed = np.zeros(len(catalog), bool)
@@ -96,7 +98,8 @@ class FakeEngine:
         self.prepared = list(texts)
 
     def recommend(self, context, n=10, *, category=None, min_price=None, max_price=None, in_stock=None,
-                  include_bought=False, include_unavailable=False, diversity=None, rules=()):
+                  include_bought=False, include_unavailable=False, diversity=None, rules=(), campaigns=(),
+                  ad_policy=None):
         frame = self.catalog.frame
         mask = np.ones(len(frame), bool)
         leaves = self.catalog.leaf_categories()
@@ -131,7 +134,8 @@ class FakeEngine:
         mask[position] = False
         return self._rows(mask, n, f"similar to {frame['title'][position]}")
 
-    def search(self, query: str, n: int = 10, context=None, include_unavailable: bool = False):
+    def search(self, query: str, n: int = 10, context=None, include_unavailable: bool = False, campaigns=(),
+               ad_policy=None):
         words = query.lower().split()
         titles = self.catalog.frame["title"].str.lower()
         mask = np.array([any(w in t for w in words) for t in titles], bool)
@@ -202,7 +206,8 @@ def test_an_event_changes_the_next_recommendations(client):
     after = client.get("/recommend", params={"user": "dave", "n": 5}).json()["items"]
     assert {r["category"] for r in after} == {"Office > Electronics"}
     assert after[0]["reason"].startswith("because you viewed")
-    assert set(after[0]) == {"item_id", "title", "score", "reason", "category", "price"}
+    assert set(after[0]) == {"item_id", "title", "score", "reason", "category", "price", "sponsored", "ad"}
+    assert not after[0]["sponsored"] and after[0]["ad"] is None
 
 
 def test_anonymous_session_and_search_events(client):
@@ -437,7 +442,7 @@ def test_schemathesis_finds_no_server_error(tmp_path):
     app, store = make_service(tmp_path)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 16
+    assert len(operations) == 20  # 16, and the four of /campaigns
     failures = []
     for operation in operations:
         @given(case=st.one_of(operation.as_strategy(GenerationMode.POSITIVE),

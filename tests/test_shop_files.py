@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,15 @@ def test_the_readme_shop_builds_serves_and_evaluates_from_its_files(tmp_path, mo
         assert stated.status_code == 200
         found = client.get("/search", params={"q": "kettle", "n": 5}).json()["items"]
         assert found and "kettle" in found[0]["title"].lower()
+        # the build fitted the click model sponsored slots need, and chose its relevance floor
+        assert engine.click_model is not None and engine.click_model.floor_ is not None
+        advertised = [row["item_id"] for row in known]
+        campaign = {"items": advertised, "bid": 1.0, "daily_budget": 100.0}
+        assert client.post("/campaigns", json=campaign).status_code == 201
+        time.sleep(1.05)  # campaigns are re-read once a second
+        with_ads = client.get("/recommend", params={"user": "c5", "n": 10}).json()["items"]
+        assert 1 <= [row["sponsored"] for row in with_ads].count(True) <= 2
+        assert len({row["item_id"] for row in with_ads}) == 10
     store.close()
 
     evaluated = runner.invoke(cli.app, ["evaluate", "--models", "pop,itemknn,coldrec", "--no-tune",

@@ -3,9 +3,17 @@
 Layered above `coldrec.recommend` (it reads a recommender's public scores, never its insides) and below
 `coldrec.serve` (which keeps campaigns in the store and places the auction's winners in lists)."""
 
-from coldrec.ads.auction import AdPolicy, Auctioned, place_ads, second_price_auction
+from coldrec.ads.auction import AdPolicy, Auctioned, list_auction, place_ads, second_price_auction
 from coldrec.ads.campaigns import Campaign, CampaignError
-from coldrec.ads.click import ClickModel, ScoredPairs, fit_click_model, held_out_click_model, ranked_pairs
+from coldrec.ads.click import (
+    ClickModel,
+    CutRankings,
+    ScoredPairs,
+    fit_click_model,
+    held_out_click_model,
+    held_out_rankings,
+    ranked_pairs,
+)
 from coldrec.ads.pacing import day_of, paced_budget
 from coldrec.ads.tokens import AdToken, TokenError
 
@@ -16,11 +24,14 @@ __all__ = [
     "Campaign",
     "CampaignError",
     "ClickModel",
+    "CutRankings",
     "ScoredPairs",
     "TokenError",
     "day_of",
     "fit_click_model",
     "held_out_click_model",
+    "held_out_rankings",
+    "list_auction",
     "paced_budget",
     "place_ads",
     "ranked_pairs",

@@ -15,6 +15,23 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class AdPolicy:
+    """Where sponsored items go and what they must clear: `slots` (0-based positions in a list), the relevance
+    `floor` (an ad's click probability must reach this share of the organic list's median) and the `reserve`
+    price per click."""
+
+    slots: tuple[int, ...] = (2, 7)
+    floor: float = 0.5
+    reserve: float = 0.05
+
+    def __post_init__(self) -> None:
+        if any(slot < 0 for slot in self.slots) or len(set(self.slots)) != len(self.slots):
+            raise ValueError(f"slots are distinct positions >= 0, not {self.slots}")
+        if self.floor < 0 or self.reserve < 0:
+            raise ValueError("floor and reserve are >= 0")
+
+
+@dataclass(frozen=True)
 class Auctioned:
     """The winners (rows of the bidders' arrays, best first) and the price per click each pays."""
 
@@ -43,6 +60,17 @@ def second_price_auction(p: np.ndarray, bids: np.ndarray, slots: int, reserve: f
     return Auctioned(winners.astype(np.int64), prices)
 
 
+def list_auction(p: np.ndarray, organic_rows: np.ndarray, bidder_rows: np.ndarray, bids: np.ndarray,
+                 policy: AdPolicy, n: int) -> Auctioned:
+    """The auction for the sponsored slots of one list of n: `p` is the click probability of each row of the
+    shopper's ranked top, `organic_rows` the rows of the list's organic items, each bidder a row (an item) and a bid.
+    The relevance floor is `policy.floor` x the median p of the organic items; an item wins at most once. The
+    winners are indices into the bidders."""
+    slots = sum(1 for slot in policy.slots if slot < n)
+    min_p = policy.floor * float(np.median(p[organic_rows])) if len(organic_rows) else 0.0
+    return second_price_auction(p[bidder_rows], bids, slots, policy.reserve, min_p, distinct=bidder_rows)
+
+
 def place_ads(organic: np.ndarray, ads: np.ndarray, slots: tuple[int, ...], n: int) -> np.ndarray:
     """The n shown: `ads` (best first) at `slots` (0-based positions; those past n unused), the organic items in
     their order around them. An organic item that is also an ad is dropped from the organic part (the shopper
@@ -51,20 +79,3 @@ def place_ads(organic: np.ndarray, ads: np.ndarray, slots: tuple[int, ...], n: i
     placed = dict(zip(usable, ads, strict=False))
     rest = iter(organic[~np.isin(organic, ads)])
     return np.asarray([placed[i] if i in placed else next(rest, -1) for i in range(n)], np.int64)
-
-
-@dataclass(frozen=True)
-class AdPolicy:
-    """Where sponsored items go and what they must clear: `slots` (0-based positions in a list), the relevance
-    `floor` (an ad's click probability must reach this share of the organic list's median) and the `reserve`
-    price per click."""
-
-    slots: tuple[int, ...] = (2, 7)
-    floor: float = 0.5
-    reserve: float = 0.05
-
-    def __post_init__(self) -> None:
-        if any(slot < 0 for slot in self.slots) or len(set(self.slots)) != len(self.slots):
-            raise ValueError(f"slots are distinct positions >= 0, not {self.slots}")
-        if self.floor < 0 or self.reserve < 0:
-            raise ValueError("floor and reserve are >= 0")

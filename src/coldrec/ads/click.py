@@ -85,17 +85,24 @@ def ranked_pairs(ranked: Ranked, context: UserContext, targets: np.ndarray | Non
 class ClickModel:
     """p(click) for scored pairs: `fit(pairs)` on labelled pairs of a held-out cut, then `predict(pairs)`."""
 
-    def __init__(self, regularization: float = 1.0):
+    def __init__(self, regularization: float = 1.0, depth: int = DEPTH):
         self.regularization = float(regularization)
+        self.depth = int(depth)
         self.coef_: dict[str, np.ndarray] = {}  # kind -> [intercept, weights...] on standardised features
         self.scale_: dict[str, np.ndarray] = {}  # kind -> [mean..., std...]
         self.base_rate_: dict[str, float] = {}
+        self.outside_rate_: dict[str, float] = {}  # kind -> the rate of an item past a shopper's top `depth`
+        #: the relevance floor chosen with it on the same cut (`coldrec.evaluate.ads.choose_floor`); None: not chosen
+        self.floor_: float | None = None
 
-    def fit(self, pairs: ScoredPairs) -> ClickModel:
+    def fit(self, pairs: ScoredPairs, outside: dict[str, tuple[int, int]] | None = None) -> ClickModel:
+        """`pairs`: labelled pairs of shoppers' top `depth`; `outside`: per kind, (items bought, pairs) past it."""
         from sklearn.linear_model import LogisticRegression
 
         if pairs.labels is None:
             raise ValueError("fitting a click model needs labelled pairs")
+        for kind, (bought, count) in (outside or {}).items():
+            self.outside_rate_[kind] = (bought + 0.5) / (count + 1.0)
         for kind in KINDS:
             rows = pairs.take(pairs.first_visit == (kind == "first_visit"))
             if not len(rows):
@@ -128,12 +135,31 @@ class ClickModel:
             out[rows] = 1.0 / (1.0 + np.exp(-(self.coef_[kind][0] + z @ self.coef_[kind][1:])))
         return out
 
+    def outside(self, first_visit: bool) -> float:
+        """p for an item past the shopper's top `depth` (or not ranked at all)."""
+        kind = KINDS[0] if first_visit else KINDS[1]
+        return float(self.outside_rate_.get(kind, 0.0))
+
+
+@dataclass
+class CutRankings:
+    """A cut's shoppers as ranked for the click model: per segment, the labelled pairs of each shopper's top
+    `depth`, the ranked lists; per kind, (items bought, pairs) past the depth."""
+
+    pairs: dict[str, ScoredPairs]
+    lists: dict[str, list[Ranked]]
+    outside: dict[str, tuple[int, int]]
+
+    def all_pairs(self) -> ScoredPairs:
+        return ScoredPairs.concat(list(self.pairs.values()))
+
 
 def split_pairs(model: Recommender, split: Split, depth: int = DEPTH,
-                on_user: Callable[[], None] | None = None) -> tuple[dict[str, ScoredPairs], dict[str, list[Ranked]]]:
+                on_user: Callable[[], None] | None = None) -> CutRankings:
     """Every segment's shoppers ranked by `model` (fitted on the split's past) as the server ranks them (seen items
-    excluded), their top `depth` as labelled pairs, and the ranked lists (per segment, one per shopper)."""
+    excluded): their top `depth` as labelled pairs, the ranked lists, and what lies past the depth."""
     pairs, lists = {}, {}
+    outside = {kind: [0, 0] for kind in KINDS}
     n = len(model.catalog)
     for name, segment in split.segments.items():
         parts, ranked_lists = [], []
@@ -142,29 +168,41 @@ def split_pairs(model: Recommender, split: Split, depth: int = DEPTH,
             allowed[np.asarray(exclude, np.int64)] = False
             ranked = model.rank(context, None, allowed)
             ranked_lists.append(ranked)
-            parts.append(ranked_pairs(ranked.take(slice(0, depth)), context, targets))
+            top = ranked.take(slice(0, depth))
+            parts.append(ranked_pairs(top, context, targets))
+            counts = outside[KINDS[0] if known_count(context) == 0 else KINDS[1]]
+            counts[0] += int(np.isin(targets, top.items, invert=True).sum())
+            counts[1] += int(allowed.sum()) - len(top)
             if on_user is not None:
                 on_user()
         pairs[name], lists[name] = ScoredPairs.concat(parts), ranked_lists
-    return pairs, lists
+    return CutRankings(pairs, lists, {kind: (bought, count) for kind, (bought, count) in outside.items() if count})
 
 
 def fit_click_model(model: Recommender, split: Split, depth: int = DEPTH,
                     on_user: Callable[[], None] | None = None) -> ClickModel:
     """A click model for `model`, fitted on `split` (the model fitted on its past): what was bought afterwards
-    among each shopper's top `depth`."""
-    pairs, _ = split_pairs(model, split, depth, on_user)
-    return ClickModel().fit(ScoredPairs.concat(list(pairs.values())))
+    among each shopper's top `depth`, and past it."""
+    ranked = split_pairs(model, split, depth, on_user)
+    return ClickModel(depth=depth).fit(ranked.all_pairs(), ranked.outside)
 
 
-def held_out_click_model(fresh_model: Callable[[], Recommender], log: InteractionLog, catalog: ItemCatalog,
-                         profiles: dict[str, UserProfile] | None = None, depth: int = DEPTH) -> ClickModel:
-    """The click model of a model about to be fitted on all of `log`: a fresh one (`fresh_model()`) fitted on the
-    past of the benchmark's time cut (the user split where events have no times), the click model on its future
-    shoppers (seen items excluded, as served). The caller's model is fitted the same way on everything."""
+def held_out_rankings(fresh_model: Callable[[], Recommender], log: InteractionLog, catalog: ItemCatalog,
+                      profiles: dict[str, UserProfile] | None = None,
+                      depth: int = DEPTH) -> tuple[Split, Recommender, CutRankings]:
+    """For a model about to be fitted on all of `log`: the benchmark's time cut of it (the user split where events
+    have no times; seen items excluded, as served), a fresh model like it (`fresh_model()`) fitted on its past, and
+    the cut's future shoppers ranked by that model."""
     if log.timed:
         split = build_split(log, catalog, remove_seen=True, onboarding=False)
     else:
         split = build_user_split(log, catalog)
     model = fresh_model().fit(split.past, catalog, profiles, now=split.cut)
-    return fit_click_model(model, split, depth)
+    return split, model, split_pairs(model, split, depth)
+
+
+def held_out_click_model(fresh_model: Callable[[], Recommender], log: InteractionLog, catalog: ItemCatalog,
+                         profiles: dict[str, UserProfile] | None = None, depth: int = DEPTH) -> ClickModel:
+    """The click model of a model about to be fitted on all of `log`, fitted on `held_out_rankings`."""
+    _, _, ranked = held_out_rankings(fresh_model, log, catalog, profiles, depth)
+    return ClickModel(depth=depth).fit(ranked.all_pairs(), ranked.outside)

@@ -121,11 +121,18 @@ def _publish(engine, out: Path, name: str) -> int:
 
 def _click_model(ds, model):
     """The served model's click model (`coldrec.ads.click`): a model like it fitted on a time cut of the data, the
-    click probability calibrated on the cut's future shoppers."""
-    from coldrec.ads.click import held_out_click_model
+    click probability calibrated on the cut's future shoppers, and the relevance floor chosen there
+    (`coldrec.evaluate.ads.choose_floor`)."""
+    from coldrec.ads.click import ClickModel, held_out_rankings
+    from coldrec.evaluate.ads import choose_floor
     from coldrec.recommend.base import clone
 
-    return held_out_click_model(lambda: clone(model), ds.log, ds.catalog, ds.profiles)
+    split, fitted, ranked = held_out_rankings(lambda: clone(model), ds.log, ds.catalog, ds.profiles)
+    click = ClickModel().fit(ranked.all_pairs(), ranked.outside)
+    click.floor_, ratios = choose_floor(fitted, click, split, ranked, len(ds.catalog))
+    console.print(f"  click model fitted on {len(ranked.all_pairs()):,} pairs; relevance floor {click.floor_:g} "
+                  "(NDCG@10 with slots / without: " + ", ".join(f"{f:g}: {r:.3f}" for f, r in ratios.items()) + ")")
+    return click
 
 
 def _uncached_texts(catalog, encoder) -> int:

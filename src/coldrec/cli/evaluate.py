@@ -263,3 +263,67 @@ def search_bench(
 
 #: Seconds per build step on the reference machine (2 cores; amazon14-office, 2,420 items, 53k events), per
 #: 1,000 items for encoding and per 10k events for the rest: the progress line's percent and time left.
+
+
+@app.command("evaluate-ads")
+def evaluate_ads_command(
+    dataset: str = typer.Option("amazon14-office", "--dataset", "-d", help="A data set with a timed interaction log."),
+    data: Path = DataOption,
+    model: str = typer.Option("coldrec", help="A registered model whose scores the click model calibrates."),
+    tune: bool = typer.Option(False, "--tune/--no-tune", help="Choose the model's parameters on the validation cut "
+                              "first (as evaluate does); --no-tune: its first grid point."),
+    seed: int = typer.Option(0, help="Seed of the generated campaigns (which items, their bids)."),
+    out: Path = typer.Option(Path("reports"), help="Writes OUT/<data set>/ads.json, ads_policies.png and "
+                             "ads_calibration.png."),
+) -> None:
+    """Sponsored slots on the test cut with generated campaigns: bid only, popularity x bid and coldrec's
+    calibrated click probability x bid, side by side; the click model's calibration per segment."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from coldrec.evaluate.ads import evaluate_ads, write_plots
+    from coldrec.evaluate.protocol import prepare_splits, tune_params
+    from coldrec.recommend.registry import model_class
+
+    ds = load_or_exit(dataset, data, skip_bad=False)
+    try:
+        cls = model_class(model)
+        test, val = prepare_splits(ds)
+    except ValueError as error:
+        fail(str(error))
+    users = sum(len(s) for s in (*val.segments.values(), *test.segments.values()))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("splitting", total=users)
+        params = None
+        if tune:
+            params, _, _ = tune_params(cls, val, ds.catalog, None,
+                                       lambda text: progress.update(task, description=f"tune: {text}"), ds.profiles)
+        result = evaluate_ads(ds, model, params, seed, on_step=lambda text: progress.update(task, description=text),
+                              on_user=lambda: progress.advance(task))
+    console.print(f"{ds.name}: {result.campaigns:,} generated campaigns (seed {seed}); {model} {result.params}; "
+                  f"relevance floor {result.floor:g}, chosen on the validation cut (NDCG@10 with slots / without: "
+                  + ", ".join(f"{f:g}: {r:.3f}" for f, r in result.floors.items()) + ")")
+    table = Table(title=f"{ds.name}: sponsored slots (test cut)", title_justify="left")
+    columns: tuple[str, ...] = ("policy", "segment", "lists", "slots filled", "hit rate", "revenue / 1000 lists",
+               "ndcg@10 with slots", "ndcg@10 organic")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("policy", "segment") else "right")
+    for row in result.rows:
+        table.add_row(*(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    console.print(table)
+    table = Table(title=f"{ds.name}: click model calibration (test cut)", title_justify="left")
+    columns = ("population", "segment", "pairs", "positives", "base rate", "mean p", "ece", "ece / base rate",
+               "log loss", "base-rate log loss", "log loss ratio")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("population", "segment") else "right")
+    for row in result.calibration:
+        table.add_row(*(f"{row[c]:.5f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
+    console.print(table)
+    folder = out / ds.name
+    folder.mkdir(parents=True, exist_ok=True)
+    report = {"dataset": ds.name, "model": model, "params": result.params, "campaigns": result.campaigns,
+              "seed": seed, "floor": result.floor, "floors": result.floors, "policies": result.rows,
+              "calibration": result.calibration, "reliability": result.reliability}
+    (folder / "ads.json").write_text(json.dumps(report, indent=2, default=str))
+    plots = write_plots(result, folder)
+    console.print("wrote " + ", ".join(str(p) for p in [folder / "ads.json", *plots]))

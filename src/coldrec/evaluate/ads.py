@@ -8,27 +8,32 @@ each policy fills `SLOTS` of its positions with the winners of a second-price au
 - "popularity x bid": the item's past purchase rate (distinct past buyers / past shoppers) as its click
   estimate, what a simple ad server does; a new product's is 0;
 - "coldrec": the `ClickModel`'s probability (fitted on the validation cut) x bid, among the shopper's top
-  `DEPTH` ranked items, above a relevance floor (`FLOOR` x the median probability of the organic list).
+  `DEPTH` ranked items, above the relevance floor chosen on the validation cut (`choose_floor`).
 
 A sponsored item counts as clicked when the shopper buys it afterwards (it is among their targets); a click pays
 the second price. Per policy and segment: sponsored-slot hit rate (hits / slots filled), revenue per 1,000 lists,
-organic NDCG@10 of the list with the slots and without them. The click model's calibration is measured on the test
-cut over every advertised item among each shopper's top `DEPTH` (cold users, warm users, new products: items
-with no past purchase): expected calibration error (`BINS` equal-count bins) and log loss, against predicting the
-population's own base rate for everyone.
+organic NDCG@10 of the list with the slots and without them.
+
+The click model's calibration is measured on the test cut, per segment (cold users, warm users, new products:
+items nobody bought before the cut), on two populations: "advertised" is every (shopper, advertised item) pair the
+auction prices, the items past a shopper's top `DEPTH` at the model's rate for them; "top" is only the advertised
+items within each shopper's top `DEPTH` (the harder one: the model's own candidates). Expected calibration error
+over `BINS` equal-count bins of p, and log loss, each against predicting the population's own base rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from coldrec.ads.auction import place_ads, second_price_auction
-from coldrec.ads.click import DEPTH, ClickModel, ScoredPairs, ranked_pairs, split_pairs
+from coldrec.ads.auction import AdPolicy, list_auction, place_ads, second_price_auction
+from coldrec.ads.click import DEPTH, ClickModel, CutRankings, ranked_pairs, split_pairs
 from coldrec.data import Dataset
+from coldrec.data.split import Split
 from coldrec.evaluate.metrics import user_metrics
 from coldrec.evaluate.protocol import prepare_splits
 from coldrec.recommend.base import Ranked, Recommender
@@ -36,13 +41,16 @@ from coldrec.recommend.registry import model_class
 
 SHARE = 0.1
 N = 10
-SLOTS = (2, 7)  # 0-based positions of the sponsored slots in a list of N
-FLOOR = 0.5
-RESERVE = 0.05
+SLOTS = AdPolicy().slots
+RESERVE = AdPolicy().reserve
 BID_MEDIAN, BID_SIGMA = 0.5, 0.75
 BINS = 10
+#: the relevance floors tried on the validation cut, and the share of organic NDCG@10 the chosen one may give up
+FLOORS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+TOLERANCE = 0.03
 POLICIES = ("bid", "popularity x bid", "coldrec")
 COLD = "cold users"
+NEW = "new products"
 
 
 @dataclass
@@ -50,8 +58,10 @@ class AdEvaluation:
     dataset: str
     params: dict[str, Any]
     campaigns: int
+    floor: float
+    floors: dict[float, float]  # floor -> validation NDCG@10 with slots / without
     rows: list[dict[str, Any]] = field(default_factory=list)  # policy x segment
-    calibration: list[dict[str, Any]] = field(default_factory=list)  # segment
+    calibration: list[dict[str, Any]] = field(default_factory=list)  # population x segment
     reliability: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # segment -> bins
 
 
@@ -61,6 +71,31 @@ def generated_campaigns(n_items: int, seed: int = 0, share: float = SHARE) -> tu
     items = np.sort(rng.choice(n_items, max(1, round(share * n_items)), replace=False))
     bids = BID_MEDIAN * np.exp(rng.normal(0.0, BID_SIGMA, len(items)))
     return items, bids
+
+
+def is_cold_segment(name: str) -> bool:
+    return name.startswith("cold") or name == "onboarding"
+
+
+def choose_floor(model: Recommender, click: ClickModel, split: Split, ranked: CutRankings, n_items: int,
+                 floors: Sequence[float] = FLOORS, tolerance: float = TOLERANCE,
+                 seed: int = 1) -> tuple[float, dict[float, float]]:
+    """The lowest relevance floor (most ads shown) whose lists keep at least 1 - `tolerance` of the organic
+    NDCG@10 (averaged over the user segments) on a held-out cut, with generated campaigns (`seed`); and each
+    floor's ratio. None keeps it: the highest floor."""
+    items, bids = generated_campaigns(n_items, seed)
+    ratios = {}
+    for floor in sorted(floors):
+        policy = AdPolicy(SLOTS, floor, RESERVE)
+        with_slots, organic = [], []
+        for name, segment in split.segments.items():
+            shown, _, _, plain = _coldrec_lists(model, click, ranked.lists[name], segment.contexts, items, bids,
+                                                policy)
+            with_slots.append(ndcg(shown, segment.targets).mean())
+            organic.append(ndcg(plain, segment.targets).mean())
+        ratios[float(floor)] = float(np.mean(with_slots) / max(np.mean(organic), 1e-12))
+    passing = [floor for floor, ratio in ratios.items() if ratio >= 1 - tolerance]
+    return (min(passing) if passing else max(ratios)), ratios
 
 
 def ndcg(lists: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
@@ -82,89 +117,87 @@ def log_loss(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def evaluate_ads(dataset: Dataset, model_name: str = "coldrec", params: dict[str, Any] | None = None,
-                 floor: float = FLOOR, seed: int = 0, on_step: Callable[[str], None] | None = None,
-                 fitted: tuple[Recommender, Recommender] | None = None) -> AdEvaluation:
-    """The comparison above. `fitted`: (the model fitted on the validation cut's past, on the test cut's past)."""
+                 seed: int = 0, on_step: Callable[[str], None] | None = None,
+                 on_user: Callable[[], None] | None = None) -> AdEvaluation:
+    """The comparison above; `params`: the model's (default: its first grid point)."""
     step = on_step or (lambda text: None)
     test, val = prepare_splits(dataset)
     cls = model_class(model_name)
     params = dict(params if params is not None else cls.param_grid[0])
     catalog = dataset.catalog
-    if fitted is None:
-        step(f"{model_name}: fit on the validation cut's past")
-        val_model = cls(**params).fit(val.past, catalog, dataset.profiles, now=val.cut)
-        step(f"{model_name}: fit on the test cut's past")
-        test_model = cls(**params).fit(test.past, catalog, dataset.profiles, now=test.cut)
-    else:
-        val_model, test_model = fitted
-    step("click model: rank the validation shoppers")
-    val_pairs, _ = split_pairs(val_model, val)
-    click = ClickModel().fit(ScoredPairs.concat(list(val_pairs.values())))
+    step(f"{model_name}: fit on the validation cut's past")
+    val_model = cls(**params).fit(val.past, catalog, dataset.profiles, now=val.cut)
+    step("click model and relevance floor: rank the validation shoppers")
+    val_ranked = split_pairs(val_model, val, on_user=on_user)
+    click = ClickModel().fit(val_ranked.all_pairs(), val_ranked.outside)
+    floor, floors = choose_floor(val_model, click, val, val_ranked, len(catalog))
+    step(f"{model_name}: fit on the test cut's past")
+    test_model = cls(**params).fit(test.past, catalog, dataset.profiles, now=test.cut)
     step("rank the test shoppers")
-    test_pairs, ranked = split_pairs(test_model, test)
-    campaign_items, bids = generated_campaigns(len(catalog), seed)
-    bid_of = np.full(len(catalog), np.nan)
-    bid_of[campaign_items] = bids
-    past_users = max(1, test.past.n_users)
-    purchase_rate = np.asarray(test.popularity, np.float64) / past_users
-    result = AdEvaluation(dataset.name, params, len(campaign_items))
+    test_ranked = split_pairs(test_model, test, on_user=on_user)
+    items, bids = generated_campaigns(len(catalog), seed)
+    purchase_rate = np.asarray(test.popularity, np.float64) / max(1, test.past.n_users)
+    result = AdEvaluation(dataset.name, params, len(items), floor, floors)
     step("auctions")
-    totals: dict[str, dict[str, list]] = {}
+    pooled: dict[str, dict[str, list]] = {}
+    policy = AdPolicy(SLOTS, floor, RESERVE)
     for name, segment in test.segments.items():
-        lists = _segment_lists(test_model, click, ranked[name], segment, campaign_items, bid_of, purchase_rate, floor)
-        for policy, (shown, sponsored, prices, organic) in lists.items():
-            row = _policy_row(policy, name, shown, sponsored, prices, organic, segment.targets)
-            result.rows.append(row)
-            if name.startswith("cold") or name == "onboarding":
-                pooled = totals.setdefault(policy, {"shown": [], "sponsored": [], "prices": [], "organic": [],
-                                                    "targets": []})
-                for key, value in (("shown", shown), ("sponsored", sponsored), ("prices", prices),
-                                   ("organic", organic), ("targets", segment.targets)):
-                    pooled[key].append(value)
-    for policy, pooled in totals.items():
-        shown, sponsored, prices, organic = (np.concatenate(pooled[k]) for k in
-                                             ("shown", "sponsored", "prices", "organic"))
-        result.rows.append(_policy_row(policy, COLD, shown, sponsored, prices, organic,
-                                       [t for part in pooled["targets"] for t in part]))
-    _calibration(result, click, test_pairs, ranked, campaign_items, test.popularity)
+        lists = {"coldrec": _coldrec_lists(test_model, click, test_ranked.lists[name], segment.contexts, items,
+                                           bids, policy)}
+        plain = lists["coldrec"][3]
+        for label, estimate in (("bid", np.ones(len(items))), ("popularity x bid", purchase_rate[items])):
+            lists[label] = _shared_lists(plain, segment.exclude, items, bids, estimate)
+        for label in POLICIES:
+            shown, sponsored, prices, organic = lists[label]
+            result.rows.append(_policy_row(label, name, shown, sponsored, prices, organic, segment.targets))
+            if is_cold_segment(name):
+                parts = pooled.setdefault(label, {"lists": [], "targets": []})
+                parts["lists"].append(lists[label])
+                parts["targets"] += list(segment.targets)
+    for label, parts in pooled.items():
+        shown, sponsored, prices, organic = (np.concatenate([part[i] for part in parts["lists"]]) for i in range(4))
+        result.rows.append(_policy_row(label, COLD, shown, sponsored, prices, organic, parts["targets"]))
+    _calibration(result, click, test, test_ranked, items)
     return result
 
 
-def _segment_lists(model, click, ranked_lists: list[Ranked], segment, campaign_items, bid_of, purchase_rate, floor):
-    n_users = len(ranked_lists)
-    out = {policy: (np.full((n_users, N), -1, np.int64), np.full((n_users, N), False), np.zeros((n_users, N)),
-                    np.full((n_users, N), -1, np.int64)) for policy in POLICIES}
-    slots = len(SLOTS)
-    for row, (ranked, context, exclude) in enumerate(zip(ranked_lists, segment.contexts, segment.exclude,
-                                                         strict=True)):
+def _coldrec_lists(model, click, ranked_lists: list[Ranked], contexts, items, bids, policy: AdPolicy):
+    """Each shopper's list with the coldrec policy's ads (the serving auction, `list_auction`), and without."""
+    shown, sponsored, prices, plain = _empty(len(ranked_lists))
+    bid_of = dict(zip(items.tolist(), bids.tolist(), strict=True))
+    for row, (ranked, context) in enumerate(zip(ranked_lists, contexts, strict=True)):
         top, _ = model.arrange_ranked(ranked, N)
-        organic = np.full(N, -1, np.int64)
-        organic[: len(top)] = top.items
-        # everyone's auction: every advertised item the shopper has not bought (bid and popularity policies)
-        open_items = campaign_items[~np.isin(campaign_items, exclude)]
+        plain[row, : len(top)] = top.items
         depth = ranked.take(slice(0, DEPTH))
         p = click.predict(ranked_pairs(depth, context))
-        p_of = dict(zip(depth.items.tolist(), p.tolist(), strict=True))
-        organic_p = np.array([p_of.get(int(i), 0.0) for i in organic if i >= 0])
-        advertised = np.isin(depth.items, campaign_items)
-        candidates = {
-            "bid": (open_items, np.ones(len(open_items)), 0.0),
-            "popularity x bid": (open_items, purchase_rate[open_items], 0.0),
-            "coldrec": (depth.items[advertised], p[advertised],
-                        floor * float(np.median(organic_p)) if len(organic_p) else 0.0),
-        }
-        for policy, (items, estimate, min_p) in candidates.items():
-            sold = second_price_auction(estimate, bid_of[items], slots, reserve=RESERVE, min_p=min_p)
-            ads = items[sold.winners]
-            shown = place_ads(organic, ads, SLOTS, N)
-            lists, sponsored, prices, organics = out[policy]
-            lists[row] = shown
-            organics[row] = organic
-            for ad, price in zip(ads, sold.prices, strict=True):
-                at = int(np.flatnonzero(shown == ad)[0])
-                sponsored[row, at] = True
-                prices[row, at] = price
-    return out
+        bidders = np.flatnonzero(np.isin(depth.items, items))
+        organic = np.flatnonzero(np.isin(depth.items, top.items))
+        sold = list_auction(p, organic, bidders, np.array([bid_of[int(i)] for i in depth.items[bidders]]), policy, N)
+        _place(row, plain[row], depth.items[bidders[sold.winners]], sold.prices, shown, sponsored, prices)
+    return shown, sponsored, prices, plain
+
+
+def _shared_lists(plain: np.ndarray, exclude, items, bids, estimate):
+    """The lists with the ads of a policy that values every advertised item the shopper has not bought."""
+    shown, sponsored, prices, _ = _empty(len(plain))
+    for row, (organic, seen) in enumerate(zip(plain, exclude, strict=True)):
+        open_rows = np.flatnonzero(~np.isin(items, seen))
+        sold = second_price_auction(estimate[open_rows], bids[open_rows], len(SLOTS), reserve=RESERVE)
+        _place(row, organic, items[open_rows[sold.winners]], sold.prices, shown, sponsored, prices)
+    return shown, sponsored, prices, plain
+
+
+def _empty(users: int):
+    return (np.full((users, N), -1, np.int64), np.zeros((users, N), bool), np.zeros((users, N)),
+            np.full((users, N), -1, np.int64))
+
+
+def _place(row, organic, ads, ad_prices, shown, sponsored, prices) -> None:
+    shown[row] = place_ads(organic, ads, SLOTS, N)
+    for ad, price in zip(ads.tolist(), ad_prices.tolist(), strict=True):
+        at = int(np.flatnonzero(shown[row] == ad)[0])
+        sponsored[row, at] = True
+        prices[row, at] = price
 
 
 def _policy_row(policy, segment, shown, sponsored, prices, organic, targets) -> dict[str, Any]:
@@ -180,22 +213,36 @@ def _policy_row(policy, segment, shown, sponsored, prices, organic, targets) -> 
     }
 
 
-def _calibration(result: AdEvaluation, click: ClickModel, pairs: dict[str, ScoredPairs],
-                 ranked: dict[str, list[Ranked]], campaign_items: np.ndarray, popularity: np.ndarray) -> None:
-    groups: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for name, segment_pairs in pairs.items():
-        items = np.concatenate([r.items[:DEPTH] for r in ranked[name]]) if ranked[name] else np.zeros(0, np.int64)
-        advertised = np.isin(items, campaign_items)
-        p, y = click.predict(segment_pairs)[advertised], segment_pairs.labels[advertised]  # type: ignore[index]
-        new = np.asarray(popularity)[items[advertised]] == 0
-        kind = COLD if name.startswith("cold") or name == "onboarding" else "warm users"
-        groups.setdefault(name, []).append((p, y))
-        groups.setdefault(kind, []).append((p, y))
-        groups.setdefault("new products", []).append((p[new], y[new]))
-        groups.setdefault("all", []).append((p, y))
-    for name, parts in groups.items():
-        p = np.concatenate([a for a, _ in parts])
-        y = np.concatenate([b for _, b in parts]).astype(np.float64)
+def _calibration(result: AdEvaluation, click: ClickModel, split: Split, ranked: CutRankings,
+                 items: np.ndarray) -> None:
+    """Both populations' calibration figures, per segment kind."""
+    new_item = np.asarray(split.popularity) == 0
+    groups: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for name, segment in split.segments.items():
+        kind = COLD if is_cold_segment(name) else "warm users"
+        within_p = click.predict(ranked.pairs[name])
+        start = 0
+        for ranked_list, context, seen, targets in zip(ranked.lists[name], segment.contexts, segment.exclude,
+                                                       segment.targets, strict=True):
+            depth = min(len(ranked_list), DEPTH)
+            top_items = ranked_list.items[:depth]
+            top_p = within_p[start: start + depth]
+            start += depth
+            advertised = np.isin(top_items, items)
+            top = (top_p[advertised], np.isin(top_items[advertised], targets), top_items[advertised])
+            rest = items[~np.isin(items, seen) & ~np.isin(items, top_items)]
+            outside_p = np.full(len(rest), click.outside(not len(context.items) and not context.interests
+                                                         and not context.queries))
+            every = (np.concatenate([top[0], outside_p]), np.concatenate([top[1], np.isin(rest, targets)]),
+                     np.concatenate([top[2], rest]))
+            for population, (p, y, at) in (("advertised", every), ("top", top)):
+                for group in (kind, name, "all"):
+                    groups.setdefault((population, group), []).append((p, y, at))
+                new = new_item[at]
+                groups.setdefault((population, NEW), []).append((p[new], y[new], at[new]))
+    for (population, group), parts in groups.items():
+        p = np.concatenate([part[0] for part in parts])
+        y = np.concatenate([part[1] for part in parts]).astype(np.float64)
         if not len(p):
             continue
         rate = float(y.mean())
@@ -203,9 +250,62 @@ def _calibration(result: AdEvaluation, click: ClickModel, pairs: dict[str, Score
         constant = log_loss(np.full(len(y), rate), y) if 0 < rate < 1 else float("nan")
         loss = log_loss(p, y)
         result.calibration.append({
-            "segment": name, "pairs": len(p), "positives": int(y.sum()), "base rate": rate,
-            "mean p": float(p.mean()), "ece": ece, "ece / base rate": ece / rate if rate else float("nan"),
-            "log loss": loss, "base-rate log loss": constant,
-            "log loss ratio": loss / constant if constant == constant and constant else float("nan"),
+            "population": population, "segment": group, "pairs": len(p), "positives": int(y.sum()),
+            "base rate": rate, "mean p": float(p.mean()), "ece": ece,
+            "ece / base rate": ece / rate if rate else float("nan"), "log loss": loss,
+            "base-rate log loss": constant, "log loss ratio": loss / constant if constant and constant == constant
+            else float("nan"),
         })
-        result.reliability[name] = table
+        result.reliability[f"{population}: {group}"] = table
+
+
+def write_plots(result: AdEvaluation, folder: Path) -> list[Path]:
+    """ads_policies.png (hit rate and revenue per policy and segment) and ads_calibration.png (reliability)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    segments = list(dict.fromkeys(row["segment"] for row in result.rows))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    width = 0.8 / len(POLICIES)
+    for at, policy in enumerate(POLICIES):
+        rows = {row["segment"]: row for row in result.rows if row["policy"] == policy}
+        x = np.arange(len(segments)) + at * width
+        for axis, metric in zip(axes, ("hit rate", "revenue / 1000 lists", "ndcg@10 with slots"), strict=True):
+            axis.bar(x, [np.nan_to_num(rows[s][metric]) for s in segments], width, label=policy)
+    organic = {row["segment"]: row["ndcg@10 organic"] for row in result.rows if row["policy"] == "coldrec"}
+    axes[2].scatter(np.arange(len(segments)) + width, [organic[s] for s in segments], color="black", marker="_",
+                    s=400, label="organic (no slots)", zorder=3)
+    for axis, metric in zip(axes, ("sponsored-slot hit rate", "revenue per 1,000 lists", "NDCG@10 of the list"),
+                            strict=True):
+        axis.set_xticks(np.arange(len(segments)) + width, segments, rotation=30, ha="right")
+        axis.set_title(metric)
+    axes[0].legend()
+    axes[2].legend(fontsize=7)
+    fig.suptitle(f"{result.dataset}: sponsored slots by policy (test cut, generated campaigns)")
+    fig.tight_layout()
+    policies = folder / "ads_policies.png"
+    fig.savefig(policies, dpi=120)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axis, population in zip(axes, ("advertised", "top"), strict=True):
+        top = 0.0
+        for group in (COLD, "warm users", NEW):
+            table = result.reliability.get(f"{population}: {group}")
+            if table:
+                p, rate = [b[0] for b in table], [b[1] for b in table]
+                axis.plot(p, rate, marker="o", label=group)
+                top = max(top, *p, *rate)
+        axis.plot([0, top], [0, top], color="grey", linestyle=":", label="calibrated")
+        axis.set_xlabel("predicted click probability (bin mean)")
+        axis.set_ylabel("bought afterwards (bin rate)")
+        axis.set_title(f"pairs: {population}")
+        axis.legend(fontsize=8)
+    fig.suptitle(f"{result.dataset}: click model reliability (test cut, {BINS} equal-count bins)")
+    fig.tight_layout()
+    calibration = folder / "ads_calibration.png"
+    fig.savefig(calibration, dpi=120)
+    plt.close(fig)
+    return [policies, calibration]

@@ -33,6 +33,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from coldrec.ads.auction import AdPolicy
 from coldrec.ads.campaigns import Campaign, CampaignError
 from coldrec.data.catalog import ItemCatalog
 from coldrec.rank.rules import Rule
@@ -106,7 +107,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     )
     metrics = Metrics(store.item_count)
     live = LiveEngine(engine, store, versions, version)
-    sponsored = Sponsored(store, settings.ad_policy)
+    sponsored = Sponsored(store)
     app.state.live = live
     app.add_middleware(Observe, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        max_url_bytes=settings.max_url_bytes)
@@ -264,9 +265,13 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
 
     def bidding(served: Served, wanted: bool) -> list[Campaign]:
         """The campaigns bidding for this request's sponsored slots (none for a model without a click model)."""
-        if not wanted or served.engine.click_model is None or not sponsored.policy.slots:
+        if not wanted or served.engine.click_model is None or not settings.ad_positions:
             return []
         return sponsored.bidding()
+
+    def ad_policy(served: Served) -> AdPolicy:
+        click = served.engine.click_model
+        return settings.ad_policy(None if click is None else click.floor_)
 
     def ad_tokens(found) -> dict[int, str]:
         now = time.time()
@@ -343,7 +348,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
                                            min_price=min_price, max_price=max_price, in_stock=in_stock,
                                            include_bought=include_bought, include_unavailable=include_unavailable,
                                            diversity=diversity, rules=rules, campaigns=campaigns,
-                                           ad_policy=sponsored.policy)
+                                           ad_policy=ad_policy(served))
 
         found = await answer(served, read)
         return Results.of(found, ad_tokens(found))
@@ -370,7 +375,7 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
             context = (shopper_context(served.engine, user, session)
                        if user is not None or session is not None else None)
             return served.engine.search(q, n, context=context, include_unavailable=include_unavailable,
-                                        campaigns=campaigns, ad_policy=sponsored.policy)
+                                        campaigns=campaigns, ad_policy=ad_policy(served))
 
         try:
             found = await answer(served, read)

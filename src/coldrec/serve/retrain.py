@@ -105,7 +105,7 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         accepted = inspect.signature(model_cls).parameters
         params = {k: v for k, v in current.model.get_params().items() if k in accepted and k != "encoder"}
         encoder = current.encoder
-        with_ads = current.click_model is not None
+        previous_click = current.click_model
     finally:
         current.close()
     for attempt in range(1, ATTEMPTS + 1):
@@ -114,9 +114,10 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         catalog, log, profiles, deleted = training_data(snapshot)
         step("fit", f"{kind} on {len(catalog):,} items, {len(log):,} events, {log.n_users:,} shoppers")
         engine = Engine.build(catalog, log, profiles, encoder=encoder, model_params=params, recommender=kind)
-        if with_ads:  # the click probability is calibrated again: it maps the new ranker's scores
+        if previous_click is not None:  # calibrated again: it maps the new ranker's scores; the floor is kept
             step("fit", "the click model, on a time cut of the same data")
             engine.click_model = held_out_click_model(functools.partial(clone, engine.model), log, catalog, profiles)
+            engine.click_model.floor_ = previous_click.floor_
         try:
             for item_id in catalog.ids[deleted]:
                 engine.remove_item(str(item_id))

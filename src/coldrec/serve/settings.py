@@ -36,7 +36,8 @@ class Settings(BaseModel):
     max_url_bytes: int = Field(8192, ge=256)  # longer paths + query strings get 414
     static_dir: Path = STATIC_DIR  # the demo page
     ad_positions: tuple[int, ...] = (3, 8)  # list positions (1 = first) of sponsored items; () for none
-    ad_floor: float = Field(0.5, ge=0)  # an ad's click probability must reach this share of the organic median
+    # an ad's click probability must reach this share of the organic median; None: the floor the click model chose
+    ad_floor: float | None = Field(None, ge=0)
     ad_reserve: float = Field(0.05, ge=0)  # the least a click costs
 
     @model_validator(mode="after")
@@ -45,9 +46,12 @@ class Settings(BaseModel):
             raise ValueError(f"ad_positions are distinct list positions from 1, not {self.ad_positions}")
         return self
 
-    @property
-    def ad_policy(self) -> AdPolicy:
-        return AdPolicy(tuple(position - 1 for position in self.ad_positions), self.ad_floor, self.ad_reserve)
+    def ad_policy(self, chosen_floor: float | None = None) -> AdPolicy:
+        """The sponsored slots' policy: the configured floor, else `chosen_floor` (the click model's), else
+        AdPolicy's default."""
+        floor = self.ad_floor if self.ad_floor is not None else chosen_floor
+        return AdPolicy(tuple(position - 1 for position in self.ad_positions),
+                        AdPolicy.floor if floor is None else floor, self.ad_reserve)
 
     @model_validator(mode="after")
     def _read_key_needs_a_write_key(self) -> Settings:

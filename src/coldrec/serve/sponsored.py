@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coldrec.ads.auction import AdPolicy, second_price_auction
+from coldrec.ads.auction import AdPolicy, list_auction
 from coldrec.ads.campaigns import Campaign
 from coldrec.ads.click import DEPTH, ClickModel, ranked_pairs
 from coldrec.ads.pacing import LEAD, paced_budget
@@ -54,8 +54,7 @@ def auction(click_model: ClickModel, catalog: ItemCatalog, table: ItemTable, con
     """The sponsored items for a list of n whose organic part is `organic_rows` of `ranked` (the shopper's ranking,
     filters applied): bidders are the campaigns' items among the first DEPTH of `ranked` that target this shopper
     (or the requested `category`), valued at p(click) x bid, p from `click_model`."""
-    slots = sum(1 for slot in policy.slots if slot < n)
-    if not slots or not campaigns or not len(ranked):
+    if not any(slot < n for slot in policy.slots) or not campaigns or not len(ranked):
         return NOTHING_PLACED
     depth = ranked.take(slice(0, DEPTH))
     row_of = {int(item): row for row, item in enumerate(depth.items)}
@@ -75,10 +74,9 @@ def auction(click_model: ClickModel, catalog: ItemCatalog, table: ItemTable, con
     if not bidder_rows:
         return NOTHING_PLACED
     p = click_model.predict(ranked_pairs(depth, context))
-    organic = [row_of[int(item)] for item in ranked.items[organic_rows] if int(item) in row_of]
-    min_p = policy.floor * float(np.median(p[organic])) if organic else 0.0
+    organic = np.asarray([row_of[int(item)] for item in ranked.items[organic_rows] if int(item) in row_of], np.int64)
     rows = np.asarray(bidder_rows, np.int64)
-    sold = second_price_auction(p[rows], np.asarray(bids), slots, policy.reserve, min_p, distinct=rows)
+    sold = list_auction(p, organic, rows, np.asarray(bids), policy, n)
     return Placed(rows[sold.winners], [owners[w] for w in sold.winners], sold.prices)
 
 
@@ -95,9 +93,8 @@ def _shopper_categories(table: ItemTable, context: UserContext, category: str | 
 class Sponsored:
     """The running campaigns of a store, paced, for the auctions of one serving process; tokens and impressions."""
 
-    def __init__(self, store, policy: AdPolicy | None = None, lead: float = LEAD, refresh_s: float = REFRESH_S):
+    def __init__(self, store, lead: float = LEAD, refresh_s: float = REFRESH_S):
         self.store = store
-        self.policy = policy or AdPolicy()
         self.lead = lead
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
