@@ -42,6 +42,10 @@ def serve(
     retrain_every: str = typer.Option(None, "--retrain-every", help="Retrain from the store on this schedule "
                                       "(30m, 6h, 1d) in a low-priority process; every worker switches to each "
                                       "new version. Needs --model FOLDER."),
+    ad_positions: str = typer.Option("3,8", "--ad-positions", help="List positions (1 = first) of sponsored items, "
+                                     "comma-separated; '' for none."),
+    ad_floor: float = typer.Option(None, "--ad-floor", min=0, help="An ad's click probability must reach this share "
+                                   "of the organic list's median (default: the floor the build chose)."),
 ) -> None:
     """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
     import logging
@@ -88,7 +92,8 @@ def serve(
     try:
         settings = Settings.from_env(
             key_files={"api_key": api_key_file, "read_key": read_key_file}, state_dir=state, host=host, port=port,
-            id_key_file=id_key_file, trust_network=trust_network,
+            id_key_file=id_key_file, trust_network=trust_network, ad_positions=_positions(ad_positions),
+            ad_floor=ad_floor,
         )
         check_exposure(settings)
     except (ValueError, ExposedServiceError) as error:
@@ -281,3 +286,11 @@ def scale_bench(
     out.write_text(json.dumps({"items": items, "events": events, "dim": dim, "workers": workers,
                                "figures": report.figures}, indent=2))
     console.print(f"figures: {out}")
+
+
+def _positions(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected list positions separated by commas, not {text!r}",
+                                 param_hint="--ad-positions") from None
