@@ -264,3 +264,24 @@ def test_the_policy_and_positions_are_settings():
     assert Settings(ad_floor=1.0, ad_positions=(1,)).ad_policy(chosen_floor=0.25) == AdPolicy((0,), 1.0, 0.05)
     with pytest.raises(ValueError):
         Settings(ad_positions=(0, 3))
+
+
+def test_a_pinned_item_keeps_its_place_beside_the_ads():
+    organic = np.arange(10, 20)
+    fixed = np.zeros(10, bool)
+    fixed[[2, 4]] = True  # pinned at positions 3 and 5: the first sponsored slot (3) is not used
+    shown = place_ads(organic, np.array([99, 98, 12]), slots=(2, 7), n=10, fixed=fixed)
+    assert shown[2] == 12 and shown[4] == 14  # 12 is pinned: it is not shown as an ad
+    assert shown[7] == 99 and 98 not in shown
+    assert len(set(shown.tolist())) == 10
+
+
+def test_a_pin_on_a_sponsored_position_wins_over_the_ad(client):
+    organic = [row["item_id"] for row in client.get("/recommend", params={"user": "u-a-0"}).json()["items"]]
+    start(client, items=[f"i{i}" for i in range(24)], bid=5.0)
+    assert client.post("/rules", json={"action": "pin", "item_id": organic[5], "position": 3}).status_code == 201
+    wait_for_campaigns(client)
+    rows = client.get("/recommend", params={"user": "u-a-0"}).json()["items"]
+    assert rows[2]["item_id"] == organic[5] and not rows[2]["sponsored"] and rows[2]["reason"] == "pinned"
+    assert [row["sponsored"] for row in rows].count(True) <= 1  # only position 8 is left for an ad
+    assert len({row["item_id"] for row in rows}) == 10

@@ -71,11 +71,21 @@ def list_auction(p: np.ndarray, organic_rows: np.ndarray, bidder_rows: np.ndarra
     return second_price_auction(p[bidder_rows], bids, slots, policy.reserve, min_p, distinct=bidder_rows)
 
 
-def place_ads(organic: np.ndarray, ads: np.ndarray, slots: tuple[int, ...], n: int) -> np.ndarray:
+def place_ads(organic: np.ndarray, ads: np.ndarray, slots: tuple[int, ...], n: int,
+              fixed: np.ndarray | None = None) -> np.ndarray:
     """The n shown: `ads` (best first) at `slots` (0-based positions; those past n unused), the organic items in
     their order around them. An organic item that is also an ad is dropped from the organic part (the shopper
-    sees it once, as the ad). -1 pads a list with too few items."""
-    usable = [slot for slot in sorted(slots) if slot < n]
-    placed = dict(zip(usable, ads, strict=False))
-    rest = iter(organic[~np.isin(organic, ads)])
-    return np.asarray([placed[i] if i in placed else next(rest, -1) for i in range(n)], np.int64)
+    sees it once, as the ad). `fixed`: a mask over `organic` of items that keep their index (pinned by a rule; a
+    slot there is not used). -1 pads a list with too few items."""
+    shown = np.full(n, -1, np.int64)
+    fixed = np.zeros(len(organic), bool) if fixed is None else np.asarray(fixed, bool)
+    ads = ads[~np.isin(ads, organic[fixed])]  # a fixed item is shown where it is fixed, not as an ad
+    held = np.flatnonzero(fixed[: n])
+    shown[held] = organic[held]
+    usable = [slot for slot in sorted(slots) if slot < n and shown[slot] < 0]
+    for slot, ad in zip(usable, ads, strict=False):
+        shown[slot] = ad
+    rest = iter(organic[~fixed & ~np.isin(organic, ads)])
+    for at in np.flatnonzero(shown < 0):
+        shown[at] = next(rest, -1)
+    return shown

@@ -346,8 +346,10 @@ class Engine:
                 ad_policy = replace(ad_policy, slots=free)
                 placed = auction(self.click_model, self.catalog, self._table, context, ranked,
                                  _rows_of(ranked.items, top.items), campaigns, ad_policy, n, category)
+                placed = placed.take(~np.isin(ranked.items[placed.rows], top.items[pinned]))
             if len(placed.rows):
-                shown = place_ads(top.items, ranked.items[placed.rows], ad_policy.slots, n)  # type: ignore[union-attr]
+                shown = place_ads(top.items, ranked.items[placed.rows], ad_policy.slots, n,  # type: ignore[union-attr]
+                                  fixed=pinned)
                 shown = shown[shown >= 0]
                 at = _rows_of(top.items, shown)  # -1: an ad from below the organic list
                 slotted, pinned, promoted = (flags[np.maximum(at, 0)] & (at >= 0)

@@ -44,6 +44,10 @@ class Placed:
     campaign_ids: list[str]
     prices: np.ndarray
 
+    def take(self, keep: np.ndarray) -> Placed:
+        return Placed(self.rows[keep], [c for c, kept in zip(self.campaign_ids, keep, strict=True) if kept],
+                      self.prices[keep])
+
 
 NOTHING_PLACED = Placed(np.zeros(0, np.int64), [], np.zeros(0))
 
