@@ -285,3 +285,26 @@ def test_a_pin_on_a_sponsored_position_wins_over_the_ad(client):
     assert rows[2]["item_id"] == organic[5] and not rows[2]["sponsored"] and rows[2]["reason"] == "pinned"
     assert [row["sponsored"] for row in rows].count(True) <= 1  # only position 8 is left for an ad
     assert len({row["item_id"] for row in rows}) == 10
+
+
+def test_a_retrain_refits_the_click_model_and_keeps_the_floor(engine, tmp_path):
+    """The click model maps the ranker's scores, so a retrain calibrates it again (on a time cut of the store's
+    data); the relevance floor the build chose is kept. It survives the model directory (no pickle)."""
+    from coldrec.model.versions import ModelVersions
+    from coldrec.serve.retrain import retrain
+
+    root = tmp_path / "shop"
+    engine.click_model.floor_ = 0.75
+    ModelVersions(root).publish(engine.save)
+    store = Store.open(root / "state", "ads-test-key")
+    store.seed(make_catalog(), make_log())
+    store.add_events([{"event_id": f"late-{i}", "user_id": "late-shopper", "item_id": f"i{i}", "type": "purchase",
+                       "time": 2_000_000 + i} for i in range(12, 20)])
+    loaded = Engine.load(ModelVersions(root).path(1))
+    assert loaded.click_model.floor_ == 0.75
+    assert loaded.click_model.coef_["known"] == pytest.approx(engine.click_model.coef_["known"])
+    assert retrain(root, store).version == 2
+    refitted = Engine.load(ModelVersions(root).path(2)).click_model
+    assert refitted is not None and refitted.floor_ == 0.75
+    assert not np.allclose(refitted.coef_["known"], engine.click_model.coef_["known"])
+    store.close()
