@@ -43,7 +43,7 @@ from coldrec.serve.matching import floor_from_top1, lexical_matches, probe_queri
 from coldrec.serve.reasons import MATCHES_SEARCH, RELATED_TO_SEARCH, reasons
 from coldrec.serve.requests import RequestTexts, clean_query, rows_differ, shopper_context
 from coldrec.serve.saved import shares_vectors
-from coldrec.serve.sponsored import NOTHING_PLACED, Placed, auction
+from coldrec.serve.sponsored import NOTHING_PLACED, CampaignPositions, Placed, auction
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Engine:
         self.searcher = searcher
         self.fingerprint = fingerprint
         self.click_model = click_model
+        self._campaign_positions = CampaignPositions()
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
         self._deferred: list[pd.DataFrame] = []  # sync_items rows that arrived while a write ran
@@ -345,7 +346,8 @@ class Engine:
                 free = tuple(slot for slot in ad_policy.slots if slot >= len(top) or not pinned[slot])
                 ad_policy = replace(ad_policy, slots=free)
                 placed = auction(self.click_model, self.catalog, self._table, context, ranked,
-                                 _rows_of(ranked.items, top.items), campaigns, ad_policy, n, category)
+                                 _rows_of(ranked.items, top.items), campaigns, ad_policy, n, category,
+                                 self._campaign_positions)
                 placed = placed.take(~np.isin(ranked.items[placed.rows], top.items[pinned]))
             if len(placed.rows):
                 shown = place_ads(top.items, ranked.items[placed.rows], ad_policy.slots, n,  # type: ignore[union-attr]
@@ -448,7 +450,8 @@ class Engine:
         ranked = self.model.rank(context, None, allowed, encode)
         organic_rows = _rows_of(ranked.items, found)
         placed = auction(self.click_model, self.catalog, self._table, context, ranked,  # type: ignore[arg-type]
-                         organic_rows[organic_rows >= 0], campaigns, ad_policy, n)
+                         organic_rows[organic_rows >= 0], campaigns, ad_policy, n,
+                         positions_of=self._campaign_positions)
         if not len(placed.rows):
             return results
         ads = ranked.items[placed.rows]

@@ -52,12 +52,34 @@ class Placed:
 NOTHING_PLACED = Placed(np.zeros(0, np.int64), [], np.zeros(0))
 
 
+class CampaignPositions:
+    """Each campaign's items as catalog positions, looked up once per campaign (a position never changes; an item
+    the catalog lacks is looked up again once the catalog has grown)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[Campaign, int, np.ndarray]] = {}
+
+    def __call__(self, campaign: Campaign, catalog: ItemCatalog) -> np.ndarray:
+        cached = self._known.get(campaign.campaign_id)
+        if cached is not None and cached[0] is campaign and (cached[1] == len(catalog) or (cached[2] >= 0).all()):
+            return cached[2]
+        positions = catalog.index_of(list(campaign.items))
+        if len(self._known) > 4 * MAX_CACHED:
+            self._known.clear()
+        self._known[campaign.campaign_id] = (campaign, len(catalog), positions)
+        return positions
+
+
+MAX_CACHED = 10_000
+
+
 def auction(click_model: ClickModel, catalog: ItemCatalog, table: ItemTable, context: UserContext, ranked: Ranked,
             organic_rows: np.ndarray, campaigns: Sequence[Campaign], policy: AdPolicy, n: int,
-            category: str | None = None) -> Placed:
+            category: str | None = None, positions_of: CampaignPositions | None = None) -> Placed:
     """The sponsored items for a list of n whose organic part is `organic_rows` of `ranked` (the shopper's ranking,
     filters applied): bidders are the campaigns' items among the first DEPTH of `ranked` that target this shopper
-    (or the requested `category`), valued at p(click) x bid, p from `click_model`."""
+    (or the requested `category`), valued at p(click) x bid, p from `click_model`. `positions_of`: a cache of the
+    campaigns' positions kept across requests."""
     if not any(slot < n for slot in policy.slots) or not campaigns or not len(ranked):
         return NOTHING_PLACED
     depth = ranked.take(slice(0, DEPTH))
@@ -66,7 +88,8 @@ def auction(click_model: ClickModel, catalog: ItemCatalog, table: ItemTable, con
     targeting = [c for c in campaigns if c.matches_categories(shopper)]
     if not targeting:
         return NOTHING_PLACED
-    positions = catalog.index_of([item for c in targeting for item in c.items])
+    lookup = positions_of or CampaignPositions()
+    positions = np.concatenate([lookup(c, catalog) for c in targeting])
     owner_of = np.repeat(np.arange(len(targeting)), [len(c.items) for c in targeting])
     bidder_rows, bids, owners = [], [], []
     for position, owner in zip(positions.tolist(), owner_of.tolist(), strict=True):
