@@ -260,8 +260,8 @@ def test_a_click_on_an_ad_is_charged_and_counted(client):
 
 def test_the_policy_and_positions_are_settings():
     assert Settings().ad_policy() == AdPolicy((2, 7), 0.5, 0.05)
-    assert Settings().ad_policy(chosen_floor=0.25).floor == 0.25  # the floor the click model chose
-    assert Settings(ad_floor=1.0, ad_positions=(1,)).ad_policy(chosen_floor=0.25) == AdPolicy((0,), 1.0, 0.05)
+    assert Settings().ad_policy(chosen_floor=0.25, chosen_reserve=0.3) == AdPolicy((2, 7), 0.25, 0.3)  # the build's
+    assert Settings(ad_floor=1.0, ad_reserve=0.1, ad_positions=(1,)).ad_policy(0.25, 0.3) == AdPolicy((0,), 1.0, 0.1)
     with pytest.raises(ValueError):
         Settings(ad_positions=(0, 3))
 
@@ -287,14 +287,14 @@ def test_a_pin_on_a_sponsored_position_wins_over_the_ad(client):
     assert len({row["item_id"] for row in rows}) == 10
 
 
-def test_a_retrain_refits_the_click_model_and_keeps_the_floor(engine, tmp_path):
+def test_a_retrain_refits_the_click_model_and_keeps_the_floor_and_reserve(engine, tmp_path):
     """The click model maps the ranker's scores, so a retrain calibrates it again (on a time cut of the store's
     data); the relevance floor the build chose is kept. It survives the model directory (no pickle)."""
     from coldrec.model.versions import ModelVersions
     from coldrec.serve.retrain import retrain
 
     root = tmp_path / "shop"
-    engine.click_model.floor_ = 0.75
+    engine.click_model.floor_, engine.click_model.reserve_ = 0.75, 0.2
     ModelVersions(root).publish(engine.save)
     store = Store.open(root / "state", "ads-test-key")
     store.seed(make_catalog(), make_log())
@@ -305,6 +305,6 @@ def test_a_retrain_refits_the_click_model_and_keeps_the_floor(engine, tmp_path):
     assert loaded.click_model.coef_["known"] == pytest.approx(engine.click_model.coef_["known"])
     assert retrain(root, store).version == 2
     refitted = Engine.load(ModelVersions(root).path(2)).click_model
-    assert refitted is not None and refitted.floor_ == 0.75
+    assert refitted is not None and (refitted.floor_, refitted.reserve_) == (0.75, 0.2)
     assert not np.allclose(refitted.coef_["known"], engine.click_model.coef_["known"])
     store.close()

@@ -131,7 +131,7 @@ def test_the_readme_shop_builds_serves_and_evaluates_from_its_files(tmp_path, mo
         found = client.get("/search", params={"q": "kettle", "n": 5}).json()["items"]
         assert found and "kettle" in found[0]["title"].lower()
         # the build fitted the click model sponsored slots need, and chose its relevance floor
-        assert engine.click_model is not None and engine.click_model.floor_ is not None
+        assert engine.click_model is not None and None not in (engine.click_model.floor_, engine.click_model.reserve_)
         advertised = [row["item_id"] for row in known]
         campaign = {"items": advertised, "bid": 1.0, "daily_budget": 100.0}
         assert client.post("/campaigns", json=campaign).status_code == 201

@@ -92,8 +92,10 @@ class ClickModel:
         self.scale_: dict[str, np.ndarray] = {}  # kind -> [mean..., std...]
         self.base_rate_: dict[str, float] = {}
         self.outside_rate_: dict[str, float] = {}  # kind -> the rate of an item past a shopper's top `depth`
-        #: the relevance floor chosen with it on the same cut (`coldrec.evaluate.ads.choose_floor`); None: not chosen
+        #: the relevance floor and reserve price chosen with it on the same cut (`coldrec.evaluate.ads.choose_floor`,
+        #: generated campaigns); None: not chosen
         self.floor_: float | None = None
+        self.reserve_: float | None = None
 
     def fit(self, pairs: ScoredPairs, outside: dict[str, tuple[int, int]] | None = None) -> ClickModel:
         """`pairs`: labelled pairs of shoppers' top `depth`; `outside`: per kind, (items bought, pairs) past it."""

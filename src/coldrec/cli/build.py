@@ -129,9 +129,12 @@ def _click_model(ds, model):
 
     split, fitted, ranked = held_out_rankings(lambda: clone(model), ds.log, ds.catalog, ds.profiles)
     click = ClickModel().fit(ranked.all_pairs(), ranked.outside)
-    click.floor_, ratios = choose_floor(fitted, click, split, ranked, len(ds.catalog))
+    chosen = choose_floor(fitted, click, split, ranked, len(ds.catalog))
+    click.floor_, click.reserve_ = chosen.policy.floor, chosen.policy.reserve
     console.print(f"  click model fitted on {len(ranked.all_pairs()):,} pairs; relevance floor {click.floor_:g} "
-                  "(NDCG@10 with slots / without: " + ", ".join(f"{f:g}: {r:.3f}" for f, r in ratios.items()) + ")")
+                  "(NDCG@10 with slots / without: " + ", ".join(f"{f:g}: {r:.3f}" for f, r in chosen.floors.items())
+                  + f"), reserve {click.reserve_:g} (revenue per 1,000 lists, generated campaigns: "
+                  + ", ".join(f"{r:g}: {v:.2f}" for r, v in chosen.reserves.items()) + ")")
     return click
 
 

@@ -300,9 +300,12 @@ def evaluate_ads_command(
                                        lambda text: progress.update(task, description=f"tune: {text}"), ds.profiles)
         result = evaluate_ads(ds, model, params, seed, on_step=lambda text: progress.update(task, description=text),
                               on_user=lambda: progress.advance(task))
+    chosen = result.chosen
     console.print(f"{ds.name}: {result.campaigns:,} generated campaigns (seed {seed}); {model} {result.params}; "
-                  f"relevance floor {result.floor:g}, chosen on the validation cut (NDCG@10 with slots / without: "
-                  + ", ".join(f"{f:g}: {r:.3f}" for f, r in result.floors.items()) + ")")
+                  f"relevance floor {chosen.policy.floor:g} and reserve {chosen.policy.reserve:g}, chosen on the "
+                  "validation cut (NDCG@10 with slots / without by floor: "
+                  + ", ".join(f"{f:g}: {r:.3f}" for f, r in chosen.floors.items()) + "; revenue per 1,000 lists by "
+                  "reserve: " + ", ".join(f"{r:g}: {v:.2f}" for r, v in chosen.reserves.items()) + ")")
     table = Table(title=f"{ds.name}: sponsored slots (test cut)", title_justify="left")
     columns: tuple[str, ...] = ("policy", "segment", "lists", "slots filled", "hit rate", "revenue / 1000 lists",
                "ndcg@10 with slots", "ndcg@10 organic")
@@ -322,7 +325,8 @@ def evaluate_ads_command(
     folder = out / ds.name
     folder.mkdir(parents=True, exist_ok=True)
     report = {"dataset": ds.name, "model": model, "params": result.params, "campaigns": result.campaigns,
-              "seed": seed, "floor": result.floor, "floors": result.floors, "policies": result.rows,
+              "seed": seed, "floor": chosen.policy.floor, "reserve": chosen.policy.reserve, "floors": chosen.floors,
+              "reserves": chosen.reserves, "policies": result.rows,
               "calibration": result.calibration, "reliability": result.reliability}
     (folder / "ads.json").write_text(json.dumps(report, indent=2, default=str))
     plots = write_plots(result, folder)

@@ -10,6 +10,8 @@ each policy fills `SLOTS` of its positions with the winners of a second-price au
 - "coldrec": the `ClickModel`'s probability (fitted on the validation cut) x bid, among the shopper's top
   `DEPTH` ranked items, above the relevance floor chosen on the validation cut (`choose_floor`).
 
+Every policy pays the reserve price chosen on the validation cut (the one that earns coldrec's policy the most).
+
 A sponsored item counts as clicked when the shopper buys it afterwards (it is among their targets); a click pays
 the second price. Per policy and segment: sponsored-slot hit rate (hits / slots filled), revenue per 1,000 lists,
 organic NDCG@10 of the list with the slots and without them.
@@ -47,6 +49,8 @@ BID_MEDIAN, BID_SIGMA = 0.5, 0.75
 BINS = 10
 #: the relevance floors tried on the validation cut, and the share of organic NDCG@10 the chosen one may give up
 FLOORS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+#: the reserve prices tried on the validation cut (the generated bids' median is BID_MEDIAN)
+RESERVES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 TOLERANCE = 0.03
 POLICIES = ("bid", "popularity x bid", "coldrec")
 COLD = "cold users"
@@ -54,12 +58,18 @@ NEW = "new products"
 
 
 @dataclass
+class ChosenPolicy:
+    policy: AdPolicy
+    floors: dict[float, float]  # floor -> validation NDCG@10 with slots / without
+    reserves: dict[float, float]  # reserve -> validation revenue per 1,000 lists at the chosen floor
+
+
+@dataclass
 class AdEvaluation:
     dataset: str
     params: dict[str, Any]
     campaigns: int
-    floor: float
-    floors: dict[float, float]  # floor -> validation NDCG@10 with slots / without
+    chosen: ChosenPolicy
     rows: list[dict[str, Any]] = field(default_factory=list)  # policy x segment
     calibration: list[dict[str, Any]] = field(default_factory=list)  # population x segment
     reliability: dict[str, list[tuple[float, float, int]]] = field(default_factory=dict)  # segment -> bins
@@ -78,24 +88,35 @@ def is_cold_segment(name: str) -> bool:
 
 
 def choose_floor(model: Recommender, click: ClickModel, split: Split, ranked: CutRankings, n_items: int,
-                 floors: Sequence[float] = FLOORS, tolerance: float = TOLERANCE,
-                 seed: int = 1) -> tuple[float, dict[float, float]]:
-    """The lowest relevance floor (most ads shown) whose lists keep at least 1 - `tolerance` of the organic
-    NDCG@10 (averaged over the user segments) on a held-out cut, with generated campaigns (`seed`); and each
-    floor's ratio. None keeps it: the highest floor."""
+                 floors: Sequence[float] = FLOORS, tolerance: float = TOLERANCE, reserves: Sequence[float] = RESERVES,
+                 seed: int = 1) -> ChosenPolicy:
+    """The auction's policy chosen on a held-out cut with generated campaigns (`seed`): the lowest relevance floor
+    (most ads shown) whose lists keep at least 1 - `tolerance` of the organic NDCG@10 (averaged over the user
+    segments; none does: the highest floor), then the reserve price that earns the most there (Myerson's
+    revenue-maximising reserve, found on data)."""
     items, bids = generated_campaigns(n_items, seed)
-    ratios = {}
-    for floor in sorted(floors):
-        policy = AdPolicy(SLOTS, floor, RESERVE)
-        with_slots, organic = [], []
+    ratios, revenues = {}, {}
+
+    def lists(policy: AdPolicy):
         for name, segment in split.segments.items():
-            shown, _, _, plain = _coldrec_lists(model, click, ranked.lists[name], segment.contexts, items, bids,
-                                                policy)
+            yield segment, _coldrec_lists(model, click, ranked.lists[name], segment.contexts, items, bids, policy)
+
+    for floor in sorted(floors):
+        with_slots, organic = [], []
+        for segment, (shown, _, _, plain) in lists(AdPolicy(SLOTS, floor, RESERVE)):
             with_slots.append(ndcg(shown, segment.targets).mean())
             organic.append(ndcg(plain, segment.targets).mean())
         ratios[float(floor)] = float(np.mean(with_slots) / max(np.mean(organic), 1e-12))
     passing = [floor for floor, ratio in ratios.items() if ratio >= 1 - tolerance]
-    return (min(passing) if passing else max(ratios)), ratios
+    floor = min(passing) if passing else max(ratios)
+    for reserve in sorted(reserves):
+        earned, users = 0.0, 0
+        for segment, (shown, sponsored, prices, _) in lists(AdPolicy(SLOTS, floor, reserve)):
+            earned += float((prices * _hits(shown, sponsored, segment.targets)).sum())
+            users += len(shown)
+        revenues[float(reserve)] = 1000 * earned / max(users, 1)
+    reserve = max(revenues, key=lambda r: (revenues[r], -r))
+    return ChosenPolicy(AdPolicy(SLOTS, floor, reserve), ratios, revenues)
 
 
 def ndcg(lists: np.ndarray, targets: list[np.ndarray]) -> np.ndarray:
@@ -130,23 +151,23 @@ def evaluate_ads(dataset: Dataset, model_name: str = "coldrec", params: dict[str
     step("click model and relevance floor: rank the validation shoppers")
     val_ranked = split_pairs(val_model, val, on_user=on_user)
     click = ClickModel().fit(val_ranked.all_pairs(), val_ranked.outside)
-    floor, floors = choose_floor(val_model, click, val, val_ranked, len(catalog))
+    chosen = choose_floor(val_model, click, val, val_ranked, len(catalog))
+    policy = chosen.policy
     step(f"{model_name}: fit on the test cut's past")
     test_model = cls(**params).fit(test.past, catalog, dataset.profiles, now=test.cut)
     step("rank the test shoppers")
     test_ranked = split_pairs(test_model, test, on_user=on_user)
     items, bids = generated_campaigns(len(catalog), seed)
     purchase_rate = np.asarray(test.popularity, np.float64) / max(1, test.past.n_users)
-    result = AdEvaluation(dataset.name, params, len(items), floor, floors)
+    result = AdEvaluation(dataset.name, params, len(items), chosen)
     step("auctions")
     pooled: dict[str, dict[str, list]] = {}
-    policy = AdPolicy(SLOTS, floor, RESERVE)
     for name, segment in test.segments.items():
         lists = {"coldrec": _coldrec_lists(test_model, click, test_ranked.lists[name], segment.contexts, items,
                                            bids, policy)}
         plain = lists["coldrec"][3]
         for label, estimate in (("bid", np.ones(len(items))), ("popularity x bid", purchase_rate[items])):
-            lists[label] = _shared_lists(plain, segment.exclude, items, bids, estimate)
+            lists[label] = _shared_lists(plain, segment.exclude, items, bids, estimate, policy.reserve)
         for label in POLICIES:
             shown, sponsored, prices, organic = lists[label]
             result.rows.append(_policy_row(label, name, shown, sponsored, prices, organic, segment.targets))
@@ -177,12 +198,13 @@ def _coldrec_lists(model, click, ranked_lists: list[Ranked], contexts, items, bi
     return shown, sponsored, prices, plain
 
 
-def _shared_lists(plain: np.ndarray, exclude, items, bids, estimate):
-    """The lists with the ads of a policy that values every advertised item the shopper has not bought."""
+def _shared_lists(plain: np.ndarray, exclude, items, bids, estimate, reserve: float):
+    """The lists with the ads of a policy that values every advertised item the shopper has not bought (at the same
+    reserve price)."""
     shown, sponsored, prices, _ = _empty(len(plain))
     for row, (organic, seen) in enumerate(zip(plain, exclude, strict=True)):
         open_rows = np.flatnonzero(~np.isin(items, seen))
-        sold = second_price_auction(estimate[open_rows], bids[open_rows], len(SLOTS), reserve=RESERVE)
+        sold = second_price_auction(estimate[open_rows], bids[open_rows], len(SLOTS), reserve=reserve)
         _place(row, organic, items[open_rows[sold.winners]], sold.prices, shown, sponsored, prices)
     return shown, sponsored, prices, plain
 
@@ -200,8 +222,13 @@ def _place(row, organic, ads, ad_prices, shown, sponsored, prices) -> None:
         prices[row, at] = price
 
 
+def _hits(shown: np.ndarray, sponsored: np.ndarray, targets) -> np.ndarray:
+    """Sponsored places whose item the shopper bought afterwards."""
+    return np.array([np.isin(s, t) for s, t in zip(shown, targets, strict=True)]).reshape(shown.shape) & sponsored
+
+
 def _policy_row(policy, segment, shown, sponsored, prices, organic, targets) -> dict[str, Any]:
-    hits = np.array([np.isin(s, t) for s, t in zip(shown, targets, strict=True)]).reshape(shown.shape) & sponsored
+    hits = _hits(shown, sponsored, targets)
     filled = int(sponsored.sum())
     with_ads, without = ndcg(shown, targets), ndcg(organic, targets)
     return {

@@ -271,7 +271,9 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
 
     def ad_policy(served: Served) -> AdPolicy:
         click = served.engine.click_model
-        return settings.ad_policy(None if click is None else click.floor_)
+        if click is None:
+            return settings.ad_policy()
+        return settings.ad_policy(click.floor_, click.reserve_)
 
     def ad_tokens(found) -> dict[int, str]:
         now = time.time()

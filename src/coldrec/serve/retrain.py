@@ -114,10 +114,11 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         catalog, log, profiles, deleted = training_data(snapshot)
         step("fit", f"{kind} on {len(catalog):,} items, {len(log):,} events, {log.n_users:,} shoppers")
         engine = Engine.build(catalog, log, profiles, encoder=encoder, model_params=params, recommender=kind)
-        if previous_click is not None:  # calibrated again: it maps the new ranker's scores; the floor is kept
+        if previous_click is not None:  # calibrated again: it maps the new ranker's scores; floor and reserve kept
             step("fit", "the click model, on a time cut of the same data")
             engine.click_model = held_out_click_model(functools.partial(clone, engine.model), log, catalog, profiles)
             engine.click_model.floor_ = previous_click.floor_
+            engine.click_model.reserve_ = previous_click.reserve_
         try:
             for item_id in catalog.ids[deleted]:
                 engine.remove_item(str(item_id))

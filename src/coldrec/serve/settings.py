@@ -38,7 +38,7 @@ class Settings(BaseModel):
     ad_positions: tuple[int, ...] = (3, 8)  # list positions (1 = first) of sponsored items; () for none
     # an ad's click probability must reach this share of the organic median; None: the floor the click model chose
     ad_floor: float | None = Field(None, ge=0)
-    ad_reserve: float = Field(0.05, ge=0)  # the least a click costs
+    ad_reserve: float | None = Field(None, ge=0)  # the least a click costs; None: the reserve the click model chose
 
     @model_validator(mode="after")
     def _positions_count_from_one(self) -> Settings:
@@ -46,12 +46,13 @@ class Settings(BaseModel):
             raise ValueError(f"ad_positions are distinct list positions from 1, not {self.ad_positions}")
         return self
 
-    def ad_policy(self, chosen_floor: float | None = None) -> AdPolicy:
-        """The sponsored slots' policy: the configured floor, else `chosen_floor` (the click model's), else
-        AdPolicy's default."""
+    def ad_policy(self, chosen_floor: float | None = None, chosen_reserve: float | None = None) -> AdPolicy:
+        """The sponsored slots' policy: the configured floor and reserve, else those chosen with the click model,
+        else AdPolicy's defaults."""
         floor = self.ad_floor if self.ad_floor is not None else chosen_floor
+        reserve = self.ad_reserve if self.ad_reserve is not None else chosen_reserve
         return AdPolicy(tuple(position - 1 for position in self.ad_positions),
-                        AdPolicy.floor if floor is None else floor, self.ad_reserve)
+                        AdPolicy.floor if floor is None else floor, AdPolicy.reserve if reserve is None else reserve)
 
     @model_validator(mode="after")
     def _read_key_needs_a_write_key(self) -> Settings:
