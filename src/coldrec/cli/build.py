@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def build(
         chosen = model_class(recommender)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--recommender") from error
+    if epsilon is not None and math.isinf(epsilon):  # inf: no noise, as without the option
+        epsilon = None
     privacy = {name: value for name, value in (("epsilon", epsilon), ("contribution_bound", contribution_bound))
                if value is not None}
     if privacy and not hasattr(chosen, "epsilon"):
