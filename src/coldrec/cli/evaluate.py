@@ -56,6 +56,8 @@ def evaluate(
                                 "0.1,0.5,1,2,inf; inf: no noise): models with differentially private aggregates "
                                 "(coldrec) are fitted once more per epsilon, and a table and privacy_cost.png "
                                 "show NDCG@10 per segment against epsilon."),
+    epsilon_draws: int = typer.Option(1, "--epsilon-draws", min=1, help="With --epsilon: fits per finite epsilon, "
+                                      "each its own noise draw; the figures are their mean (and spread)."),
 ) -> None:
     """The benchmark protocol (../shared/BENCHMARK.md) on one data set or a shop's own files, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -114,6 +116,7 @@ def evaluate(
         task = progress.add_task("splitting", total=None)
         try:
             evaluation = run_evaluation(ds, names, tune=tune, split=split, diversity=strengths, epsilons=epsilons,
+                                        epsilon_draws=epsilon_draws,
                                         on_step=lambda text: progress.update(task, description=text))
         except ValueError as error:
             fail(str(error))

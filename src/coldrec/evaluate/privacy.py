@@ -1,8 +1,10 @@
 """What privacy costs: a model fitted once per epsilon (`coldrec.privacy.aggregates`), measured per segment.
 
 The model keeps the parameters chosen for it (on validation, without noise); only `epsilon` changes. The point at
-infinity is the model without noise (epsilon off). Each finite point is one draw of the noise: a shop re-running
-it gets another draw, so differences of a few percent between two close epsilons are within that spread.
+infinity is the model without noise (epsilon off). Each finite point is fitted `draws` times, each with its own
+draw of the noise, and reports the mean over the draws and their standard deviation: a shop retraining gets one
+draw, and on a segment whose NDCG@10 is small (first visitors of a shop with thousands of items) one draw can land
+well above or below the mean.
 """
 
 from __future__ import annotations
@@ -41,32 +43,42 @@ def parse_epsilons(text: str) -> list[float]:
     return sorted(set(values))
 
 
-def rows_of(epsilon: float, split: Split, per_user: dict[str, dict[str, np.ndarray]],
+def rows_of(epsilon: float, split: Split, draws: list[dict[str, dict[str, np.ndarray]]],
             release: dict | None) -> list[dict[str, Any]]:
-    """Per segment: users, NDCG@10, Recall@20 and HR@10 at `epsilon`, with what the release spent."""
-    return [{"epsilon": epsilon, "segment": segment, "users": len(metrics["ndcg@10"]),
-             "ndcg@10": _mean(metrics["ndcg@10"]), "recall@20": _mean(metrics["recall@20"]),
-             "hr@10": _mean(metrics["hr@10"]), "release": release}
-            for segment, metrics in per_user.items()]
+    """Per segment: users, NDCG@10, Recall@20 and HR@10 at `epsilon`, the means over the noise `draws` (per-user
+    metrics of one fit each), the standard deviation of NDCG@10 across them, and what a release spent."""
+    rows = []
+    for segment, metrics in draws[0].items():
+        means = {m: [_mean(draw[segment][m]) for draw in draws] for m in ("ndcg@10", "recall@20", "hr@10")}
+        rows.append({"epsilon": epsilon, "segment": segment, "users": len(metrics["ndcg@10"]), "draws": len(draws),
+                     **{m: float(np.mean(values)) for m, values in means.items()},
+                     "ndcg@10 sd": float(np.std(means["ndcg@10"], ddof=1)) if len(draws) > 1 else float("nan"),
+                     "release": release})
+    return rows
 
 
 def sweep(cls: type[Recommender], params: dict[str, Any], split: Split, epsilons: Sequence[float], fit,
           on_step: Callable[[str], None] | None = None,
-          without_noise: dict[str, dict[str, np.ndarray]] | None = None) -> list[dict[str, Any]]:
+          without_noise: dict[str, dict[str, np.ndarray]] | None = None, draws: int = 1) -> list[dict[str, Any]]:
     """Per epsilon (ascending) and segment: the model with `params` and that epsilon, fitted by `fit(model)` on
-    `split`'s past. `without_noise`: the per-user metrics of the model already fitted without noise (the point at
-    infinity is then not fitted again)."""
+    `split`'s past, `draws` times for a finite epsilon. `without_noise`: the per-user metrics of the model already
+    fitted without noise (the point at infinity is then not fitted again)."""
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, not {draws}")
     rows = []
     for epsilon in sorted(epsilons):
         if math.isinf(epsilon) and without_noise is not None:
-            rows += rows_of(epsilon, split, without_noise, None)
+            rows += rows_of(epsilon, split, [without_noise], None)
             continue
-        if on_step:
-            on_step(f"{cls.name}: epsilon {epsilon:g} (test)")
-        model = fit(cls(**{**params, "epsilon": None if math.isinf(epsilon) else epsilon}))
-        tops, _, _ = rank_split(model, split)
-        per_user, _ = split_metrics(split, tops, len(model.catalog))
-        rows += rows_of(epsilon, split, per_user, getattr(model, "privacy_release", None))
+        results, release = [], None
+        for draw in range(1 if math.isinf(epsilon) else draws):
+            if on_step:
+                on_step(f"{cls.name}: epsilon {epsilon:g}, draw {draw + 1} (test)")
+            model = fit(cls(**{**params, "epsilon": None if math.isinf(epsilon) else epsilon}))
+            tops, _, _ = rank_split(model, split)
+            results.append(split_metrics(split, tops, len(model.catalog))[0])
+            release = getattr(model, "privacy_release", None)
+        rows += rows_of(epsilon, split, results, release)
     return rows
 
 

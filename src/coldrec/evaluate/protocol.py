@@ -151,9 +151,11 @@ def evaluate_model(
     on_step: Callable[[str], None] | None = None,
     diversity: Sequence[float] | None = None,
     epsilons: Sequence[float] | None = None,
+    epsilon_draws: int = 1,
 ) -> ModelResult:
     """`epsilons`: for a model with differentially private aggregates, one more fit per finite epsilon with the
-    chosen parameters (`coldrec.evaluate.privacy.sweep`), in `ModelResult.privacy`. `diversity`: strengths to
+    chosen parameters (`coldrec.evaluate.privacy.sweep`; `epsilon_draws` fits, each its own noise draw), in
+    `ModelResult.privacy`. `diversity`: strengths to
     sweep, for a model that re-ranks for diversity: its default strength is chosen
     on the validation cut (`coldrec.evaluate.diversity.choose_strength`), its result is at that strength, and
     `ModelResult.diversity` holds every strength's figures on the test cut."""
@@ -190,7 +192,8 @@ def evaluate_model(
     if epsilons and supports_privacy(cls):
         result.privacy = privacy_sweep(cls, best, split, epsilons,
                                        lambda m: m.fit(split.past, catalog, dataset.profiles, now=split.cut),
-                                       on_step, without_noise=per_user if best.get("epsilon") is None else None)
+                                       on_step, without_noise=per_user if best.get("epsilon") is None else None,
+                                       draws=epsilon_draws)
     return result
 
 
@@ -244,11 +247,13 @@ def run_evaluation(
     split: str = "time",
     diversity: Sequence[float] | None = None,
     epsilons: Sequence[float] | None = None,
+    epsilon_draws: int = 1,
 ) -> Evaluation:
     test, val = prepare_splits(dataset, split)
     kept, notes = applicable(names, split)
     evaluation = Evaluation(dataset.name, test, val, notes=notes)
     for name in kept:
         evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step,
-                                                 diversity=diversity, epsilons=epsilons))
+                                                 diversity=diversity, epsilons=epsilons,
+                                                 epsilon_draws=epsilon_draws))
     return evaluation
