@@ -474,6 +474,102 @@ def test_delete_session_erases_its_events_only(stocked):
     assert stocked.delete_session("anon-1") == {"events": 0}
 
 
+# access, retention and key rotation
+
+def test_export_user_holds_its_profile_and_events_only(stocked):
+    stocked.add_events([view("e1", "i1", RAW_USER, time=5),
+                        {"event_id": "e2", "user_id": RAW_USER, "type": "search", "query": "ink", "time": 6},
+                        view("e3", "i2", "someone-else", time=7),
+                        {"event_id": "e4", "session_id": RAW_USER, "item_id": "i3", "type": "view", "time": 8}])
+    stocked.set_profile(RAW_USER, ["Paper Goods"])
+    exported = stocked.export_user(RAW_USER)
+    assert exported == {"user_key": Pseudonymizer(ID_KEY).user(RAW_USER), "interests": ["Paper Goods"], "events": [
+        {"event_id": "e1", "item_id": "i1", "time": 5.0, "type": "view", "query": None},
+        {"event_id": "e2", "item_id": None, "time": 6.0, "type": "search", "query": "ink"}]}
+    assert stocked.export_user("unknown")["events"] == [] and stocked.export_user("unknown")["interests"] == []
+
+
+def test_purge_events_before_deletes_only_older_events(stocked, target):
+    stocked.add_events([view(f"old{i}", "i1", f"user{i}", time=100 + i) for i in range(3)]
+                       + [view(f"new{i}", "i1", f"user{i}", time=1_000 + i) for i in range(2)])
+    erasures = stocked.erasures()
+    assert stocked.purge_events_before(1_000) == 3
+    assert sorted(stocked.events_log()["time"]) == [1_000, 1_001]
+    assert stocked.erasures() == erasures + 1  # a retrain fitting on the old events meanwhile is done again
+    assert not any(str(row[0]).startswith("old") for row in raw_tables(target)["events"])
+    assert stocked.purge_events_before(1_000) == 0 and stocked.erasures() == erasures + 1
+
+
+def test_rekey_moves_every_key_to_the_new_chain_and_other_processes_follow(stocked, target, tmp_path):
+    from coldrec.serve.privacy import add_key_link
+    from coldrec.serve.store.keys import KeyVersionError, rotate_key
+
+    key_file = tmp_path / "id.key"
+    key_file.write_text(ID_KEY + "\n")
+    other = open_store(target, key_file=key_file)  # another process or host, on the same key file
+    stocked.add_events([view("r1", "i1", RAW_USER, time=5),
+                        {"event_id": "r2", "session_id": RAW_SESSION, "item_id": "i2", "type": "view", "time": 6}])
+    stocked.set_profile(RAW_USER, ["Paper Goods"])
+    before = (stocked.user_events(RAW_USER), stocked.user_events(session_id=RAW_SESSION))
+    assert stocked.key_version() == 1
+    rotation = rotate_key(stocked, key_file)
+    assert (rotation.version_before, rotation.version, rotation.keys) == (1, 2, 2)
+    chain = Pseudonymizer(key_file.read_text())
+    assert set(stocked.events_log()["user_key"]) | set(stocked.profiles()) == {chain.user(RAW_USER),
+                                                                              chain.session(RAW_SESSION)}
+    assert other.key_version() == 2 and other.user_events(RAW_USER).equals(before[0])
+    assert other.user_events(session_id=RAW_SESSION).equals(before[1]) and other.profile(RAW_USER) == ["Paper Goods"]
+    other.add_events([view("r3", "i3", RAW_USER, time=7)])
+    assert list(other.user_events(RAW_USER)["item_id"]) == ["i1", "i3"]
+    assert other.delete_user(RAW_USER) == {"events": 2, "profiles": 1}
+    with pytest.raises(KeyVersionError):  # a process keyed by the old key alone cannot read (or write) wrongly
+        stocked.user_events(RAW_USER)
+    other.close()
+    add_key_link(key_file)  # a rotation stopped before its transaction: the next run finishes it with that link
+    resumed = open_store(target, key_file=key_file)
+    assert rotate_key(resumed, key_file).version == 3 and len(key_file.read_text().split()) == 3
+    add_key_link(key_file)
+    add_key_link(key_file)
+    with pytest.raises(KeyVersionError, match="another store"):
+        rotate_key(resumed, key_file)
+    resumed.close()
+
+
+def test_writers_during_a_rotation_lose_nothing(stocked, target, tmp_path):
+    from coldrec.serve.store.keys import rotate_key
+
+    key_file = tmp_path / "id.key"
+    key_file.write_text(ID_KEY + "\n")
+    writer_store = open_store(target, key_file=key_file)
+    writer_store.add_events([view(f"w-seed{u}", "i1", f"writer{u}", time=1) for u in range(4)])
+    stop = threading.Event()
+    written: list[str] = []
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            batch = [view(f"w{n}-{u}", "i2", f"writer{u}", time=10 + n) for u in range(4)]
+            writer_store.add_events(batch)
+            written.extend(event["event_id"] for event in batch)
+            n += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    time.sleep(0.2)
+    rotating = open_store(target, key_file=key_file)
+    try:
+        rotate_key(rotating, key_file)
+        time.sleep(0.2)
+    finally:
+        stop.set()
+        thread.join()
+        rotating.close()
+    assert len(written) > 8
+    for u in range(4):  # every event written before, during and after the rotation is found by the raw id
+        assert len(writer_store.user_events(f"writer{u}")) == 1 + len(written) // 4
+    writer_store.close()
+
+
 # bulk and copies
 
 def test_seed_loads_catalog_and_log(store):

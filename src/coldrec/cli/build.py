@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -51,6 +52,12 @@ def build(
     ray: str = RayOption,
     ads: bool = typer.Option(True, "--ads/--no-ads", help="Fit the click model sponsored slots need (calibrated on "
                              "a time cut of the data: one more fit); --no-ads: lists never hold sponsored items."),
+    epsilon: float | None = typer.Option(None, "--epsilon", min=1e-9, help="Differentially private "
+                                  "popularity and co-purchase counts: the epsilon each (re)train spends (e.g. 1; "
+                                  "default: exact counts). Kept by every retrain of the model; /healthz shows it."),
+    contribution_bound: int = typer.Option(None, "--contribution-bound", min=1, help="With --epsilon: each "
+                                           "shopper counts with at most this many distinct items, their latest "
+                                           "(default 3)."),
 ) -> None:
     """Fit the service's engine on a data set or a shop's own files, and seed its store (pseudonymised) with the
     catalog, events and stated interests."""
@@ -63,6 +70,15 @@ def build(
         chosen = model_class(recommender)
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--recommender") from error
+    if epsilon is not None and math.isinf(epsilon):  # inf: no noise, as without the option
+        epsilon = None
+    privacy = {name: value for name, value in (("epsilon", epsilon), ("contribution_bound", contribution_bound))
+               if value is not None}
+    if privacy and not hasattr(chosen, "epsilon"):
+        raise typer.BadParameter(f"{recommender} publishes no differentially private aggregates; use coldrec",
+                                 param_hint="--epsilon")
+    if contribution_bound is not None and epsilon is None:
+        raise typer.BadParameter("a contribution bound without --epsilon changes nothing", param_hint="--epsilon")
     encoder = load_encoder_or_exit(encoder_name)
     if catalog is not None or events is not None:
         ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
@@ -85,6 +101,8 @@ def build(
         progress.step("encode the catalog")
         _encode_catalog(ds.catalog, encoder)
         params = _tuned_params(ds, progress, chosen, encoder) if tune else None
+        if privacy:  # chosen without noise where tuned: the noise is what the settings trade, not tuned
+            params = {**(params or {}), **privacy}
         progress.step("fit the engine")
         engine = Engine.build(ds.catalog, ds.log, ds.profiles, encoder=encoder, model_params=params,
                               recommender=recommender)

@@ -52,17 +52,24 @@ def evaluate(
     diversity: str = typer.Option(None, "--diversity", help="Comma-separated re-ranking strengths in [0, 1] (e.g. "
                                   "0,0.1,0.2,0.3): models that diversify their lists get their default chosen on "
                                   "validation, and a table and a trade-off plot of every strength."),
+    epsilon: str = typer.Option(None, "--epsilon", help="Comma-separated epsilons per retrain (e.g. "
+                                "0.1,0.5,1,2,inf; inf: no noise): models with differentially private aggregates "
+                                "(coldrec) are fitted once more per epsilon, and a table and privacy_cost.png "
+                                "show NDCG@10 per segment against epsilon."),
+    epsilon_draws: int = typer.Option(1, "--epsilon-draws", min=1, help="With --epsilon: fits per finite epsilon, "
+                                      "each its own noise draw; the figures are their mean (and spread)."),
 ) -> None:
     """The benchmark protocol (../shared/BENCHMARK.md) on one data set or a shop's own files, with the baselines."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from coldrec.evaluate.protocol import SPLITS
-    from coldrec.evaluate.report import diversity_tables, rich_tables, timing_rows, write_report
+    from coldrec.evaluate.report import diversity_tables, privacy_tables, rich_tables, timing_rows, write_report
     from coldrec.recommend.registry import resolve_names
 
     if split not in SPLITS:
         raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
     strengths = _strengths(diversity) if diversity else None
+    epsilons = _epsilons(epsilon) if epsilon else None
     encoder = load_encoder_or_exit(encoder_name) if encoder_name else None
     if catalog is not None or events is not None:
         ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,
@@ -108,7 +115,8 @@ def evaluate(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as progress:
         task = progress.add_task("splitting", total=None)
         try:
-            evaluation = run_evaluation(ds, names, tune=tune, split=split, diversity=strengths,
+            evaluation = run_evaluation(ds, names, tune=tune, split=split, diversity=strengths, epsilons=epsilons,
+                                        epsilon_draws=epsilon_draws,
                                         on_step=lambda text: progress.update(task, description=text))
         except ValueError as error:
             fail(str(error))
@@ -121,7 +129,7 @@ def evaluate(
     for row in timing_rows(evaluation):
         timing.add_row(*(str(v) for v in row.values()))
     console.print(timing)
-    for table in diversity_tables(evaluation):
+    for table in (*diversity_tables(evaluation), *privacy_tables(evaluation)):
         console.print(table)
     written = write_report(evaluation, out / ds.name)
     console.print("wrote " + ", ".join(str(p) for p in written))
@@ -136,6 +144,15 @@ def _strengths(text: str) -> list[float]:
     if not values or any(not 0 <= value <= 1 for value in values):
         raise typer.BadParameter(f"strengths are in [0, 1]: {text!r}", param_hint="--diversity")
     return values
+
+
+def _epsilons(text: str) -> list[float]:
+    from coldrec.evaluate.privacy import parse_epsilons
+
+    try:
+        return parse_epsilons(text)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--epsilon") from None
 
 
 @app.command("stability")

@@ -46,6 +46,9 @@ def serve(
                                      "comma-separated; '' for none."),
     ad_floor: float = typer.Option(None, "--ad-floor", min=0, help="An ad's click probability must reach this share "
                                    "of the organic list's median (default: the floor the build chose)."),
+    retention_days: float = typer.Option(None, "--retention-days", min=1e-9, help="With "
+                                         "--retrain-every: before each retrain, delete the store's events older "
+                                         "than this many days."),
 ) -> None:
     """Serve recommendations, search and events over HTTP (docs at /docs, demo page at /)."""
     import logging
@@ -79,6 +82,9 @@ def serve(
             fail(str(error))
         model = versions.root if versions is not None else directory
     every = duration_option(retrain_every, "--retrain-every")
+    if retention_days is not None and every is None:
+        fail("--retention-days applies at each retrain: give --retrain-every too (or run `coldrec retrain "
+             "--retention-days` on a schedule)")
     if every is not None and versions is None:
         fail("--retrain-every needs --model FOLDER, a folder written by `coldrec build`: the retrains publish "
              "their versions there")
@@ -122,7 +128,8 @@ def serve(
     # uvicorn's own access log prints raw paths and query strings (user ids): ours logs route templates
     retrainer = None
     if every is not None and versions is not None:
-        retrainer = _start_retrainer(versions.root, postgres_url or str(settings.state_dir), every, id_key_file)
+        retrainer = _start_retrainer(versions.root, postgres_url or str(settings.state_dir), every, id_key_file,
+                                     retention_days)
         console.print(f"retraining every {retrain_every.strip()} (process {retrainer.pid}, low priority)")
     try:
         if workers == 1:
@@ -139,13 +146,16 @@ def serve(
     store.close()
 
 
-def _start_retrainer(root: Path, store: str, every_s: float, id_key_file: Path | None) -> subprocess.Popen:
+def _start_retrainer(root: Path, store: str, every_s: float, id_key_file: Path | None,
+                     retention_days: float | None = None) -> subprocess.Popen:
     """`coldrec retrain --every` in a child process at low priority, exiting with this one. `store`: a state folder
     or a PostgreSQL URL."""
     command = [sys.executable, "-m", "coldrec.cli", "retrain", "--model", str(root), "--store", store,
                "--every", f"{every_s:g}s", "--nice", "10", "--parent", str(os.getpid())]
     if id_key_file is not None:
         command += ["--id-key-file", str(id_key_file)]
+    if retention_days is not None:
+        command += ["--retention-days", f"{retention_days:g}"]
     return subprocess.Popen(command)
 
 

@@ -50,6 +50,9 @@ def retrain(
                              "scheduling group of its own where it can (a server on the same machine keeps its "
                              "cores; serve --retrain-every uses 10)."),
     parent: int = typer.Option(None, "--parent", hidden=True, help="Exit when this process is gone."),
+    retention_days: float = typer.Option(None, "--retention-days", min=1e-9, help="Retention: before "
+                                         "each refit, delete the store's events older than this many days (from "
+                                         "its files too), so no version trained from now on holds them."),
 ) -> None:
     """Refit the served model on the store's items, events and profiles as they are now (everything accepted
     since the build; erased users' data is gone from it), and publish it as the next version: every running
@@ -75,7 +78,7 @@ def retrain(
 
     def once() -> None:
         try:
-            _retrain_once(model, store, keep)
+            _retrain_once(model, store, keep, retention_days)
         except ModelDirectoryError as error:
             if seconds is None:
                 fail(str(error))
@@ -91,18 +94,19 @@ def retrain(
         store.close()
 
 
-def _retrain_once(model: Path, store, keep: int) -> None:
+def _retrain_once(model: Path, store, keep: int, retention_days: float | None = None) -> None:
     from coldrec.progress import StepProgress
     from coldrec.serve.retrain import estimated_steps, retrain
 
     steps = estimated_steps(store.counts()["events"])
     started = time.perf_counter()
     with StepProgress(steps, console, title="retrain") as progress:
-        result = retrain(model, store, keep=keep, on_step=progress.step)
+        result = retrain(model, store, keep=keep, on_step=progress.step, retention_days=retention_days)
     console.print(
         f"version {result.version} (was {result.previous}): {result.kind} on {result.items:,} items "
         f"({result.deleted_items:,} deleted), {result.events:,} events, {result.users:,} shoppers, "
-        f"{result.profiles:,} profiles; {time.perf_counter() - started:.1f} s")
+        f"{result.profiles:,} profiles; {time.perf_counter() - started:.1f} s"
+        + (f"; {result.purged:,} events past the retention deleted" if result.purged else ""))
 
 
 @app.command("rollback")

@@ -22,6 +22,8 @@ from coldrec.evaluate.diversity import DiversitySweep, choose_strength, supports
 from coldrec.evaluate.diversity import sweep as diversity_sweep
 from coldrec.evaluate.lists import TUNING_METRIC, objective, rank_split, split_metrics
 from coldrec.evaluate.metrics import paired_bootstrap
+from coldrec.evaluate.privacy import supports_privacy
+from coldrec.evaluate.privacy import sweep as privacy_sweep
 from coldrec.recommend.base import Recommender
 from coldrec.recommend.registry import is_baseline, model_class
 
@@ -63,6 +65,7 @@ class ModelResult:
     coverage: dict[str, float]
     validation: dict[str, dict[str, float]]  # segment -> metric -> mean, at the chosen params
     diversity: DiversitySweep | None = None  # with strengths asked for: the sweep, the chosen default
+    privacy: list[dict[str, Any]] | None = None  # with epsilons asked for: per (epsilon, segment) figures
 
 
 @dataclass
@@ -147,8 +150,13 @@ def evaluate_model(
     params: dict[str, Any] | None = None,
     on_step: Callable[[str], None] | None = None,
     diversity: Sequence[float] | None = None,
+    epsilons: Sequence[float] | None = None,
+    epsilon_draws: int = 1,
 ) -> ModelResult:
-    """`diversity`: strengths to sweep, for a model that re-ranks for diversity: its default strength is chosen
+    """`epsilons`: for a model with differentially private aggregates, one more fit per finite epsilon with the
+    chosen parameters (`coldrec.evaluate.privacy.sweep`; `epsilon_draws` fits, each its own noise draw), in
+    `ModelResult.privacy`. `diversity`: strengths to
+    sweep, for a model that re-ranks for diversity: its default strength is chosen
     on the validation cut (`coldrec.evaluate.diversity.choose_strength`), its result is at that strength, and
     `ModelResult.diversity` holds every strength's figures on the test cut."""
     cls = model_class(name)
@@ -181,6 +189,11 @@ def evaluate_model(
         _, categories = np.unique(catalog.leaf_categories().astype(str), return_inverse=True)
         result.diversity = DiversitySweep(chosen, validation_curve,
                                           diversity_sweep(model, split, diversity, vectors, categories))
+    if epsilons and supports_privacy(cls):
+        result.privacy = privacy_sweep(cls, best, split, epsilons,
+                                       lambda m: m.fit(split.past, catalog, dataset.profiles, now=split.cut),
+                                       on_step, without_noise=per_user if best.get("epsilon") is None else None,
+                                       draws=epsilon_draws)
     return result
 
 
@@ -233,11 +246,14 @@ def run_evaluation(
     on_step: Callable[[str], None] | None = None,
     split: str = "time",
     diversity: Sequence[float] | None = None,
+    epsilons: Sequence[float] | None = None,
+    epsilon_draws: int = 1,
 ) -> Evaluation:
     test, val = prepare_splits(dataset, split)
     kept, notes = applicable(names, split)
     evaluation = Evaluation(dataset.name, test, val, notes=notes)
     for name in kept:
         evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step,
-                                                 diversity=diversity))
+                                                 diversity=diversity, epsilons=epsilons,
+                                                 epsilon_draws=epsilon_draws))
     return evaluation

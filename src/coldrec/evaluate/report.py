@@ -98,6 +98,7 @@ def to_json(evaluation: Evaluation) -> dict[str, Any]:
                 "users_scored": r.users_scored,
                 **({"diversity": {"chosen": r.diversity.chosen, "validation": r.diversity.validation,
                                   "test": r.diversity.rows}} if r.diversity is not None else {}),
+                **({"privacy": r.privacy} if r.privacy is not None else {}),
             }
             for r in evaluation.results
         ],
@@ -167,6 +168,84 @@ def write_diversity_plot(evaluation: Evaluation, folder: Path) -> list[Path]:
     return [path]
 
 
+PRIVACY_COLUMNS = ("ndcg@10", "recall@20", "hr@10")
+
+
+def _privacy_rows(result) -> list[tuple[dict[str, Any], str]]:
+    """A sweep's rows, each with its NDCG@10 as a multiple of the same segment's without noise ("-" without one)."""
+    exact = {row["segment"]: row["ndcg@10"] for row in result.privacy if np.isinf(row["epsilon"])}
+    return [(row, _ratio(row["ndcg@10"], exact[row["segment"]]) if row["segment"] in exact else "-")
+            for row in result.privacy]
+
+
+def _sd(row: dict[str, Any]) -> str:
+    return "-" if np.isnan(row["ndcg@10 sd"]) else f"{row['ndcg@10 sd']:.4f}"
+
+
+def _epsilon(value: float) -> str:
+    return "inf (off)" if np.isinf(value) else f"{value:g}"
+
+
+def privacy_tables(evaluation: Evaluation) -> list[Table]:
+    """Per model with an epsilon sweep: one table of every (epsilon, segment), NDCG@10 against no noise."""
+    tables = []
+    for result in evaluation.results:
+        if result.privacy is None:
+            continue
+        release = next((row["release"] for row in result.privacy if row["release"]), None)
+        about = (f"contribution bound c = {release['contribution_bound']}, delta {release['delta']:g}"
+                 if release else "no finite epsilon")
+        table = Table(title=f"{title(evaluation)}: {result.name} by epsilon per retrain ({about}; means over "
+                            "the noise draws)", title_justify="left")
+        for column in ("epsilon", "segment", "users", "draws", *PRIVACY_COLUMNS, "ndcg sd", "ndcg vs off",
+                       "pairs released"):
+            table.add_column(column, justify="left" if column == "segment" else "right")
+        for row, ratio in _privacy_rows(result):
+            pairs = str(row["release"]["pairs_released"]) if row["release"] else "all"
+            table.add_row(_epsilon(row["epsilon"]), row["segment"], f"{row['users']:,}", str(row["draws"]),
+                          *(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS), _sd(row), ratio, pairs)
+        tables.append(table)
+    return tables
+
+
+def write_privacy_plot(evaluation: Evaluation, folder: Path) -> list[Path]:
+    """NDCG@10 against epsilon (log scale; no noise drawn at the right edge), a line per segment, a panel per
+    model with a sweep: `privacy_cost.png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [r for r in evaluation.results if r.privacy is not None]
+    if not swept:
+        return []
+    fig, axes = plt.subplots(1, len(swept), figsize=(6 * len(swept), 4), squeeze=False)
+    for ax, result in zip(axes[0], swept, strict=True):
+        rows = result.privacy or []
+        finite = sorted({row["epsilon"] for row in rows if np.isfinite(row["epsilon"])})
+        # no noise drawn at twice the largest finite epsilon, labelled as such
+        off = 2 * finite[-1] if finite else 1.0
+        for segment in dict.fromkeys(row["segment"] for row in rows):
+            points = [(off if np.isinf(row["epsilon"]) else row["epsilon"], row["ndcg@10"])
+                      for row in rows if row["segment"] == segment]
+            ax.plot(*zip(*sorted(points), strict=True), marker="o", label=segment)
+        ax.set_xscale("log")
+        ticks = [*finite, off]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:g}" for t in finite] + ["off"])
+        ax.set_xlabel("epsilon per retrain")
+        ax.set_ylabel("NDCG@10")
+        ax.set_title(f"{title(evaluation)}: {result.name}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("What differential privacy of the published aggregates costs", fontsize=10)
+    fig.tight_layout()
+    path = folder / "privacy_cost.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def to_markdown(evaluation: Evaluation) -> str:
     split = evaluation.split
     if split.kind == "users":
@@ -229,6 +308,19 @@ def to_markdown(evaluation: Evaluation) -> str:
             mark = " (default)" if row["strength"] == sweep.chosen else ""
             lines.append(f"| {row['strength']:g}{mark} | {row['segment']} | {row['users']:,} | "
                          + " | ".join(f"{row[c]:.4f}" for c in DIVERSITY_COLUMNS) + " |")
+    for result in evaluation.results:
+        if result.privacy is None:
+            continue
+        lines += ["", f"## {result.name} by epsilon per retrain", "",
+                  "Differentially private popularity and co-purchase counts (README, \"Privacy\"); the mean over "
+                  "`draws` fits, each its own noise draw (sd: of NDCG@10 across them), the parameters chosen without "
+                  "noise. Test cut:", "",
+                  "| epsilon | segment | users | draws | " + " | ".join(PRIVACY_COLUMNS)
+                  + " | NDCG@10 sd | NDCG@10 vs off |",
+                  "|---|---|---|---|" + "---|" * (len(PRIVACY_COLUMNS) + 2)]
+        for row, ratio in _privacy_rows(result):
+            lines.append(f"| {_epsilon(row['epsilon'])} | {row['segment']} | {row['users']:,} | {row['draws']} | "
+                         + " | ".join(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS) + f" | {_sd(row)} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
@@ -288,7 +380,7 @@ def write_report(evaluation: Evaluation, folder: Path) -> list[Path]:
     (folder / "report.md").write_text(to_markdown(evaluation))
     (folder / "report.json").write_text(json.dumps(to_json(evaluation), indent=2, default=_jsonable))
     return [folder / "report.md", folder / "report.json", *write_plots(evaluation, folder),
-            *write_diversity_plot(evaluation, folder)]
+            *write_diversity_plot(evaluation, folder), *write_privacy_plot(evaluation, folder)]
 
 
 def _jsonable(value):

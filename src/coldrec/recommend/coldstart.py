@@ -34,6 +34,7 @@ from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import Split
 from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
+from coldrec.privacy.aggregates import DEFAULT_CONTRIBUTION_BOUND, DEFAULT_DELTA, PrivacyBudget
 from coldrec.rank.diversity import diversify, pool_size
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
@@ -79,6 +80,10 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     )
     __transient__ = ("_encoder", "_pop_order")
     diversity: float = 0.0  # models saved before it was a parameter: no diversity
+    # models saved before differential privacy: exact aggregates
+    epsilon: float | None = None
+    contribution_bound: int = DEFAULT_CONTRIBUTION_BOUND
+    delta: float = DEFAULT_DELTA
 
     def __init__(
         self,
@@ -100,6 +105,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         transition_window: int = 3,
         session_neighbours: int = 100,
         sources: tuple[str, ...] = DEFAULT_SOURCES,
+        epsilon: float | None = None,
+        contribution_bound: int = DEFAULT_CONTRIBUTION_BOUND,
+        delta: float = DEFAULT_DELTA,
         random_state: int = 0,
         encoder=None,
     ):
@@ -121,11 +129,15 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.transition_window = transition_window
         self.session_neighbours = session_neighbours
         self.sources = tuple(sources)
+        self.epsilon = epsilon
+        self.contribution_bound = contribution_bound
+        self.delta = delta
         self.random_state = random_state
         self._encoder = encoder
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
+        PrivacyBudget.of(self.epsilon, self.contribution_bound, self.delta)  # bad settings fail before the work
         self._items = ItemState(catalog, self._text_vectors(catalog))
         sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
         switched_off = [f for source, names in SOURCE_FEATURES.items() if source not in sources for f in names]
@@ -175,13 +187,16 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         each popularity ordering (ties in those: all-time popularity)."""
         lists = {RANKER: self.score([UserContext()], first_visit=RANKER)[0]}
         for name in POPULARITY_LISTS if timed else UNTIMED_POPULARITY_LISTS:
-            lists[name] = getattr(self._signals, name)
+            values = self._first_visit_popularity(name)
+            assert values is not None  # a popularity list's name, never the ranker's
+            lists[name] = values
         return lists
 
     def _behaviour(self, log: InteractionLog, catalog: ItemCatalog, now: int) -> BehaviourSignals:
         signals = BehaviourSignals(log, catalog, now, self._items.category, als_factors=self.als_factors,
                                    knn_neighbours=self.knn_neighbours, transition_window=self.transition_window,
-                                   session_neighbours=self.session_neighbours, random_state=self.random_state)
+                                   session_neighbours=self.session_neighbours, random_state=self.random_state,
+                                   privacy=PrivacyBudget.of(self.epsilon, self.contribution_bound, self.delta))
         if self.neighbours_for_new_items:
             signals.borrow_for_new_items(self._items.vectors, self.neighbours_for_new_items)
         return signals
@@ -237,6 +252,13 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         source = self._pipeline.source("new_arrivals")
         return source.arrivals()[0] if source is not None else np.zeros(0, np.int64)  # type: ignore[attr-defined]
 
+    @property
+    def privacy_release(self) -> dict | None:
+        """What the differentially private release of the published aggregates spent (epsilon, delta, the
+        contribution bound, ...; `coldrec.privacy.aggregates.Release`), None when they are exact (epsilon off).
+        The inner cut's release, which only the ranker's training saw, is not counted: see the README."""
+        return getattr(self._signals, "privacy_release", None)
+
     def popularity(self) -> np.ndarray:
         """Each position's popularity (a share of the best seller's, log scale)."""
         return self._signals.pop
@@ -274,7 +296,17 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     def _first_visit_popularity(self, first_visit: str | None = None) -> np.ndarray | None:
         """The popularity ordering a shopper with nothing known gets; None: the ranker's list."""
         name = str(first_visit or getattr(self, "first_visit_list_", RANKER))  # saved before the choice: ranker
-        return None if name == RANKER else np.asarray(getattr(self._signals, name)[: len(self._items)], np.float32)
+        if name == RANKER:
+            return None
+        values = np.asarray(getattr(self._signals, name)[: len(self._items)], np.float32)
+        if self.privacy_release is None:
+            return values
+        # noisy counts tie (at 0 above all): broken here as `rank` breaks them, by the released all-time
+        # popularity, then position, so that no caller breaks them by exact counts
+        order = np.lexsort((np.arange(len(values)), -self._signals.pop[: len(values)], -values))
+        ranks = np.empty(len(values), np.float32)
+        ranks[order] = np.arange(len(values), 0, -1, dtype=np.float32) / len(values)
+        return ranks
 
     def rank(
         self, context: UserContext, n: int | None = None, allowed: np.ndarray | None = None,

@@ -8,6 +8,11 @@ are scale-free (a share of the most popular item's), so a ranker trained on a sh
 unchanged to the whole past. On a log without
 timestamps (`InteractionLog.timed` False) the time-derived arrays (30-day and decayed popularity,
 age) are NaN: not computed from positions standing in for times, and no feature reads them.
+
+With a `PrivacyBudget` the popularity arrays (overall, 30-day, decayed, per category, the event counts) and the
+item-kNN co-occurrence come from one differentially private release (`coldrec.privacy.aggregates`; the account
+is `privacy_release`) instead of the exact counts, and item age (the time of an item's first event: one shopper's
+event) is not computed. ALS factors, transitions and sequences are fitted on the log as it is.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import scipy.sparse as sp
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.model.registry import register_class
+from coldrec.privacy.aggregates import PrivacyBudget
 from coldrec.recommend.rows import grow_fields, reserve_fields
 from coldrec.recommend.sequential import (
     directed_transitions,
@@ -54,20 +60,37 @@ class BehaviourSignals:
         sequence_length: int = 50,
         session_neighbours: int = 100,
         random_state: int = 0,
+        privacy: PrivacyBudget | None = None,
     ):
         from coldrec.recommend.baselines.als import ALSRecommender
-        from coldrec.recommend.baselines.itemknn import ItemKNNRecommender
+        from coldrec.recommend.baselines.itemknn import ItemKNNRecommender, knn_similarity
 
         n = len(catalog)
         self.now = int(now)
         #: were the events timestamped? (else the time-derived arrays below are NaN)
         self.timed = bool(log.timed)
-        self.pop = _share_of_max(np.log1p(log.distinct_users_per_item(n)))
-        self.events = np.log1p(np.bincount(log.item, minlength=n).astype(np.float32))
-        if self.timed:
-            self._fit_times(log, n)
+        #: what the differentially private release spent and gave (None: exact counts)
+        self.privacy_release: dict | None = None
+        if privacy is not None:
+            from coldrec.privacy.aggregates import release
+
+            popularity, co_counts, account = release(log, n, self.now if self.timed else None, privacy)
+            self.privacy_release = account.to_dict()
+            buyers = popularity.distinct
+            self.pop = _share_of_max(np.log1p(buyers))
+            self.events = np.log1p(buyers)
+            if self.timed:
+                self.pop30 = _share_of_max(np.log1p(popularity.recent))
+                self.decayed_pop = _share_of_max(np.log1p(popularity.decayed))
         else:
+            self.pop = _share_of_max(np.log1p(log.distinct_users_per_item(n)))
+            self.events = np.log1p(np.bincount(log.item, minlength=n).astype(np.float32))
+            if self.timed:
+                self._fit_times(log, n)
+        if not self.timed:
             self.pop30, self.age_days, self.decayed_pop = (np.full(n, np.nan, np.float32) for _ in range(3))
+        elif privacy is not None:
+            self.age_days = np.full(n, np.nan, np.float32)
         sold = np.expm1(self.pop)
         by_category = np.bincount(category, weights=sold, minlength=int(category.max(initial=0)) + 1)
         self.category_pop_share = (sold / np.maximum(by_category[category], 1e-9)).astype(np.float32)
@@ -76,8 +99,11 @@ class BehaviourSignals:
         self.item_factors = np.ascontiguousarray(als.item_factors, np.float32)
         self.regularization, self.alpha = float(als.regularization), float(als.alpha)
         #: (known item, target item): a shopper's item-kNN scores are the sum of their known items' rows
-        knn = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(log, catalog, now=now)
-        self.similarity = knn.similarity
+        if privacy is None:
+            self.similarity = ItemKNNRecommender(neighbours=knn_neighbours, shrink=10.0).fit(
+                log, catalog, now=now).similarity
+        else:  # buyers at least 1: a released pair's items were bought, whatever noise their own counts drew
+            self.similarity = knn_similarity(co_counts, np.maximum(buyers, 1.0), 10.0, knn_neighbours)
         self.borrowed_pop = self.pop.copy()
         #: (from item, to item) shares of what followed each item within `transition_window` steps
         self.transitions = directed_transitions(log, n, transition_window, now=now)

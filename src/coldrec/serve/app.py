@@ -50,6 +50,7 @@ from coldrec.serve.schemas import (
     Campaigns,
     Erased,
     Event,
+    Exported,
     Item,
     ItemPatch,
     Profile,
@@ -219,6 +220,13 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     def delete_user(user_id: PathId) -> Erased:
         """Erase this user's events and profile, from the store's files too."""
         return Erased(**_erased(lambda: store.delete_user(user_id), "user_id"))
+
+    @writes.get("/users/{user_id:path}/export", response_model=Exported)
+    def export_user(user_id: PathId) -> Exported:
+        """Everything the store holds about this user (stated interests, every event), in one document: the
+        counterpart of DELETE /users/{user_id}. An unknown user gets an empty document, as the store holds nothing
+        about it."""
+        return Exported(user_id=user_id, **store.export_user(user_id))
 
     @writes.delete("/sessions/{session_id:path}", response_model=Erased, responses=erasure_pending)
     def delete_session(session_id: PathId) -> Erased:
@@ -410,7 +418,10 @@ def create_app(engine: "Engine", store: AnyStore, settings: Settings, versions: 
     @app.get("/healthz", dependencies=[known])
     async def healthz() -> dict[str, Any]:
         # on the event loop, as the reads: a probe must not queue behind writes in the thread pool
-        return {"status": "ok", "items": store.item_count(), "model_version": live.current.version}
+        # privacy: what the served model's aggregates spent per retrain (epsilon, delta, contribution bound);
+        # null when they are exact counts
+        return {"status": "ok", "items": store.item_count(), "model_version": live.current.version,
+                "privacy": getattr(live.current.engine, "privacy", None)}
 
     @app.get("/metrics", response_class=Response, dependencies=[known])
     def prometheus() -> Response:

@@ -132,6 +132,11 @@ class Engine:
     def catalog(self) -> ItemCatalog:
         return self.model.catalog
 
+    @property
+    def privacy(self) -> dict | None:
+        """What the model's differentially private aggregates spent per (re)train (None: exact counts)."""
+        return getattr(self.model, "privacy_release", None)
+
     def has_item(self, item_id: str) -> bool:
         position = int(self.catalog.index_of([item_id])[0])
         return position >= 0 and not self.model.removed[position]

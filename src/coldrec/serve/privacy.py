@@ -7,6 +7,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 KEY_FILE = "id.key"
@@ -21,24 +22,57 @@ class Pseudonymizer:
 
     Keyed, so the keys cannot be reversed by hashing guessed ids without the key; the
     prefixes keep a user id and a session id with the same text apart.
+
+    Rotated keys (`coldrec.serve.store.keys`): the key is a chain k1 k2 ... kn (one a line, oldest first), and
+    a key is re-keyed by every later link in turn, key_i = hex(HMAC-SHA256(k_i, key_(i-1)))[:32]: what `rekey`
+    does to a stored key is what the chain does to a fresh one. `version` is the chain's length.
     """
 
     def __init__(self, key: bytes | str):
         if not key:
             raise ValueError("the pseudonymisation key must not be empty")
-        self._key = key.encode() if isinstance(key, str) else bytes(key)
+        # one line: the key exactly as given (as before rotation existed); several: one link a line
+        links = ([line.strip() for line in key.splitlines() if line.strip()] if "\n" in key else [key]) \
+            if isinstance(key, str) else [bytes(key)]
+        if not links:
+            raise ValueError("the pseudonymisation key must not be blank")
+        self._links = [link.encode() if isinstance(link, str) else link for link in links]
 
     def __repr__(self) -> str:
-        return "Pseudonymizer(<key hidden>)"
+        return f"Pseudonymizer(<key hidden>, version={self.version})"
+
+    @property
+    def version(self) -> int:
+        """How many keys the chain holds: 1, plus one per rotation."""
+        return len(self._links)
+
+    def at(self, version: int) -> Pseudonymizer:
+        """The chain's first `version` links (a store not yet rotated to the last one keys with those)."""
+        if not 1 <= version <= self.version:
+            raise ValueError(f"key version {version} is not in this chain of {self.version}")
+        chain = Pseudonymizer.__new__(Pseudonymizer)
+        chain._links = self._links[:version]
+        return chain
+
+    def rekey(self, stored_key: str) -> str:
+        """A key stored under the chain without its last link, as the whole chain keys it."""
+        return _hmac(self._links[-1], stored_key.encode())
 
     def _digest(self, prefix: str, value: str) -> str:
-        return hmac.new(self._key, f"{prefix}:{value}".encode(), hashlib.sha256).hexdigest()[:KEY_HEX_CHARS]
+        digest = _hmac(self._links[0], f"{prefix}:{value}".encode())
+        for link in self._links[1:]:
+            digest = _hmac(link, digest.encode())
+        return digest
 
     def user(self, user_id: str) -> str:
         return self._digest("user", user_id)
 
     def session(self, session_id: str) -> str:
         return self._digest("session", session_id)
+
+
+def _hmac(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:KEY_HEX_CHARS]
 
 
 def default_key_file() -> Path:
@@ -100,6 +134,35 @@ def _move_key(old: Path, path: Path) -> str:
     _fsync_directory(old.parent)
     log.warning("moved the pseudonymisation key %s out of the state directory, to %s", old, path)
     return key
+
+
+def add_key_link(path: str | Path) -> str:
+    """Append a new random link to the key chain in `path` (written whole, fsynced, mode 0600, replacing the file
+    atomically); the new chain (`coldrec.serve.store.keys.rotate_key`)."""
+    path = Path(path).expanduser()
+    chain = _read_key(path) + "\n" + secrets.token_hex(32)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(chain + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_directory(path.parent)
+    return chain
+
+
+def key_source(configured: str | None = None, key_file: str | Path | None = None) -> Callable[[], str] | None:
+    """What re-reads the key after a rotation: the key file (`key_file`, default `default_key_file()`); None for a
+    key given as a value (COLDREC_ID_KEY), which a running process cannot see change."""
+    if configured:
+        return None
+    path = Path(key_file).expanduser() if key_file is not None else default_key_file()
+    return lambda: _read_key(path)
 
 
 def _read_key(path: Path) -> str:

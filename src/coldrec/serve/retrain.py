@@ -31,7 +31,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.profile import UserProfile
 from coldrec.model.versions import KEEP, ModelVersions, write_info
-from coldrec.serve.store import AnyStore, Snapshot
+from coldrec.serve.store import AnyStore, ErasurePending, Snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,7 @@ class Retrained:
     items_version: int
     erasures: int
     seconds: float
+    purged: int = 0  # events older than the retention deleted before the fit
 
 
 class ErasedMeanwhile(RuntimeError):
@@ -84,10 +85,12 @@ def training_data(snapshot: Snapshot) -> tuple[ItemCatalog, InteractionLog, dict
 
 
 def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[[str, str], None] | None = None,
-            ) -> Retrained:
+            retention_days: float | None = None) -> Retrained:
     """Refit the current version of `root` on `store` and publish the result as the next version.
 
-    `on_step(step, detail)` is told "read", "fit" and "publish" as they start."""
+    `retention_days`: events older than this are first deleted from the store (`purge_events_before`, out of its
+    files as an erasure), so neither the store nor this or any later version holds them. `on_step(step, detail)`
+    is told "read", "fit" and "publish" as they start."""
     from coldrec.ads.click import held_out_click_model
     from coldrec.recommend.base import clone
     from coldrec.recommend.registry import model_class
@@ -108,8 +111,11 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         previous_click = current.click_model
     finally:
         current.close()
+    purged = 0
     for attempt in range(1, ATTEMPTS + 1):
         step("read", "" if attempt == 1 else f"again: an erasure landed during the fit (try {attempt})")
+        if retention_days is not None:
+            purged += purge_expired(store, retention_days)
         snapshot = store.snapshot()
         catalog, log, profiles, deleted = training_data(snapshot)
         step("fit", f"{kind} on {len(catalog):,} items, {len(log):,} events, {log.n_users:,} shoppers")
@@ -144,8 +150,22 @@ def retrain(root: Path, store: AnyStore, *, keep: int = KEEP, on_step: Callable[
         return Retrained(version=version, previous=previous, kind=kind, items=len(catalog),
                          deleted_items=len(deleted), events=len(log), users=log.n_users, profiles=len(profiles),
                          fingerprint=engine.fingerprint, items_version=snapshot.items_version,
-                         erasures=snapshot.erasures, seconds=time.perf_counter() - started)
+                         erasures=snapshot.erasures, seconds=time.perf_counter() - started, purged=purged)
     raise RuntimeError(f"erasures kept landing during the refit ({ATTEMPTS} tries); nothing was published")
+
+
+def purge_expired(store: AnyStore, retention_days: float, now: float | None = None) -> int:
+    """Delete the events older than `retention_days` from `store`; how many. A purge whose rows a long read still
+    holds in the files (ErasurePending) is finished by the store in the background: the rows are out of every
+    query, and so out of the snapshot a retrain reads next."""
+    if not retention_days > 0:
+        raise ValueError(f"retention_days must be > 0, not {retention_days!r}")
+    cutoff = (time.time() if now is None else now) - retention_days * 86_400
+    try:
+        return store.purge_events_before(cutoff)
+    except ErasurePending as pending:
+        logger.warning("%s", pending)
+        return int(pending.counts.get("events", 0))
 
 
 def estimated_steps(events: int) -> list[tuple[str, float]]:

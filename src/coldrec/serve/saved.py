@@ -99,7 +99,9 @@ def save_engine(engine, directory: Path) -> None:
     }
     extra = {"encoder": {"class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
                          "fingerprint": str(getattr(encoder, "fingerprint", "")),
-                         "name": encoder_name(encoder)}}
+                         "name": encoder_name(encoder)},
+             # what the release of the published aggregates spent (None: exact counts, no noise)
+             "privacy": getattr(model, "privacy_release", None)}
     save_model(directory, state, kind=model.name, params=_json_params(model.get_params()),
                fingerprint=engine.fingerprint, extra=extra)
 

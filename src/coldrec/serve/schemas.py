@@ -256,6 +256,24 @@ class Erased(BaseModel):
     profiles: int
 
 
+class ExportedEvent(BaseModel):
+    event_id: str
+    item_id: str | None
+    time: float  # unix seconds
+    type: str
+    query: str | None
+
+
+class Exported(BaseModel):
+    """Everything the store holds about a user (`GET /users/{id}/export`): the pseudonymised key its rows are
+    stored under, its stated interests and its events, oldest first."""
+
+    user_id: str
+    user_key: str
+    interests: list[str]
+    events: list[ExportedEvent]
+
+
 class Recommended(BaseModel):
     item_id: str
     title: str

@@ -41,17 +41,8 @@ class ItemKNNRecommender(Recommender):
         ui = log.user_item_matrix(n_items, binary=True)
         iu = sp.csr_matrix(ui.T, dtype=np.float32)
         co = sp.csr_matrix(iu @ iu.T, dtype=np.float32)  # items x items co-buyer counts
-        co.setdiag(0)
-        co.eliminate_zeros()
-        norms = np.sqrt(np.asarray(ui.sum(axis=0), dtype=np.float64).ravel())
-        coo = co.tocoo()
-        denominator = norms[coo.row] * norms[coo.col] + float(self.shrink)
-        sim = sp.csr_matrix(
-            ((coo.data / denominator).astype(np.float32), (coo.row, coo.col)), shape=co.shape, dtype=np.float32
-        )
-        # row j of `sim` lists the neighbours of target item j; prune, then store as (known, target)
-        pruned = top_k_per_row(sim, self.neighbours)
-        self._similarity = sp.csr_matrix(pruned.T, dtype=np.float32)
+        self._similarity = knn_similarity(co, np.asarray(ui.sum(axis=0), dtype=np.float64).ravel(), self.shrink,
+                                          self.neighbours)
 
     @property
     def similarity(self) -> sp.csr_matrix:
@@ -61,3 +52,22 @@ class ItemKNNRecommender(Recommender):
     def score(self, contexts: Sequence[UserContext]) -> np.ndarray:
         known = context_matrix(contexts, self.fitted_items_)
         return np.asarray((known @ self._similarity).toarray(), dtype=np.float32)
+
+
+def knn_similarity(co: sp.csr_matrix, buyers: np.ndarray, shrink: float, neighbours: int | None) -> sp.csr_matrix:
+    """(known item, target item) cosine similarities from co-buyer counts `co` (items x items, symmetric) and
+    each item's buyers: co / (sqrt(buyers_i) sqrt(buyers_j) + shrink), the diagonal left out, each target keeping
+    its `neighbours` most similar items (None: all). Exact or differentially private counts alike."""
+    co = sp.csr_matrix(co, dtype=np.float32)
+    co.setdiag(0)
+    co.eliminate_zeros()
+    norms = np.sqrt(np.clip(np.asarray(buyers, np.float64), 0, None))
+    coo = co.tocoo()
+    denominator = norms[coo.row] * norms[coo.col] + float(shrink)
+    sim = sp.csr_matrix(
+        ((coo.data / np.maximum(denominator, 1e-12)).astype(np.float32), (coo.row, coo.col)), shape=co.shape,
+        dtype=np.float32,
+    )
+    # row j of `sim` lists the neighbours of target item j; prune, then store as (known, target)
+    pruned = top_k_per_row(sim, neighbours)
+    return sp.csr_matrix(pruned.T, dtype=np.float32)

@@ -11,6 +11,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .connections import Connections
@@ -57,18 +58,25 @@ class Erasure(Connections):
         self._scrub(connection)
         self._purge(connection, 0)
 
-    def _erase(self, key: str, tables: tuple[str, ...]) -> dict[str, int]:
+    def _erase(self, key_of: Callable[[sqlite3.Connection], str], tables: tuple[str, ...]) -> dict[str, int]:
+        """Erase the rows of the key `key_of` gives inside the erasing transaction (so at the store's key version
+        then: a key rotation cannot slip in between)."""
         with self._write() as connection:
+            key = key_of(connection)
             counts = {table: connection.execute(ERASE_ROWS.format(table=table), (key,)).rowcount
                       for table in tables}
             if any(counts.values()):
                 connection.execute(COUNT_ERASURE)
+        self._finish_erasure(connection, counts)
+        return counts
+
+    def _finish_erasure(self, connection: sqlite3.Connection, counts: dict[str, int]) -> None:
+        """After rows left the tables (an erasure, a purge, a re-keying): out of the files too."""
         self._scrub(connection)
         # even when nothing was deleted now: repeating an erasure that raised ErasurePending retries the purge
         if not self._purge(connection, self.purge_wait_s):
             self._purge_later()
             raise ErasurePending(counts, self.path)
-        return counts
 
     def _scrub(self, connection: sqlite3.Connection) -> None:
         """Rewrite the database file from its live rows (VACUUM) if an erasure deleted rows since the last rewrite.

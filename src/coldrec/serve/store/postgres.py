@@ -20,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,9 @@ import pandas as pd
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
-from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
+from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
+from .keys import StoreKeys, key_version, rekeyed
 from .ledger import INSERT_SECRET, AdLedger, Run, ledger_tables, new_secret
 from .rows import (
     EventRows,
@@ -44,6 +45,7 @@ from .rows import (
     encoded_rule,
     events_columns,
     events_frame,
+    exported,
     in_given_order,
     item_rows,
     items_from_rows,
@@ -66,15 +68,21 @@ from .schema import (
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
+    KEY_VERSION,
     PROFILE,
     PROFILES,
+    PURGE_EVENTS,
+    REKEY,
     RULES_VERSION,
     SELECT_ITEMS,
     SELECT_RULES,
     SESSION_TABLES,
+    SET_KEY_VERSION,
     SET_PROFILE,
+    STORED_KEYS,
     UNTIMED,
     USER_EVENT_COLUMNS,
+    USER_EVENTS_EXPORT,
     USER_TABLES,
     patch_item_sql,
     upsert_items_sql,
@@ -125,7 +133,11 @@ CREATE TABLE IF NOT EXISTS rules (
     created DOUBLE PRECISION NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('rules_version', 0) ON CONFLICT (key) DO NOTHING;
+INSERT INTO meta (key, value) VALUES ('id_key_version', 1) ON CONFLICT (key) DO NOTHING;
 """
+#: a writer keying ids reads the key version FOR SHARE: a rotation (FOR UPDATE) waits for it, and it for the rotation
+KEY_VERSION_SHARED = "SELECT value FROM meta WHERE key = 'id_key_version' FOR SHARE"
+KEY_VERSION_LOCKED = "SELECT value FROM meta WHERE key = 'id_key_version' FOR UPDATE"
 BUMP_ITEMS_VERSION = "UPDATE meta SET value = value + 1 WHERE key = 'items_version' RETURNING value"
 LOCK_ITEM_WRITES = "SELECT 1 FROM meta WHERE key = 'items_version' FOR UPDATE"
 NEXT_POSITION = "SELECT COALESCE(MAX(position) + 1, 0) FROM items"
@@ -196,11 +208,11 @@ class PostgresStore(AdLedger):
     _lock_row = " FOR UPDATE"
 
     def __init__(self, url: str, pseudonymizer: Pseudonymizer, min_connections: int = 1, max_connections: int = 16,
-                 open_timeout_s: float = OPEN_TIMEOUT_S):
+                 open_timeout_s: float = OPEN_TIMEOUT_S, reload_key: Callable[[], str] | None = None):
         from psycopg_pool import ConnectionPool
 
         self.url = url
-        self.ids = pseudonymizer
+        self.keys = StoreKeys(pseudonymizer, reload_key)
         self._local = threading.local()
         self._pool: ConnectionPool = ConnectionPool(
             url, min_size=min_connections, max_size=max_connections, kwargs={"autocommit": True},
@@ -232,7 +244,40 @@ class PostgresStore(AdLedger):
         (see `load_or_create_key`); `options`: those of `__init__` (pool sizes, open timeout)."""
         if not is_postgres_url(url):
             raise ValueError(f"not a PostgreSQL URL (postgresql://...): {url!r}")
-        return cls(url, Pseudonymizer(load_or_create_key(id_key, key_file=key_file)), **options)
+        return cls(url, Pseudonymizer(load_or_create_key(id_key, key_file=key_file)),
+                   reload_key=key_source(id_key, key_file), **options)
+
+    # the pseudonymisation key (see .keys)
+
+    @property
+    def ids(self) -> Pseudonymizer:
+        """The pseudonymizer at the store's key version now."""
+        return self.keys.at(self.key_version())
+
+    def key_version(self) -> int:
+        """How many links of the key chain the stored keys went through (1 + the rotations)."""
+        return key_version(self._read(KEY_VERSION))
+
+    def _ids_in(self, cursor: psycopg.Cursor) -> Pseudonymizer:
+        """The pseudonymizer of a writing transaction: the version row read FOR SHARE (see .keys)."""
+        return self.keys.at(key_version(cursor.execute(KEY_VERSION_SHARED).fetchall()))
+
+    def rekey(self, chain: Pseudonymizer) -> int:
+        """Re-key every stored user and session key by the chain's last link and move the store to its version, in
+        one transaction (nothing when the store is there already). The number of keys re-keyed."""
+        with self._write() as cursor:
+            if key_version(cursor.execute(KEY_VERSION_LOCKED).fetchall()) != chain.version - 1:
+                return 0
+            mapping = rekeyed([row[0] for row in cursor.execute(STORED_KEYS).fetchall()], chain)
+            cursor.execute("CREATE TEMP TABLE key_map (old TEXT PRIMARY KEY, new TEXT NOT NULL) ON COMMIT DROP")
+            with cursor.copy("COPY key_map (old, new) FROM STDIN") as copy:
+                for row in mapping:
+                    copy.write_row(row)
+            for table in USER_TABLES:
+                cursor.execute(REKEY.format(table=table))
+            cursor.execute(pg(SET_KEY_VERSION), (chain.version,))
+            cursor.execute(COUNT_ERASURE)
+        return len(mapping)
 
     def __repr__(self) -> str:
         return f"PostgresStore({redacted(self.url)!r})"
@@ -389,9 +434,9 @@ class PostgresStore(AdLedger):
         """Store a batch of events in one transaction; every valid event is stored whatever the others hold
         (see `Store.add_events`). An event_id already stored, or repeated in the batch, is a duplicate."""
         now = time.time()
-        batch = EventRows(events, self.ids, now)
-        clicks = batch.ad_clicks(self.ad_secret, now)
         with self._write() as cursor:
+            batch = EventRows(events, self._ids_in(cursor), now)
+            clicks = batch.ad_clicks(self.ad_secret, now)
             deleted = dict(cursor.execute(ITEM_STATES, (batch.item_ids(),)).fetchall())
             valid = batch.check_items(deleted)
             accepted = cursor.execute(INSERT_EVENTS, _columns(valid, 6)).rowcount if valid else 0
@@ -435,7 +480,7 @@ class PostgresStore(AdLedger):
 
     def set_profile(self, user_id: str, interests: list[str]) -> None:
         with self._write() as cursor:
-            cursor.execute(pg(SET_PROFILE), (self.ids.user(user_id), encoded_interests(interests)))
+            cursor.execute(pg(SET_PROFILE), (self._ids_in(cursor).user(user_id), encoded_interests(interests)))
 
     def profile(self, user_id: str) -> list[str]:
         rows = self._read(pg(PROFILE), (self.ids.user(user_id),))
@@ -499,19 +544,38 @@ class PostgresStore(AdLedger):
 
     def delete_user(self, user_id: str) -> dict[str, int]:
         """Erase a user's events and profile in one transaction: {"events": n, "profiles": m}."""
-        return self._erase(self.ids.user(user_id), USER_TABLES)
+        return self._erase(lambda cursor: self._ids_in(cursor).user(user_id), USER_TABLES)
 
     def delete_session(self, session_id: str) -> dict[str, int]:
         """Erase an anonymous session's events: {"events": n}."""
-        return self._erase(self.ids.session(session_id), SESSION_TABLES)
+        return self._erase(lambda cursor: self._ids_in(cursor).session(session_id), SESSION_TABLES)
 
-    def _erase(self, key: str, tables: tuple[str, ...]) -> dict[str, int]:
+    def _erase(self, key_of: Callable[[psycopg.Cursor], str], tables: tuple[str, ...]) -> dict[str, int]:
         with self._write() as cursor:
+            key = key_of(cursor)
             counts = {table: cursor.execute(pg(ERASE_ROWS.format(table=table)), (key,)).rowcount
                       for table in tables}
             if any(counts.values()):
                 cursor.execute(COUNT_ERASURE)
         return counts
+
+    # access and retention
+
+    def export_user(self, user_id: str) -> dict:
+        """Everything the store holds about a user: key, stated interests, events (see `Store.export_user`)."""
+        with self._reading(consistent=True) as cursor:
+            key = self.keys.at(key_version(cursor.execute(KEY_VERSION).fetchall())).user(user_id)
+            profile = cursor.execute(pg(PROFILE), (key,)).fetchall()
+            events = cursor.execute(pg(USER_EVENTS_EXPORT), (key,)).fetchall()
+        return exported(key, profile, events)
+
+    def purge_events_before(self, cutoff: float) -> int:
+        """Delete every event older than `cutoff` (unix seconds), in one transaction: retention. The number deleted."""
+        with self._write() as cursor:
+            deleted = cursor.execute(pg(PURGE_EVENTS), (float(cutoff),)).rowcount
+            if deleted:
+                cursor.execute(COUNT_ERASURE)
+        return int(deleted)
 
     # bulk
 
@@ -521,9 +585,9 @@ class PostgresStore(AdLedger):
         self.upsert_items(catalog.frame)
         if log is None or not len(log):
             return
-        columns = seed_columns(self.ids, catalog, log)
-        columns[3] = np.asarray(columns[3], dtype=np.float64).tolist()
         with self._write() as cursor:
+            columns = seed_columns(self._ids_in(cursor), catalog, log)
+            columns[3] = np.asarray(columns[3], dtype=np.float64).tolist()
             cursor.execute(INSERT_EVENTS, columns)
             if not log.timed:
                 cursor.execute(MARK_UNTIMED)

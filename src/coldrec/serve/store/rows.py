@@ -17,7 +17,7 @@ import pandas as pd
 
 from coldrec.ads.tokens import AdToken, TokenError
 from coldrec.data.catalog import ItemCatalog
-from coldrec.data.interactions import InteractionLog
+from coldrec.data.interactions import EventType, InteractionLog
 from coldrec.serve.privacy import Pseudonymizer
 
 from .schema import EVENT_CODES, ITEM_FIELDS
@@ -293,3 +293,14 @@ def encoded_rule(rule: dict) -> str:
 def decoded_rules(rows: list) -> list[dict]:
     """Stored (rule_id, JSON) rows as rule dicts, oldest first."""
     return [{"rule_id": rule_id, **json.loads(body)} for rule_id, body in rows]
+
+
+def exported(key: str, profile: Sequence[tuple], events: Sequence[tuple]) -> dict:
+    """A user's export (`export_user`): its key, stated interests and events (rows of USER_EVENTS_EXPORT)."""
+    names = {int(e): e.name.lower() for e in EventType}
+    return {
+        "user_key": key,
+        "interests": json.loads(profile[0][0]) if profile else [],
+        "events": [{"event_id": event_id, "item_id": item_id, "time": float(t), "type": names.get(int(code), str(code)),
+                    "query": query} for event_id, item_id, t, code, query in events],
+    }

@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS rules (
     created REAL NOT NULL
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('rules_version', 0);
+-- id_key_version: how many links of the pseudonymisation key chain the stored keys went through (coldrec rotate-key)
+INSERT OR IGNORE INTO meta (key, value) VALUES ('id_key_version', 1);
 """
 ITEM_FIELDS = [c for c in CATALOG_COLUMNS if c != "item_id"]
 EVENT_CODES = {e.name.lower(): int(e) for e in EventType}
@@ -84,6 +86,14 @@ SELECT_RULES = "SELECT rule_id, rule FROM rules ORDER BY created, rule_id"
 DELETE_RULE = "DELETE FROM rules WHERE rule_id = ?"
 BUMP_RULES_VERSION = "UPDATE meta SET value = value + 1 WHERE key = 'rules_version'"
 RULES_VERSION = "SELECT value FROM meta WHERE key = 'rules_version'"
+KEY_VERSION = "SELECT value FROM meta WHERE key = 'id_key_version'"
+#: every pseudonymised key the store holds (users' and sessions')
+STORED_KEYS = "SELECT DISTINCT user_key FROM events UNION SELECT user_key FROM profiles"
+REKEY = "UPDATE {table} SET user_key = key_map.new FROM key_map WHERE {table}.user_key = key_map.old"
+SET_KEY_VERSION = "UPDATE meta SET value = ? WHERE key = 'id_key_version'"
+#: a user's events, for an export (`export_user`)
+USER_EVENTS_EXPORT = "SELECT event_id, item_id, time, event, query FROM events WHERE user_key = ? ORDER BY time"
+PURGE_EVENTS = "DELETE FROM events WHERE time < ?"
 
 
 def upsert_items_sql(names: list[str]) -> str:

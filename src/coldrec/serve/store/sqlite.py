@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,9 +15,10 @@ import pandas as pd
 
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
-from coldrec.serve.privacy import Pseudonymizer, load_or_create_key
+from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
 from .erasure import PURGE_WAIT_S, Erasure
+from .keys import StoreKeys, key_version, rekeyed
 from .ledger import AdLedger, Run
 from .rows import (
     EventRows,
@@ -30,6 +31,7 @@ from .rows import (
     encoded_rule,
     events_columns,
     events_frame,
+    exported,
     item_rows,
     items_from_rows,
     most_recent,
@@ -41,6 +43,7 @@ from .rows import (
 )
 from .schema import (
     BUMP_RULES_VERSION,
+    COUNT_ERASURE,
     COUNT_NAMES,
     COUNTERS,
     COUNTS,
@@ -50,15 +53,21 @@ from .schema import (
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
+    KEY_VERSION,
     PROFILE,
     PROFILES,
+    PURGE_EVENTS,
+    REKEY,
     RULES_VERSION,
     SELECT_ITEMS,
     SELECT_RULES,
     SESSION_TABLES,
+    SET_KEY_VERSION,
     SET_PROFILE,
+    STORED_KEYS,
     UNTIMED,
     USER_EVENT_COLUMNS,
+    USER_EVENTS_EXPORT,
     USER_TABLES,
     bump_items_version,
     create_or_upgrade,
@@ -70,9 +79,10 @@ from .schema import (
 class Store(Erasure, AdLedger):
     """Thread-safe: a connection per thread (WAL lets readers run beside the writer), one writer at a time."""
 
-    def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S):
+    def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S,
+                 reload_key: Callable[[], str] | None = None):
         super().__init__(path, purge_wait_s)
-        self.ids = pseudonymizer
+        self.keys = StoreKeys(pseudonymizer, reload_key)
         with self._write_lock:
             connection = self._connection()
             create_or_upgrade(connection)
@@ -85,7 +95,40 @@ class Store(Erasure, AdLedger):
     ) -> Store:
         """The store in `state_dir`, keyed by `id_key`, else by the key in `key_file` (see `load_or_create_key`)."""
         key = load_or_create_key(id_key, key_file=key_file, state_dir=state_dir)
-        return cls(Path(state_dir) / filename, Pseudonymizer(key))
+        return cls(Path(state_dir) / filename, Pseudonymizer(key), reload_key=key_source(id_key, key_file))
+
+    # the pseudonymisation key (see .keys)
+
+    @property
+    def ids(self) -> Pseudonymizer:
+        """The pseudonymizer at the store's key version now."""
+        return self.keys.at(self.key_version())
+
+    def key_version(self) -> int:
+        """How many links of the key chain the stored keys went through (1 + the rotations)."""
+        return key_version(self._read(KEY_VERSION))
+
+    def _ids_in(self, connection: sqlite3.Connection) -> Pseudonymizer:
+        return self.keys.at(key_version(connection.execute(KEY_VERSION).fetchall()))
+
+    def rekey(self, chain: Pseudonymizer) -> int:
+        """Re-key every stored user and session key by the chain's last link and move the store to its version, in
+        one transaction (nothing when the store is there already); then out of the files, as an erasure. The number
+        of keys re-keyed."""
+        with self._write() as connection:
+            if key_version(connection.execute(KEY_VERSION).fetchall()) != chain.version - 1:
+                return 0
+            mapping = rekeyed([row[0] for row in connection.execute(STORED_KEYS)], chain)
+            connection.execute("CREATE TEMP TABLE IF NOT EXISTS key_map (old TEXT PRIMARY KEY, new TEXT NOT NULL)")
+            connection.execute("DELETE FROM key_map")
+            connection.executemany("INSERT INTO key_map (old, new) VALUES (?, ?)", mapping)
+            for table in USER_TABLES:
+                connection.execute(REKEY.format(table=table))
+            connection.execute("DELETE FROM key_map")
+            connection.execute(SET_KEY_VERSION, (chain.version,))
+            connection.execute(COUNT_ERASURE)  # the old keys leave the files as erased rows do
+        self._finish_erasure(connection, {"keys": len(mapping)})
+        return len(mapping)
 
     # items
 
@@ -180,9 +223,9 @@ class Store(Erasure, AdLedger):
         item, or malformed, is not stored and is listed in `rejected`.
         """
         now = time.time()
-        batch = EventRows(events, self.ids, now)
-        clicks = batch.ad_clicks(self.ad_secret, now)
         with self._write() as connection:
+            batch = EventRows(events, self._ids_in(connection), now)
+            clicks = batch.ad_clicks(self.ad_secret, now)
             deleted = dict(connection.execute(
                 "SELECT item_id, deleted FROM items WHERE item_id IN (SELECT value FROM json_each(?))",
                 (json.dumps(batch.item_ids()),),
@@ -245,7 +288,7 @@ class Store(Erasure, AdLedger):
 
     def set_profile(self, user_id: str, interests: list[str]) -> None:
         with self._write() as connection:
-            connection.execute(SET_PROFILE, (self.ids.user(user_id), encoded_interests(interests)))
+            connection.execute(SET_PROFILE, (self._ids_in(connection).user(user_id), encoded_interests(interests)))
 
     def profile(self, user_id: str) -> list[str]:
         rows = self._read(PROFILE, (self.ids.user(user_id),))
@@ -332,11 +375,36 @@ class Store(Erasure, AdLedger):
 
         Raises ErasurePending (after erasing) when a read that began earlier outlasts `purge_wait_s`.
         """
-        return self._erase(self.ids.user(user_id), USER_TABLES)
+        return self._erase(lambda connection: self._ids_in(connection).user(user_id), USER_TABLES)
 
     def delete_session(self, session_id: str) -> dict[str, int]:
         """Erase an anonymous session's events, from the files too: {"events": n} (see `delete_user`)."""
-        return self._erase(self.ids.session(session_id), SESSION_TABLES)
+        return self._erase(lambda connection: self._ids_in(connection).session(session_id), SESSION_TABLES)
+
+    # access and retention
+
+    def export_user(self, user_id: str) -> dict:
+        """Everything the store holds about a user: its pseudonymised key, stated interests and events (oldest
+        first), in one read transaction (`GET /users/{id}/export`)."""
+        connection = self._connection()
+        connection.execute("BEGIN")
+        try:
+            key = self._ids_in(connection).user(user_id)
+            profile = connection.execute(PROFILE, (key,)).fetchall()
+            events = connection.execute(USER_EVENTS_EXPORT, (key,)).fetchall()
+        finally:
+            connection.execute("COMMIT")
+        return exported(key, profile, events)
+
+    def purge_events_before(self, cutoff: float) -> int:
+        """Delete every event older than `cutoff` (unix seconds), from the files too (as an erasure): retention.
+        The number deleted. Raises ErasurePending (after deleting) as `delete_user` does."""
+        with self._write() as connection:
+            deleted = connection.execute(PURGE_EVENTS, (float(cutoff),)).rowcount
+            if deleted:
+                connection.execute(COUNT_ERASURE)
+        self._finish_erasure(connection, {"events": deleted})
+        return int(deleted)
 
     # bulk
 
@@ -346,8 +414,8 @@ class Store(Erasure, AdLedger):
         self.upsert_items(catalog.frame)
         if log is None or not len(log):
             return
-        rows = zip(*seed_columns(self.ids, catalog, log), strict=True)
         with self._write() as connection:
+            rows = zip(*seed_columns(self._ids_in(connection), catalog, log), strict=True)
             connection.executemany(
                 "INSERT OR IGNORE INTO events (event_id, user_key, item_id, time, event, query) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
