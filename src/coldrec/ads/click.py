@@ -92,7 +92,7 @@ class ClickModel:
         self.scale_: dict[str, np.ndarray] = {}  # kind -> [mean..., std...]
         self.base_rate_: dict[str, float] = {}
         self.outside_rate_: dict[str, float] = {}  # kind -> the rate of an item past a shopper's top `depth`
-        #: the relevance floor and reserve price chosen with it on the same cut (`coldrec.evaluate.ads.choose_floor`,
+        #: the relevance floor and reserve price chosen with it on the same cut (`coldrec.evaluate.ads.choose_policy`,
         #: generated campaigns); None: not chosen
         self.floor_: float | None = None
         self.reserve_: float | None = None
@@ -151,9 +151,14 @@ class CutRankings:
     pairs: dict[str, ScoredPairs]
     lists: dict[str, list[Ranked]]
     outside: dict[str, tuple[int, int]]
+    depth: int = DEPTH
 
     def all_pairs(self) -> ScoredPairs:
         return ScoredPairs.concat(list(self.pairs.values()))
+
+    def click_model(self) -> ClickModel:
+        """The click model fitted on these rankings: every segment's pairs, and what lies past the depth."""
+        return ClickModel(depth=self.depth).fit(self.all_pairs(), self.outside)
 
 
 def split_pairs(model: Recommender, split: Split, depth: int = DEPTH,
@@ -178,15 +183,15 @@ def split_pairs(model: Recommender, split: Split, depth: int = DEPTH,
             if on_user is not None:
                 on_user()
         pairs[name], lists[name] = ScoredPairs.concat(parts), ranked_lists
-    return CutRankings(pairs, lists, {kind: (bought, count) for kind, (bought, count) in outside.items() if count})
+    return CutRankings(pairs, lists, {kind: (bought, count) for kind, (bought, count) in outside.items() if count},
+                       depth)
 
 
 def fit_click_model(model: Recommender, split: Split, depth: int = DEPTH,
                     on_user: Callable[[], None] | None = None) -> ClickModel:
     """A click model for `model`, fitted on `split` (the model fitted on its past): what was bought afterwards
     among each shopper's top `depth`, and past it."""
-    ranked = split_pairs(model, split, depth, on_user)
-    return ClickModel(depth=depth).fit(ranked.all_pairs(), ranked.outside)
+    return split_pairs(model, split, depth, on_user).click_model()
 
 
 def held_out_rankings(fresh_model: Callable[[], Recommender], log: InteractionLog, catalog: ItemCatalog,
@@ -207,4 +212,4 @@ def held_out_click_model(fresh_model: Callable[[], Recommender], log: Interactio
                          profiles: dict[str, UserProfile] | None = None, depth: int = DEPTH) -> ClickModel:
     """The click model of a model about to be fitted on all of `log`, fitted on `held_out_rankings`."""
     _, _, ranked = held_out_rankings(fresh_model, log, catalog, profiles, depth)
-    return ClickModel(depth=depth).fit(ranked.all_pairs(), ranked.outside)
+    return ranked.click_model()

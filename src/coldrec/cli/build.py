@@ -140,14 +140,14 @@ def _publish(engine, out: Path, name: str) -> int:
 def _click_model(ds, model):
     """The served model's click model (`coldrec.ads.click`): a model like it fitted on a time cut of the data, the
     click probability calibrated on the cut's future shoppers, and the relevance floor chosen there
-    (`coldrec.evaluate.ads.choose_floor`)."""
-    from coldrec.ads.click import ClickModel, held_out_rankings
-    from coldrec.evaluate.ads import choose_floor
+    (`coldrec.evaluate.ads.choose_policy`)."""
+    from coldrec.ads.click import held_out_rankings
+    from coldrec.evaluate.ads import choose_policy
     from coldrec.recommend.base import clone
 
     split, fitted, ranked = held_out_rankings(lambda: clone(model), ds.log, ds.catalog, ds.profiles)
-    click = ClickModel().fit(ranked.all_pairs(), ranked.outside)
-    chosen = choose_floor(fitted, click, split, ranked, len(ds.catalog))
+    click = ranked.click_model()
+    chosen = choose_policy(fitted, click, split, ranked, len(ds.catalog))
     click.floor_, click.reserve_ = chosen.policy.floor, chosen.policy.reserve
     console.print(f"  click model fitted on {len(ranked.all_pairs()):,} pairs; relevance floor {click.floor_:g} "
                   "(NDCG@10 with slots / without: " + ", ".join(f"{f:g}: {r:.3f}" for f, r in chosen.floors.items())

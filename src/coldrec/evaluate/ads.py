@@ -8,7 +8,7 @@ each policy fills `SLOTS` of its positions with the winners of a second-price au
 - "popularity x bid": the item's past purchase rate (distinct past buyers / past shoppers) as its click
   estimate, what a simple ad server does; a new product's is 0;
 - "coldrec": the `ClickModel`'s probability (fitted on the validation cut) x bid, among the shopper's top
-  `DEPTH` ranked items, above the relevance floor chosen on the validation cut (`choose_floor`).
+  `DEPTH` ranked items, above the relevance floor chosen on the validation cut (`choose_policy`).
 
 Every policy pays the reserve price chosen on the validation cut (the one that earns coldrec's policy the most).
 
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from coldrec.ads.auction import AdPolicy, list_auction, place_ads, second_price_auction
-from coldrec.ads.click import DEPTH, ClickModel, CutRankings, ranked_pairs, split_pairs
+from coldrec.ads.click import DEPTH, ClickModel, CutRankings, known_count, ranked_pairs, split_pairs
 from coldrec.data import Dataset
 from coldrec.data.split import Split
 from coldrec.evaluate.metrics import user_metrics
@@ -87,7 +87,7 @@ def is_cold_segment(name: str) -> bool:
     return name.startswith("cold") or name == "onboarding"
 
 
-def choose_floor(model: Recommender, click: ClickModel, split: Split, ranked: CutRankings, n_items: int,
+def choose_policy(model: Recommender, click: ClickModel, split: Split, ranked: CutRankings, n_items: int,
                  floors: Sequence[float] = FLOORS, tolerance: float = TOLERANCE, reserves: Sequence[float] = RESERVES,
                  seed: int = 1) -> ChosenPolicy:
     """The auction's policy chosen on a held-out cut with generated campaigns (`seed`): the lowest relevance floor
@@ -150,8 +150,8 @@ def evaluate_ads(dataset: Dataset, model_name: str = "coldrec", params: dict[str
     val_model = cls(**params).fit(val.past, catalog, dataset.profiles, now=val.cut)
     step("click model and relevance floor: rank the validation shoppers")
     val_ranked = split_pairs(val_model, val, on_user=on_user)
-    click = ClickModel().fit(val_ranked.all_pairs(), val_ranked.outside)
-    chosen = choose_floor(val_model, click, val, val_ranked, len(catalog))
+    click = val_ranked.click_model()
+    chosen = choose_policy(val_model, click, val, val_ranked, len(catalog))
     policy = chosen.policy
     step(f"{model_name}: fit on the test cut's past")
     test_model = cls(**params).fit(test.past, catalog, dataset.profiles, now=test.cut)
@@ -258,8 +258,7 @@ def _calibration(result: AdEvaluation, click: ClickModel, split: Split, ranked: 
             advertised = np.isin(top_items, items)
             top = (top_p[advertised], np.isin(top_items[advertised], targets), top_items[advertised])
             rest = items[~np.isin(items, seen) & ~np.isin(items, top_items)]
-            outside_p = np.full(len(rest), click.outside(not len(context.items) and not context.interests
-                                                         and not context.queries))
+            outside_p = np.full(len(rest), click.outside(known_count(context) == 0))
             every = (np.concatenate([top[0], outside_p]), np.concatenate([top[1], np.isin(rest, targets)]),
                      np.concatenate([top[2], rest]))
             for population, (p, y, at) in (("advertised", every), ("top", top)):

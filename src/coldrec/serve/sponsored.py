@@ -84,7 +84,8 @@ def auction(click_model: ClickModel, catalog: ItemCatalog, table: ItemTable, con
         return NOTHING_PLACED
     depth = ranked.take(slice(0, DEPTH))
     row_of = {int(item): row for row, item in enumerate(depth.items)}
-    shopper = _shopper_categories(table, context, category)
+    targeted = any(c.categories for c in campaigns)
+    shopper = _shopper_categories(table, context, category) if targeted else set()
     targeting = [c for c in campaigns if c.matches_categories(shopper)]
     if not targeting:
         return NOTHING_PLACED
