@@ -25,8 +25,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from coldrec.serve.privacy import Pseudonymizer, add_key_link
+
+from .schema import KEY_VERSION
 
 
 class KeyVersionError(RuntimeError):
@@ -59,6 +62,24 @@ class StoreKeys:
                 f"the store's pseudonymous keys were rotated to version {version}, but this process's key holds "
                 f"{chain.version} link(s): give it the rotated key (the key file `coldrec rotate-key` wrote)")
         return chain if version == chain.version else chain.at(version)
+
+
+class KeyedStore:
+    """What both backends answer about their key the same way, over their `keys` and `_read`."""
+
+    keys: StoreKeys
+
+    def _read(self, sql: str, parameters: Any = ()) -> list[Any]:
+        raise NotImplementedError
+
+    @property
+    def ids(self) -> Pseudonymizer:
+        """The pseudonymizer at the store's key version now."""
+        return self.keys.at(self.key_version())
+
+    def key_version(self) -> int:
+        """How many links of the key chain the stored keys went through (1 + the rotations)."""
+        return key_version(self._read(KEY_VERSION))
 
 
 def key_version(rows: list) -> int:

@@ -32,7 +32,7 @@ from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
-from .keys import StoreKeys, key_version, rekeyed
+from .keys import KeyedStore, StoreKeys, key_version, rekeyed
 from .ledger import INSERT_SECRET, AdLedger, Run, ledger_tables, new_secret
 from .rows import (
     EventRows,
@@ -202,7 +202,7 @@ class ItemsListener:
         self.close()
 
 
-class PostgresStore(AdLedger):
+class PostgresStore(AdLedger, KeyedStore):
     """Thread-safe: each call borrows a connection from a pool (psycopg_pool), a write is one transaction."""
 
     _lock_row = " FOR UPDATE"
@@ -248,15 +248,6 @@ class PostgresStore(AdLedger):
                    reload_key=key_source(id_key, key_file), **options)
 
     # the pseudonymisation key (see .keys)
-
-    @property
-    def ids(self) -> Pseudonymizer:
-        """The pseudonymizer at the store's key version now."""
-        return self.keys.at(self.key_version())
-
-    def key_version(self) -> int:
-        """How many links of the key chain the stored keys went through (1 + the rotations)."""
-        return key_version(self._read(KEY_VERSION))
 
     def _ids_in(self, cursor: psycopg.Cursor) -> Pseudonymizer:
         """The pseudonymizer of a writing transaction: the version row read FOR SHARE (see .keys)."""

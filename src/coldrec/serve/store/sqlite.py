@@ -18,7 +18,7 @@ from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
 from .erasure import PURGE_WAIT_S, Erasure
-from .keys import StoreKeys, key_version, rekeyed
+from .keys import KeyedStore, StoreKeys, key_version, rekeyed
 from .ledger import AdLedger, Run
 from .rows import (
     EventRows,
@@ -76,7 +76,7 @@ from .schema import (
 )
 
 
-class Store(Erasure, AdLedger):
+class Store(Erasure, AdLedger, KeyedStore):
     """Thread-safe: a connection per thread (WAL lets readers run beside the writer), one writer at a time."""
 
     def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S,
@@ -98,15 +98,6 @@ class Store(Erasure, AdLedger):
         return cls(Path(state_dir) / filename, Pseudonymizer(key), reload_key=key_source(id_key, key_file))
 
     # the pseudonymisation key (see .keys)
-
-    @property
-    def ids(self) -> Pseudonymizer:
-        """The pseudonymizer at the store's key version now."""
-        return self.keys.at(self.key_version())
-
-    def key_version(self) -> int:
-        """How many links of the key chain the stored keys went through (1 + the rotations)."""
-        return key_version(self._read(KEY_VERSION))
 
     def _ids_in(self, connection: sqlite3.Connection) -> Pseudonymizer:
         return self.keys.at(key_version(connection.execute(KEY_VERSION).fetchall()))
