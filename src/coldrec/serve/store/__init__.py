@@ -8,9 +8,11 @@ synchronous=FULL, fsynced) before the method returns, so an acknowledged event s
 kill -9 of the process. An erasure returns once no file of the store holds the erased rows (SQLite; on
 PostgreSQL, once the transaction deleting them committed).
 
-Modules, lowest first: `schema` (tables, constants, upgrades), `rows` (values in and out),
-`connections` (a connection per thread, one writer), `erasure` (rows out of every file), `sqlite` (`Store`);
-`postgres` (`PostgresStore`: the same methods and promises, psycopg imported only when one is opened) beside them.
+Modules, lowest first: `schema` (tables, constants, upgrades), `rows` (values in and out), `statements` (the
+`Run` both backends give), with the methods written once over it: `keys` (the pseudonymisation key's version),
+`profiles`, `rules` (merchandising rules), `ledger` (campaigns and ad spend); `connections` (a connection per
+thread, one writer), `erasure` (rows out of every file), `sqlite` (`Store`); `postgres` (`PostgresStore`: the same
+methods and promises, psycopg imported only when one is opened) beside them.
 """
 
 from __future__ import annotations

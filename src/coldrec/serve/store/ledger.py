@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from coldrec.ads.campaigns import Campaign, CampaignError
 from coldrec.ads.pacing import day_of
 from coldrec.ads.tokens import AdToken
 
-#: (statement with `?` placeholders, parameters) -> (rows, rowcount): one backend's way to run a statement
-Run = Callable[[str, Sequence[Any]], tuple[list[tuple], int]]
+from .statements import Run, Statements
+
 MICROS = 1_000_000
 
 LEDGER_TABLES = """
@@ -71,18 +70,11 @@ def micros(amount: float) -> int:
     return round(float(amount) * MICROS)
 
 
-class AdLedger:
-    """Campaign and ledger methods over a backend's `_ledger_write()` (one transaction, yielding a `Run`) and
-    `_ledger_read()`; `_lock_row` is the clause that locks a row read for update ("" where writers are serialised).
-    """
+class AdLedger(Statements):
+    """Campaign and ledger methods over a backend's `Statements`; `_lock_row` is the clause that locks a row read
+    for update ("" where writers are serialised)."""
 
     _lock_row = ""
-
-    def _ledger_write(self) -> AbstractContextManager[Run]:
-        raise NotImplementedError
-
-    def _ledger_read(self) -> AbstractContextManager[Run]:
-        raise NotImplementedError
 
     # campaigns
 
@@ -91,7 +83,7 @@ class AdLedger:
         not a live item of the catalog."""
         stored = Campaign.from_dict({**campaign.to_dict(), "campaign_id": f"c_{secrets.token_hex(8)}",
                                      "created": time.time()})
-        with self._ledger_write() as run:
+        with self._transaction() as run:
             self._check_items(run, stored.items)
             run("INSERT INTO campaigns (campaign_id, campaign, daily_budget, created) VALUES (?, ?, ?, ?)",
                 (stored.campaign_id, json.dumps(stored.to_dict()), micros(stored.daily_budget), stored.created))
@@ -106,20 +98,20 @@ class AdLedger:
                 raise CampaignError(f"items[{at}]", f"unknown or deleted item {item_id!r}")
 
     def campaign(self, campaign_id: str) -> Campaign | None:
-        with self._ledger_read() as run:
+        with self._reads() as run:
             rows, _ = run("SELECT campaign FROM campaigns WHERE campaign_id = ?", (campaign_id,))
         return Campaign.from_dict(json.loads(rows[0][0])) if rows else None
 
     def campaigns(self) -> list[Campaign]:
         """Every campaign, oldest first."""
-        with self._ledger_read() as run:
+        with self._reads() as run:
             rows, _ = run("SELECT campaign FROM campaigns ORDER BY created, campaign_id", ())
         return [Campaign.from_dict(json.loads(row[0])) for row in rows]
 
     def update_campaign(self, campaign_id: str, fields: dict[str, Any]) -> Campaign | None:
         """Change the given fields (`coldrec.ads.campaigns.MUTABLE`) in one transaction: the campaign after it, or
         None when there is none by that id. A lowered daily budget holds from the next click on."""
-        with self._ledger_write() as run:
+        with self._transaction() as run:
             rows, _ = run(f"SELECT campaign FROM campaigns WHERE campaign_id = ?{self._lock_row}", (campaign_id,))
             if not rows:
                 return None
@@ -131,7 +123,7 @@ class AdLedger:
 
     def campaigns_version(self) -> int:
         """Grows with every campaign added or changed (by any process sharing the store)."""
-        with self._ledger_read() as run:
+        with self._reads() as run:
             rows, _ = run(CAMPAIGNS_VERSION, ())
         return int(rows[0][0])
 
@@ -141,14 +133,14 @@ class AdLedger:
         """The key ad tokens are signed with: drawn once per store, so every host sharing it can check a token."""
         secret = getattr(self, "_ad_secret_bytes", None)
         if secret is None:
-            with self._ledger_read() as run:
+            with self._reads() as run:
                 rows, _ = run("SELECT secret FROM ad_signing", ())
             secret = self._ad_secret_bytes = bytes.fromhex(rows[0][0])
         return secret
 
     def spend_today(self, now: float | None = None) -> dict[str, float]:
         """Each campaign's spend on the UTC day of `now` (default: the clock), for pacing."""
-        with self._ledger_read() as run:
+        with self._reads() as run:
             rows, _ = run("SELECT campaign_id, spend FROM ad_spend WHERE day = ?",
                           (day_of(time.time() if now is None else now),))
         return {str(campaign_id): spend / MICROS for campaign_id, spend in rows}
@@ -157,7 +149,7 @@ class AdLedger:
         """A campaign's impressions, clicks and spend, in all and today (UTC), and what is left of today's budget.
         Impressions are those the serving processes have written so far (each writes its count every second)."""
         day = day_of(time.time() if now is None else now)
-        with self._ledger_read() as run:
+        with self._reads() as run:
             (total,), _ = run("SELECT COALESCE(SUM(impressions), 0), COALESCE(SUM(clicks), 0), "
                               "COALESCE(SUM(spend), 0) FROM ad_spend WHERE campaign_id = ?", (campaign_id,))
             today, _ = run("SELECT impressions, clicks, spend FROM ad_spend WHERE campaign_id = ? AND day = ?",
@@ -173,7 +165,7 @@ class AdLedger:
         if not counts:
             return
         day = day_of(time.time() if now is None else now)
-        with self._ledger_write() as run:
+        with self._transaction() as run:
             for campaign_id, count in sorted(counts.items()):
                 run(SPEND_ROW, (campaign_id, day))
                 run("UPDATE ad_spend SET impressions = impressions + ? WHERE campaign_id = ? AND day = ?",
@@ -181,7 +173,7 @@ class AdLedger:
 
     def clicks_booked(self, campaign_id: str) -> dict[str, float]:
         """Each charged click of a campaign: event id -> what it was charged."""
-        with self._ledger_read() as run:
+        with self._reads() as run:
             rows, _ = run("SELECT event_id, charged FROM ad_clicks WHERE campaign_id = ?", (campaign_id,))
         return {str(event_id): charged / MICROS for event_id, charged in rows}
 

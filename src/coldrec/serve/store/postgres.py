@@ -15,7 +15,6 @@ from SQLite is named here: `PG_SCHEMA`, `pg`, the statements over arrays (`STORE
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
@@ -33,16 +32,14 @@ from coldrec.data.interactions import InteractionLog
 from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
 from .keys import KeyedStore, StoreKeys, key_version, rekeyed
-from .ledger import INSERT_SECRET, AdLedger, Run, ledger_tables, new_secret
+from .ledger import INSERT_SECRET, AdLedger, ledger_tables, new_secret
+from .profiles import StatedInterests
 from .rows import (
     EventRows,
     EventsAdded,
     Snapshot,
     as_frame,
     decoded_profiles,
-    decoded_rules,
-    encoded_interests,
-    encoded_rule,
     events_columns,
     events_frame,
     exported,
@@ -50,21 +47,18 @@ from .rows import (
     item_rows,
     items_from_rows,
     most_recent,
-    new_rule_id,
     patch_values,
     seed_columns,
     shopper_keys,
 )
+from .rules import MerchandisingRules
 from .schema import (
-    BUMP_RULES_VERSION,
     COUNT_ERASURE,
     COUNT_NAMES,
     COUNTERS,
     COUNTS,
     DELETE_ITEM,
-    DELETE_RULE,
     ERASE_ROWS,
-    INSERT_RULE,
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
@@ -73,12 +67,9 @@ from .schema import (
     PROFILES,
     PURGE_EVENTS,
     REKEY,
-    RULES_VERSION,
     SELECT_ITEMS,
-    SELECT_RULES,
     SESSION_TABLES,
     SET_KEY_VERSION,
-    SET_PROFILE,
     STORED_KEYS,
     UNTIMED,
     USER_EVENT_COLUMNS,
@@ -87,6 +78,7 @@ from .schema import (
     patch_item_sql,
     upsert_items_sql,
 )
+from .statements import Run
 
 if TYPE_CHECKING:
     import psycopg
@@ -202,7 +194,7 @@ class ItemsListener:
         self.close()
 
 
-class PostgresStore(AdLedger, KeyedStore):
+class PostgresStore(AdLedger, StatedInterests, MerchandisingRules, KeyedStore):
     """Thread-safe: each call borrows a connection from a pool (psycopg_pool), a write is one transaction."""
 
     _lock_row = " FOR UPDATE"
@@ -308,12 +300,12 @@ class PostgresStore(AdLedger, KeyedStore):
             return cursor.execute(sql, parameters).fetchall()
 
     @contextmanager
-    def _ledger_write(self) -> Iterator[Run]:
+    def _transaction(self) -> Iterator[Run]:
         with self._write() as cursor:
             yield _runner(cursor)
 
     @contextmanager
-    def _ledger_read(self) -> Iterator[Run]:
+    def _reads(self) -> Iterator[Run]:
         with self._reading() as cursor:
             yield _runner(cursor)
 
@@ -466,47 +458,6 @@ class PostgresStore(AdLedger, KeyedStore):
     def stored_event_ids(self, event_ids: list[str]) -> list[str]:
         """The given event ids that are stored (in the order given, each once)."""
         return in_given_order(event_ids, {row[0] for row in self._read(STORED_EVENTS, (list(event_ids),))})
-
-    # profiles
-
-    def set_profile(self, user_id: str, interests: list[str]) -> None:
-        with self._write() as cursor:
-            cursor.execute(pg(SET_PROFILE), (self._ids_in(cursor).user(user_id), encoded_interests(interests)))
-
-    def profile(self, user_id: str) -> list[str]:
-        rows = self._read(pg(PROFILE), (self.ids.user(user_id),))
-        interests: list[str] = json.loads(rows[0][0]) if rows else []
-        return interests
-
-    def profiles(self) -> dict[str, list[str]]:
-        """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
-        return decoded_profiles(self._read(PROFILES))
-
-    # merchandising rules
-
-    def add_rule(self, rule: dict) -> str:
-        """Store a rule under a new id (see `Store.add_rule`); returns the id."""
-        rule_id = new_rule_id()
-        with self._write() as cursor:
-            cursor.execute(pg(INSERT_RULE), (rule_id, encoded_rule(rule), time.time()))
-            cursor.execute(BUMP_RULES_VERSION)
-        return rule_id
-
-    def rules(self) -> list[dict]:
-        """Every stored rule (with its rule_id), oldest first."""
-        return decoded_rules(self._read(SELECT_RULES))
-
-    def delete_rule(self, rule_id: str) -> bool:
-        """Delete a rule; False if there is none by that id."""
-        with self._write() as cursor:
-            deleted = cursor.execute(pg(DELETE_RULE), (rule_id,)).rowcount
-            if deleted:
-                cursor.execute(BUMP_RULES_VERSION)
-        return bool(deleted)
-
-    def rules_version(self) -> int:
-        """Grows with every rule added or deleted (by any host sharing the database)."""
-        return int(self._read(RULES_VERSION)[0][0])
 
     # a consistent copy, for retraining
 

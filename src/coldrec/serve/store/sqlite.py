@@ -19,37 +19,32 @@ from coldrec.serve.privacy import Pseudonymizer, key_source, load_or_create_key
 
 from .erasure import PURGE_WAIT_S, Erasure
 from .keys import KeyedStore, StoreKeys, key_version, rekeyed
-from .ledger import AdLedger, Run
+from .ledger import AdLedger
+from .profiles import StatedInterests
 from .rows import (
     EventRows,
     EventsAdded,
     Snapshot,
     as_frame,
     decoded_profiles,
-    decoded_rules,
-    encoded_interests,
-    encoded_rule,
     events_columns,
     events_frame,
     exported,
     item_rows,
     items_from_rows,
     most_recent,
-    new_rule_id,
     patch_values,
     seed_columns,
     shopper_keys,
     stored_event_ids,
 )
+from .rules import MerchandisingRules
 from .schema import (
-    BUMP_RULES_VERSION,
     COUNT_ERASURE,
     COUNT_NAMES,
     COUNTERS,
     COUNTS,
     DELETE_ITEM,
-    DELETE_RULE,
-    INSERT_RULE,
     IS_LIVE,
     ITEM_COUNT,
     ITEMS_VERSION,
@@ -58,12 +53,9 @@ from .schema import (
     PROFILES,
     PURGE_EVENTS,
     REKEY,
-    RULES_VERSION,
     SELECT_ITEMS,
-    SELECT_RULES,
     SESSION_TABLES,
     SET_KEY_VERSION,
-    SET_PROFILE,
     STORED_KEYS,
     UNTIMED,
     USER_EVENT_COLUMNS,
@@ -74,9 +66,10 @@ from .schema import (
     patch_item_sql,
     upsert_items_sql,
 )
+from .statements import Run
 
 
-class Store(Erasure, AdLedger, KeyedStore):
+class Store(Erasure, AdLedger, StatedInterests, MerchandisingRules, KeyedStore):
     """Thread-safe: a connection per thread (WAL lets readers run beside the writer), one writer at a time."""
 
     def __init__(self, path: str | Path, pseudonymizer: Pseudonymizer, purge_wait_s: float = PURGE_WAIT_S,
@@ -275,57 +268,15 @@ class Store(Erasure, AdLedger, KeyedStore):
         """The given event ids that are stored."""
         return stored_event_ids(self._connection(), event_ids)
 
-    # profiles
-
-    def set_profile(self, user_id: str, interests: list[str]) -> None:
-        with self._write() as connection:
-            connection.execute(SET_PROFILE, (self._ids_in(connection).user(user_id), encoded_interests(interests)))
-
-    def profile(self, user_id: str) -> list[str]:
-        rows = self._read(PROFILE, (self.ids.user(user_id),))
-        interests: list[str] = json.loads(rows[0][0]) if rows else []
-        return interests
-
-    def profiles(self) -> dict[str, list[str]]:
-        """Every stated-interest profile, by pseudonymised user key (for rebuilds)."""
-        return decoded_profiles(self._read(PROFILES))
-
-    # merchandising rules
-
-    def add_rule(self, rule: dict) -> str:
-        """Store a rule (its fields as a JSON object; `coldrec.rank.rules.Rule`'s names) under a new id; returns
-        the id."""
-        rule_id = new_rule_id()
-        with self._write() as connection:
-            connection.execute(INSERT_RULE, (rule_id, encoded_rule(rule), time.time()))
-            connection.execute(BUMP_RULES_VERSION)
-        return rule_id
-
-    def rules(self) -> list[dict]:
-        """Every stored rule (with its rule_id), oldest first."""
-        return decoded_rules(self._read(SELECT_RULES))
-
-    def delete_rule(self, rule_id: str) -> bool:
-        """Delete a rule; False if there is none by that id."""
-        with self._write() as connection:
-            deleted = connection.execute(DELETE_RULE, (rule_id,)).rowcount
-            if deleted:
-                connection.execute(BUMP_RULES_VERSION)
-        return bool(deleted)
-
-    def rules_version(self) -> int:
-        """Grows with every rule added or deleted (by any process sharing the store)."""
-        return int(self._read(RULES_VERSION)[0][0])
-
-    # sponsored products (see .ledger)
+    # the shared statements (see .statements)
 
     @contextmanager
-    def _ledger_write(self) -> Iterator[Run]:
+    def _transaction(self) -> Iterator[Run]:
         with self._write() as connection:
             yield _runner(connection)
 
     @contextmanager
-    def _ledger_read(self) -> Iterator[Run]:
+    def _reads(self) -> Iterator[Run]:
         yield _runner(self._connection())
 
     # a consistent copy, for retraining

@@ -1,0 +1,3 @@
+from coldrec.cli import app
+
+app(prog_name="coldrec")
