@@ -56,7 +56,7 @@ def test_the_released_counts_are_noisy_integers_for_every_item():
     log = shop_with_a_heavy_buyer(heavy_events=0)
     kept = bound_contributions(log, 3)
     exact = np.bincount(kept.item, minlength=N_ITEMS)
-    released = release_popularity(kept, N_ITEMS, 100 * DAY, PrivacyBudget(1.0, 3))
+    released = release_popularity(kept, N_ITEMS, 100 * DAY, PrivacyBudget(1.0, 3, pair_share=0.25))
     assert released.counts.shape == (N_ITEMS, 2)  # the last 30 days and the rest
     assert released.counts.dtype == np.int64
     noisy = released.counts.sum(axis=1)
@@ -81,7 +81,7 @@ def test_only_pairs_over_the_threshold_are_released_and_symmetric():
     users = [f"a{u}" for u in range(400) for _ in range(2)] + [f"b{u}" for u in range(5) for _ in range(2)]
     items = [0, 1] * 400 + [2, 3] * 5
     log = InteractionLog.from_arrays(users, items, np.arange(len(users)))
-    co = release_co_counts(bound_contributions(log, 2), 4, PrivacyBudget(4.0, 2))
+    co = release_co_counts(bound_contributions(log, 2), 4, PrivacyBudget(4.0, 2, pair_share=0.25))
     assert (co != co.T).nnz == 0
     assert abs(co[0, 1] - 400) < 50  # released with noise of scale 1 (epsilon_pairs 1, one pair a shopper)
     assert co[2, 3] == 0  # 5 buyers: under the threshold (about 15 at delta 1e-6)
@@ -89,15 +89,28 @@ def test_only_pairs_over_the_threshold_are_released_and_symmetric():
 
 
 def test_the_account_adds_up_and_bad_settings_name_the_field():
-    _, _, account = release(shop_with_a_heavy_buyer(), N_ITEMS, 100 * DAY, PrivacyBudget(2.0, 4, delta=1e-7))
+    _, _, account = release(shop_with_a_heavy_buyer(), N_ITEMS, 100 * DAY, PrivacyBudget(2.0, 4, delta=1e-7, pair_share=0.25))
     assert account.popularity_epsilon + account.pairs_epsilon == pytest.approx(2.0)
     assert (account.epsilon, account.delta, account.contribution_bound) == (2.0, 1e-7, 4)
     assert PrivacyBudget.of(None) is None and PrivacyBudget.of(math.inf) is None
     for bad, field in ((dict(epsilon=0.0), "epsilon"), (dict(epsilon=-1.0), "epsilon"),
                        (dict(epsilon=1.0, contribution_bound=0), "contribution_bound"),
-                       (dict(epsilon=1.0, delta=1.5), "delta")):
+                       (dict(epsilon=1.0, contribution_bound=100_000), "contribution_bound"),
+                       (dict(epsilon=1.0, delta=1.5), "delta"), (dict(epsilon=1.0, pair_share=1.0), "pair_share"),
+                       (dict(epsilon=1.0, pair_share=-0.1), "pair_share")):
         with pytest.raises(ValueError, match=field):
             PrivacyBudget(**bad)
+
+
+def test_without_a_co_purchase_release_popularity_gets_the_whole_epsilon():
+    log = shop_with_a_heavy_buyer()
+    for budget in (PrivacyBudget(2.0, 3, pair_share=0.0), PrivacyBudget(2.0, 1, pair_share=0.25)):
+        _, co, account = release(log, N_ITEMS, 100 * DAY, budget)
+        assert not budget.releases_pairs and co.nnz == 0 and account.pairs_released == 0
+        assert (account.popularity_epsilon, account.pairs_epsilon, account.delta) == (2.0, 0.0, 0.0)
+        assert "pairs" not in account.mechanism
+    shared = PrivacyBudget(2.0, 3, pair_share=0.25)
+    assert shared.releases_pairs and (shared.popularity_epsilon, shared.pairs_epsilon) == (1.5, 0.5)
 
 
 @pytest.fixture(scope="module")

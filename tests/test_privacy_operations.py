@@ -187,8 +187,21 @@ def test_a_private_build_records_its_epsilon_in_the_manifest_and_healthz(tmp_pat
                           model_params={"epsilon": 1.0, "contribution_bound": 4})
     engine.save(tmp_path / "model")
     privacy = json.loads((tmp_path / "model" / "manifest.json").read_text())["extra"]["privacy"]
-    assert privacy["epsilon"] == 1.0 and privacy["contribution_bound"] == 4 and privacy["delta"] == 1e-6
+    assert privacy["epsilon"] == 1.0 and privacy["contribution_bound"] == 4
+    # by default all of epsilon goes to popularity: no co-purchase release, so pure DP (delta 0)
+    assert (privacy["popularity_epsilon"], privacy["pairs_epsilon"], privacy["delta"]) == (1.0, 0.0, 0.0)
     store = Store.open(tmp_path / "state", "k")
     with TestClient(create_app(Engine.load(tmp_path / "model"), store, Settings(state_dir=tmp_path / "state"))) as c:
         assert c.get("/healthz").json()["privacy"] == privacy
     store.close()
+
+
+def test_build_refuses_privacy_settings_that_change_nothing_or_cannot_hold(tmp_path):
+    out = str(tmp_path / "model")
+    code, text = run_cli("build", "-d", "synthetic", "--out", out, "--pair-share", "0.25")
+    assert code == 2 and "--epsilon" in text and "changes nothing" in text
+    code, text = run_cli("build", "-d", "synthetic", "--out", out, "--epsilon", "1", "--pair-share", "1.5")
+    assert code == 2 and "--pair-share" in text
+    code, text = run_cli("build", "-d", "synthetic", "--out", out, "--epsilon", "1", "--contribution-bound", "100000")
+    assert code == 2 and "--contribution-bound" in text
+    assert not (tmp_path / "model").exists()

@@ -55,9 +55,13 @@ def build(
     epsilon: float | None = typer.Option(None, "--epsilon", min=1e-9, help="Differentially private "
                                   "popularity and co-purchase counts: the epsilon each (re)train spends (e.g. 1; "
                                   "default: exact counts). Kept by every retrain of the model; /healthz shows it."),
-    contribution_bound: int = typer.Option(None, "--contribution-bound", min=1, help="With --epsilon: each "
+    contribution_bound: int = typer.Option(None, "--contribution-bound", min=1, max=10_000, help="With --epsilon: each "
                                            "shopper counts with at most this many distinct items, their latest "
                                            "(default 3)."),
+    pair_share: float = typer.Option(None, "--pair-share", min=0.0, max=0.99, help="With --epsilon: the share of "
+                                     "it spent on the co-purchase counts behind item-kNN, the rest on popularity "
+                                     "(default 0: none; a pair is released only when its noisy count clears a "
+                                     "threshold, which a shop of a few thousand shoppers' pairs does not reach)."),
 ) -> None:
     """Fit the service's engine on a data set or a shop's own files, and seed its store (pseudonymised) with the
     catalog, events and stated interests."""
@@ -72,13 +76,14 @@ def build(
         raise typer.BadParameter(str(error), param_hint="--recommender") from error
     if epsilon is not None and math.isinf(epsilon):  # inf: no noise, as without the option
         epsilon = None
-    privacy = {name: value for name, value in (("epsilon", epsilon), ("contribution_bound", contribution_bound))
-               if value is not None}
+    privacy = {name: value for name, value in (("epsilon", epsilon), ("contribution_bound", contribution_bound),
+                                               ("pair_share", pair_share)) if value is not None}
     if privacy and not hasattr(chosen, "epsilon"):
         raise typer.BadParameter(f"{recommender} publishes no differentially private aggregates; use coldrec",
                                  param_hint="--epsilon")
-    if contribution_bound is not None and epsilon is None:
-        raise typer.BadParameter("a contribution bound without --epsilon changes nothing", param_hint="--epsilon")
+    if (contribution_bound is not None or pair_share is not None) and epsilon is None:
+        raise typer.BadParameter("a contribution bound or pair share without --epsilon changes nothing",
+                                 param_hint="--epsilon")
     encoder = load_encoder_or_exit(encoder_name)
     if catalog is not None or events is not None:
         ds = load_shop_or_exit(catalog, events, profiles, catalog_map, events_map, profiles_map, events_format,

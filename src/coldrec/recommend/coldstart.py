@@ -34,7 +34,7 @@ from coldrec.data.context import UserContext
 from coldrec.data.interactions import InteractionLog
 from coldrec.data.split import Split
 from coldrec.encode.shared import UsesEncoder, item_vectors, normalise
-from coldrec.privacy.aggregates import DEFAULT_CONTRIBUTION_BOUND, DEFAULT_DELTA, PrivacyBudget
+from coldrec.privacy.aggregates import DEFAULT_CONTRIBUTION_BOUND, DEFAULT_DELTA, DEFAULT_PAIR_SHARE, PrivacyBudget
 from coldrec.rank.diversity import diversify, pool_size
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
@@ -84,6 +84,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     epsilon: float | None = None
     contribution_bound: int = DEFAULT_CONTRIBUTION_BOUND
     delta: float = DEFAULT_DELTA
+    pair_share: float = DEFAULT_PAIR_SHARE
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         epsilon: float | None = None,
         contribution_bound: int = DEFAULT_CONTRIBUTION_BOUND,
         delta: float = DEFAULT_DELTA,
+        pair_share: float = DEFAULT_PAIR_SHARE,
         random_state: int = 0,
         encoder=None,
     ):
@@ -132,12 +134,13 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.epsilon = epsilon
         self.contribution_bound = contribution_bound
         self.delta = delta
+        self.pair_share = pair_share
         self.random_state = random_state
         self._encoder = encoder
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, log: InteractionLog, catalog: ItemCatalog, profiles) -> None:
-        PrivacyBudget.of(self.epsilon, self.contribution_bound, self.delta)  # bad settings fail before the work
+        self._privacy_budget()  # bad settings fail before the work
         self._items = ItemState(catalog, self._text_vectors(catalog))
         sources = self.sources if log.timed else tuple(s for s in self.sources if s not in TIMED_SOURCES)
         switched_off = [f for source, names in SOURCE_FEATURES.items() if source not in sources for f in names]
@@ -196,10 +199,13 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         signals = BehaviourSignals(log, catalog, now, self._items.category, als_factors=self.als_factors,
                                    knn_neighbours=self.knn_neighbours, transition_window=self.transition_window,
                                    session_neighbours=self.session_neighbours, random_state=self.random_state,
-                                   privacy=PrivacyBudget.of(self.epsilon, self.contribution_bound, self.delta))
+                                   privacy=self._privacy_budget())
         if self.neighbours_for_new_items:
             signals.borrow_for_new_items(self._items.vectors, self.neighbours_for_new_items)
         return signals
+
+    def _privacy_budget(self) -> PrivacyBudget | None:
+        return PrivacyBudget.of(self.epsilon, self.contribution_bound, self.delta, self.pair_share)
 
     def _use_signals(self, signals: BehaviourSignals) -> None:
         self._signals = signals
