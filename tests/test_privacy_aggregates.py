@@ -89,7 +89,8 @@ def test_only_pairs_over_the_threshold_are_released_and_symmetric():
 
 
 def test_the_account_adds_up_and_bad_settings_name_the_field():
-    _, _, account = release(shop_with_a_heavy_buyer(), N_ITEMS, 100 * DAY, PrivacyBudget(2.0, 4, delta=1e-7, pair_share=0.25))
+    budget = PrivacyBudget(2.0, 4, delta=1e-7, pair_share=0.25)
+    _, _, account = release(shop_with_a_heavy_buyer(), N_ITEMS, 100 * DAY, budget)
     assert account.popularity_epsilon + account.pairs_epsilon == pytest.approx(2.0)
     assert (account.epsilon, account.delta, account.contribution_bound) == (2.0, 1e-7, 4)
     assert PrivacyBudget.of(None) is None and PrivacyBudget.of(math.inf) is None

@@ -193,8 +193,10 @@ def privacy_tables(evaluation: Evaluation) -> list[Table]:
         if result.privacy is None:
             continue
         release = next((row["release"] for row in result.privacy if row["release"]), None)
-        about = (f"contribution bound c = {release['contribution_bound']}, delta {release['delta']:g}"
-                 if release else "no finite epsilon")
+        about = "no finite epsilon"
+        if release:
+            guarantee = f"delta {release['delta']:g}" if release["delta"] else "pure DP"
+            about = f"contribution bound c = {release['contribution_bound']}, {guarantee}"
         table = Table(title=f"{title(evaluation)}: {result.name} by epsilon per retrain ({about}; means over "
                             "the noise draws)", title_justify="left")
         for column in ("epsilon", "segment", "users", "draws", *PRIVACY_COLUMNS, "ndcg sd", "ndcg vs off",
