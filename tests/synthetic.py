@@ -75,3 +75,15 @@ def make_log(n_users: int = 60, seed: int = 0) -> InteractionLog:
             times.append(t)
             t += 60
     return InteractionLog.from_arrays(users, items, times)
+
+
+def publish_synthetic_model(root):
+    """A `coldrec build`-style model folder at `root` (a pathlib.Path): an engine on make_catalog / make_log with the
+    hashing encoder, published as version 1. Returns `root`."""
+    from coldrec.model.versions import ModelVersions
+    from coldrec.serve.engine import Engine
+    from coldrec.serve.synthetic import HashingEncoder
+
+    engine = Engine.build(make_catalog(), make_log(), encoder=HashingEncoder(256))
+    ModelVersions(root).publish(engine.save)
+    return root

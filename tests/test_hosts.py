@@ -29,7 +29,7 @@ from coldrec.model.versions import ModelVersions
 from coldrec.serve.engine import Engine
 from coldrec.serve.process import free_port, start_server, stop_server
 from coldrec.serve.store import PostgresStore, open_store
-from tests.synthetic import make_catalog, make_log
+from tests.synthetic import make_catalog, make_log, publish_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
 ID_KEY = "hosts-test-key"
@@ -55,12 +55,7 @@ def store_url(postgres_url) -> str:
 
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory) -> Path:
-    from coldrec.serve.synthetic import HashingEncoder
-
-    root = tmp_path_factory.mktemp("hosts") / "shop"
-    engine = Engine.build(make_catalog(), make_log(), encoder=HashingEncoder(256))
-    ModelVersions(root).publish(engine.save)
-    return root
+    return publish_synthetic_model(tmp_path_factory.mktemp("hosts") / "shop")
 
 
 def environment() -> dict[str, str]:

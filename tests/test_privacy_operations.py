@@ -20,7 +20,7 @@ from coldrec.serve.engine import Engine
 from coldrec.serve.privacy import Pseudonymizer
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import Store
-from tests.synthetic import make_catalog, make_log
+from tests.synthetic import make_catalog, make_log, publish_synthetic_model
 
 USERS = [f"u{u}" for u in range(0, 60, 7)]
 
@@ -37,12 +37,7 @@ def run_cli(*args: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A `coldrec build`-style folder: version 1 (exact aggregates) and a seeded store, copied by each test."""
-    from coldrec.serve.synthetic import HashingEncoder
-
-    root = tmp_path_factory.mktemp("built") / "shop"
-    engine = Engine.build(make_catalog(), make_log(), encoder=HashingEncoder(256))
-    ModelVersions(root).publish(engine.save)
-    return root
+    return publish_synthetic_model(tmp_path_factory.mktemp("built") / "shop")
 
 
 @pytest.fixture

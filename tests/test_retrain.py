@@ -26,7 +26,7 @@ from coldrec.serve.engine import Engine
 from coldrec.serve.retrain import retrain, retrain_every, training_data
 from coldrec.serve.settings import Settings
 from coldrec.serve.store import Store
-from tests.synthetic import make_catalog, make_log
+from tests.synthetic import make_catalog, make_log, publish_synthetic_model
 
 #: a pair nobody in make_log buys together (clusters A and B)
 CROSS = ("i1", "i14")
@@ -35,11 +35,7 @@ CROSS = ("i1", "i14")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A `coldrec build`-style folder: version 1 and a seeded store (copied by each test)."""
-    from coldrec.serve.synthetic import HashingEncoder
-
-    root = tmp_path_factory.mktemp("built") / "shop"
-    engine = Engine.build(make_catalog(), make_log(), encoder=HashingEncoder(256))
-    ModelVersions(root).publish(engine.save)
+    root = publish_synthetic_model(tmp_path_factory.mktemp("built") / "shop")
     store = Store.open(root / "state")
     store.seed(make_catalog(), make_log())
     store.close()
