@@ -12,9 +12,7 @@ age) are NaN: not computed from positions standing in for times, and no feature 
 With a `PrivacyBudget` the popularity arrays (overall, 30-day, decayed, per category, the event counts) and the
 item-kNN co-occurrence come from one differentially private release (`coldrec.privacy.aggregates`; the account
 is `privacy_release`) instead of the exact counts, and item age (the time of an item's first event: one shopper's
-event) is not computed. Nor is which catalog items nobody bought: their estimated buyers are small but never 0, so
-`borrow_for_new_items` lends no behaviour under DP. ALS factors, transitions and sequences
-are fitted on the log as it is.
+event) is not computed. ALS factors, transitions and sequences are fitted on the log as it is.
 """
 
 from __future__ import annotations
