@@ -13,10 +13,9 @@ released), by sequential composition of up to two OpenDP measurements:
    event on the item (`AGE_BUCKETS`; one bucket when the log has no timestamps). A shopper adds at most c
    records, each moving one count by one: L1 sensitivity c. Every bin (items nobody bought included) gets
    discrete Laplace noise of scale c / epsilon_pop (OpenDP's `make_laplace` on an integer vector, its privacy map
-   checked at d_in = c). Each item's true bins are then estimated from its released ones (empirical Bayes,
-   `coldrec.privacy.denoise`), and distinct buyers overall (the bins' sum), in the last 30 days (the first bin) and
-   decayed (the bins weighted by the decay at their typical age) are read off those estimates: post-processing of
-   this one release, no further cost.
+   checked at d_in = c). Distinct buyers overall (the bins' sum), in the last 30 days (the first bin) and decayed
+   (the bins weighted by the decay at their typical age) are all read off this one release: post-processing, no
+   further cost.
 3. **Co-purchase counts** (`release_co_counts`, epsilon x `pair_share` and `delta`, approximate DP; only with a
    `pair_share` above 0 and c above 1): the pairs of each shopper's kept items, counted per pair. A shopper adds
    at most c(c - 1)/2 pairs, each once: OpenDP's `make_laplace_threshold` over the sparse map of pair counts, with
@@ -37,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -155,38 +153,26 @@ def bound_contributions(log: InteractionLog, bound: int) -> Contributions:
 
 @dataclass(frozen=True)
 class NoisyPopularity:
-    """Released counts of shoppers per (item, age bucket) (`counts`, integers, possibly negative: noise), the noise's
-    `scale`, and what follows from them. `buckets` = 1 on an untimed log.
-
-    Everything read off it goes through `estimated`: each item's true counts estimated from its released ones
-    (`coldrec.privacy.denoise`: post-processing), so an item whose recent count is noise is told apart by its older
-    one."""
+    """Released counts of shoppers per (item, age bucket) (`counts`, integers, possibly negative: noise), and what
+    follows from them. `buckets` = 1 on an untimed log."""
 
     counts: np.ndarray  # (items, buckets) int64
-    scale: float
-
-    @cached_property
-    def estimated(self) -> np.ndarray:
-        """Posterior means of the true counts per (item, bucket), >= 0 (float64)."""
-        from coldrec.privacy.denoise import posterior_counts
-
-        return posterior_counts(self.counts, self.scale)
 
     @property
     def distinct(self) -> np.ndarray:
-        """Estimated distinct shoppers per item (float32)."""
-        return self.estimated.sum(axis=1).astype(np.float32)
+        """Noisy distinct shoppers per item, clipped at 0 (float32)."""
+        return np.clip(self.counts.sum(axis=1), 0, None).astype(np.float32)
 
     @property
     def recent(self) -> np.ndarray:
-        """Estimated distinct shoppers per item in the first age bucket (the last 30 days)."""
-        return self.estimated[:, 0].astype(np.float32)
+        """Noisy distinct shoppers per item in the first age bucket (the last 30 days), clipped at 0."""
+        return np.clip(self.counts[:, 0], 0, None).astype(np.float32)
 
     @property
     def decayed(self) -> np.ndarray:
-        """Estimated shoppers per item weighted by the decay at each bucket's typical age."""
+        """Noisy shoppers per item weighted by the decay at each bucket's typical age, clipped at 0."""
         weights = np.exp2(-np.asarray(BUCKET_AGES[: self.counts.shape[1]]) / HALF_LIFE_DAYS)
-        return (self.estimated @ weights).astype(np.float32)
+        return np.clip(self.counts @ weights, 0, None).astype(np.float32)
 
 
 def age_bucket(age_seconds: np.ndarray) -> np.ndarray:
@@ -205,7 +191,7 @@ def release_popularity(kept: Contributions, n_items: int, now: int | None, budge
     if spent > budget.popularity_epsilon * (1 + 1e-9):
         raise RuntimeError(f"the popularity release would spend epsilon {spent}, over {budget.popularity_epsilon}")
     noisy = np.asarray(measurement(exact.tolist()), np.int64) if len(exact) else exact
-    return NoisyPopularity(noisy.reshape(n_items, buckets), budget.contribution_bound / budget.popularity_epsilon)
+    return NoisyPopularity(noisy.reshape(n_items, buckets))
 
 
 def release_co_counts(kept: Contributions, n_items: int, budget: PrivacyBudget) -> sp.csr_matrix:
