@@ -157,12 +157,20 @@ def test_the_evaluation_sweeps_epsilons_and_reports_them(tmp_path):
     assert all(r["release"]["epsilon"] == 0.5 and r["draws"] == 2 for r in rows if r["epsilon"] == 0.5)
     assert next(r for r in rows if r["segment"] == "warm" and r["epsilon"] == 0.5)["ndcg@10 sd"] >= 0
     assert off["draws"] == 1
+    # which list the first visitors got, per draw: names of `first_visit_list_`, counted over the draws
+    noisy_first = next(r for r in rows if r["segment"] == "cold k=0" and r["epsilon"] == 0.5)["first visit"]
+    counted = dict(part.rsplit(" x", 1) for part in noisy_first.split(", "))
+    assert sum(int(n) for n in counted.values()) == 2
+    assert set(counted) <= {"ranker", "pop", "pop30", "decayed_pop"}
+    exact_first = next(r for r in rows if r["segment"] == "cold k=0" and math.isinf(r["epsilon"]))["first visit"]
+    assert exact_first.rsplit(" x", 1) in (["ranker", "1"], ["pop", "1"], ["pop30", "1"], ["decayed_pop", "1"])
     assert len(privacy_tables(evaluation)) == 1
     written = write_report(evaluation, tmp_path)
     assert (tmp_path / "privacy_cost.png") in written
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["models"][1]["privacy"]) == len(rows)
     assert "by epsilon per retrain" in (tmp_path / "report.md").read_text()
+    assert noisy_first in (tmp_path / "report.md").read_text()  # the table says it on the first visitors' row
 
 
 def test_cli_epsilons_are_checked():

@@ -10,6 +10,7 @@ well above or below the mean.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,33 +45,38 @@ def parse_epsilons(text: str) -> list[float]:
 
 
 def rows_of(epsilon: float, split: Split, draws: list[dict[str, dict[str, np.ndarray]]],
-            release: dict | None) -> list[dict[str, Any]]:
+            release: dict | None, first_visits: Sequence[str | None] = ()) -> list[dict[str, Any]]:
     """Per segment: users, NDCG@10, Recall@20 and HR@10 at `epsilon`, the means over the noise `draws` (per-user
-    metrics of one fit each), the standard deviation of NDCG@10 across them, and what a release spent."""
+    metrics of one fit each), the standard deviation of NDCG@10 across them, what a release spent, and which list
+    each draw's first visitors got (`first_visits`, as `first_visit_list_` names it; "pop30 x2, ranker x1")."""
+    chosen = Counter(name for name in first_visits if name)
+    first_visit = ", ".join(f"{name} x{count}" for name, count in chosen.most_common())
     rows = []
     for segment, metrics in draws[0].items():
         means = {m: [_mean(draw[segment][m]) for draw in draws] for m in ("ndcg@10", "recall@20", "hr@10")}
         rows.append({"epsilon": epsilon, "segment": segment, "users": len(metrics["ndcg@10"]), "draws": len(draws),
                      **{m: float(np.mean(values)) for m, values in means.items()},
                      "ndcg@10 sd": float(np.std(means["ndcg@10"], ddof=1)) if len(draws) > 1 else float("nan"),
-                     "release": release})
+                     "release": release, "first visit": first_visit})
     return rows
 
 
 def sweep(cls: type[Recommender], params: dict[str, Any], split: Split, epsilons: Sequence[float], fit,
           on_step: Callable[[str], None] | None = None,
-          without_noise: dict[str, dict[str, np.ndarray]] | None = None, draws: int = 1) -> list[dict[str, Any]]:
+          without_noise: dict[str, dict[str, np.ndarray]] | None = None, draws: int = 1,
+          first_visit_without_noise: str | None = None) -> list[dict[str, Any]]:
     """Per epsilon (ascending) and segment: the model with `params` and that epsilon, fitted by `fit(model)` on
     `split`'s past, `draws` times for a finite epsilon. `without_noise`: the per-user metrics of the model already
-    fitted without noise (the point at infinity is then not fitted again)."""
+    fitted without noise (the point at infinity is then not fitted again), whose first visitors got
+    `first_visit_without_noise`."""
     if draws < 1:
         raise ValueError(f"draws must be >= 1, not {draws}")
     rows = []
     for epsilon in sorted(epsilons):
         if math.isinf(epsilon) and without_noise is not None:
-            rows += rows_of(epsilon, split, [without_noise], None)
+            rows += rows_of(epsilon, split, [without_noise], None, [first_visit_without_noise])
             continue
-        results, release = [], None
+        results, release, first_visits = [], None, []
         for draw in range(1 if math.isinf(epsilon) else draws):
             if on_step:
                 on_step(f"{cls.name}: epsilon {epsilon:g}, draw {draw + 1} (test)")
@@ -78,7 +84,8 @@ def sweep(cls: type[Recommender], params: dict[str, Any], split: Split, epsilons
             tops, _, _ = rank_split(model, split)
             results.append(split_metrics(split, tops, len(model.catalog))[0])
             release = getattr(model, "privacy_release", None)
-        rows += rows_of(epsilon, split, results, release)
+            first_visits.append(getattr(model, "first_visit_list_", None))
+        rows += rows_of(epsilon, split, results, release, first_visits)
     return rows
 
 

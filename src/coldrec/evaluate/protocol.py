@@ -193,7 +193,8 @@ def evaluate_model(
         result.privacy = privacy_sweep(cls, best, split, epsilons,
                                        lambda m: m.fit(split.past, catalog, dataset.profiles, now=split.cut),
                                        on_step, without_noise=per_user if best.get("epsilon") is None else None,
-                                       draws=epsilon_draws)
+                                       draws=epsilon_draws,
+                                       first_visit_without_noise=getattr(model, "first_visit_list_", None))
     return result
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from coldrec.evaluate.metrics import RECOMMENDATION_METRICS
 from coldrec.evaluate.protocol import Evaluation
+from coldrec.recommend.firstvisit import FIRST_VISITORS
 
 METRICS = tuple(m.name for m in RECOMMENDATION_METRICS)
 SPLIT_NAMES = {"time": "time split", "users": "user split"}
@@ -182,6 +183,12 @@ def _sd(row: dict[str, Any]) -> str:
     return "-" if np.isnan(row["ndcg@10 sd"]) else f"{row['ndcg@10 sd']:.4f}"
 
 
+def _first_visit(row: dict[str, Any]) -> str:
+    """The list each draw's first visitors got ("pop30 x2, ranker x1"): one list for all of them, so said on their
+    segment's row only."""
+    return row.get("first visit", "") if row["segment"] == FIRST_VISITORS else ""
+
+
 def _epsilon(value: float) -> str:
     return "inf (off)" if np.isinf(value) else f"{value:g}"
 
@@ -200,12 +207,12 @@ def privacy_tables(evaluation: Evaluation) -> list[Table]:
         table = Table(title=f"{title(evaluation)}: {result.name} by epsilon per retrain ({about}; means over "
                             "the noise draws)", title_justify="left")
         for column in ("epsilon", "segment", "users", "draws", *PRIVACY_COLUMNS, "ndcg sd", "ndcg vs off",
-                       "pairs released"):
-            table.add_column(column, justify="left" if column == "segment" else "right")
+                       "pairs released", "first-visit list"):
+            table.add_column(column, justify="left" if column in ("segment", "first-visit list") else "right")
         for row, ratio in _privacy_rows(result):
             pairs = str(row["release"]["pairs_released"]) if row["release"] else "all"
             table.add_row(_epsilon(row["epsilon"]), row["segment"], f"{row['users']:,}", str(row["draws"]),
-                          *(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS), _sd(row), ratio, pairs)
+                          *(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS), _sd(row), ratio, pairs, _first_visit(row))
         tables.append(table)
     return tables
 
@@ -318,11 +325,12 @@ def to_markdown(evaluation: Evaluation) -> str:
                   "`draws` fits, each its own noise draw (sd: of NDCG@10 across them), the parameters chosen without "
                   "noise. Test cut:", "",
                   "| epsilon | segment | users | draws | " + " | ".join(PRIVACY_COLUMNS)
-                  + " | NDCG@10 sd | NDCG@10 vs off |",
-                  "|---|---|---|---|" + "---|" * (len(PRIVACY_COLUMNS) + 2)]
+                  + " | NDCG@10 sd | NDCG@10 vs off | first-visit list |",
+                  "|---|---|---|---|" + "---|" * (len(PRIVACY_COLUMNS) + 3)]
         for row, ratio in _privacy_rows(result):
             lines.append(f"| {_epsilon(row['epsilon'])} | {row['segment']} | {row['users']:,} | {row['draws']} | "
-                         + " | ".join(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS) + f" | {_sd(row)} | {ratio} |")
+                         + " | ".join(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS)
+                         + f" | {_sd(row)} | {ratio} | {_first_visit(row)} |")
     return "\n".join(lines) + "\n"
 
 
