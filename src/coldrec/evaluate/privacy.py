@@ -19,6 +19,7 @@ import numpy as np
 from coldrec.data.split import Split
 from coldrec.evaluate.lists import rank_split, split_metrics
 from coldrec.recommend.base import Recommender
+from coldrec.recommend.firstvisit import FIRST_VISITORS
 
 
 def supports_privacy(model: Recommender | type[Recommender]) -> bool:
@@ -47,8 +48,9 @@ def parse_epsilons(text: str) -> list[float]:
 def rows_of(epsilon: float, split: Split, draws: list[dict[str, dict[str, np.ndarray]]],
             release: dict | None, first_visits: Sequence[str | None] = ()) -> list[dict[str, Any]]:
     """Per segment: users, NDCG@10, Recall@20 and HR@10 at `epsilon`, the means over the noise `draws` (per-user
-    metrics of one fit each), the standard deviation of NDCG@10 across them, what a release spent, and which list
-    each draw's first visitors got (`first_visits`, as `first_visit_list_` names it; "pop30 x2, ranker x1")."""
+    metrics of one fit each), the standard deviation of NDCG@10 across them, what a release spent, and, on the first
+    visitors' row (one list for all of them), which list each draw gave them (`first_visits`, as
+    `first_visit_list_` names it; "pop30 x2, ranker x1")."""
     chosen = Counter(name for name in first_visits if name)
     first_visit = ", ".join(f"{name} x{count}" for name, count in chosen.most_common())
     rows = []
@@ -57,7 +59,7 @@ def rows_of(epsilon: float, split: Split, draws: list[dict[str, dict[str, np.nda
         rows.append({"epsilon": epsilon, "segment": segment, "users": len(metrics["ndcg@10"]), "draws": len(draws),
                      **{m: float(np.mean(values)) for m, values in means.items()},
                      "ndcg@10 sd": float(np.std(means["ndcg@10"], ddof=1)) if len(draws) > 1 else float("nan"),
-                     "release": release, "first visit": first_visit})
+                     "release": release, "first visit": first_visit if segment == FIRST_VISITORS else ""})
     return rows
 
 

@@ -15,7 +15,6 @@ from rich.table import Table
 
 from coldrec.evaluate.metrics import RECOMMENDATION_METRICS
 from coldrec.evaluate.protocol import Evaluation
-from coldrec.recommend.firstvisit import FIRST_VISITORS
 
 METRICS = tuple(m.name for m in RECOMMENDATION_METRICS)
 SPLIT_NAMES = {"time": "time split", "users": "user split"}
@@ -183,12 +182,6 @@ def _sd(row: dict[str, Any]) -> str:
     return "-" if np.isnan(row["ndcg@10 sd"]) else f"{row['ndcg@10 sd']:.4f}"
 
 
-def _first_visit(row: dict[str, Any]) -> str:
-    """The list each draw's first visitors got ("pop30 x2, ranker x1"): one list for all of them, so said on their
-    segment's row only."""
-    return row.get("first visit", "") if row["segment"] == FIRST_VISITORS else ""
-
-
 def _epsilon(value: float) -> str:
     return "inf (off)" if np.isinf(value) else f"{value:g}"
 
@@ -212,7 +205,7 @@ def privacy_tables(evaluation: Evaluation) -> list[Table]:
         for row, ratio in _privacy_rows(result):
             pairs = str(row["release"]["pairs_released"]) if row["release"] else "all"
             table.add_row(_epsilon(row["epsilon"]), row["segment"], f"{row['users']:,}", str(row["draws"]),
-                          *(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS), _sd(row), ratio, pairs, _first_visit(row))
+                          *(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS), _sd(row), ratio, pairs, row["first visit"])
         tables.append(table)
     return tables
 
@@ -330,7 +323,7 @@ def to_markdown(evaluation: Evaluation) -> str:
         for row, ratio in _privacy_rows(result):
             lines.append(f"| {_epsilon(row['epsilon'])} | {row['segment']} | {row['users']:,} | {row['draws']} | "
                          + " | ".join(f"{row[c]:.4f}" for c in PRIVACY_COLUMNS)
-                         + f" | {_sd(row)} | {ratio} | {_first_visit(row)} |")
+                         + f" | {_sd(row)} | {ratio} | {row['first visit']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -58,7 +58,7 @@ DEFAULT_CONTRIBUTION_BOUND = 3
 DEFAULT_DELTA = 1e-6
 #: the largest bound OpenDP's pair-count measurement takes: a shopper's c(c-1)/2 pairs must fit its 32-bit distance
 MAX_CONTRIBUTION_BOUND = 10_000
-#: the share of epsilon spent on the co-purchase counts (the rest: popularity, which every first visitor sees). None
+#: the share of epsilon spent on the co-purchase counts (the rest: popularity, which every first visitor sees). 0
 #: by default: a pair is released only when its noisy count clears a threshold that depends on the budget alone
 #: (about 170 shoppers buying both at epsilon 1, c = 3, a share of 0.25, delta 1e-6), which no pair of
 #: amazon14-office's or uci-online-retail's reaches at epsilon 2 or below; spent on popularity instead, that share
