@@ -8,13 +8,14 @@ import math
 import numpy as np
 import pytest
 
-from coldrec.data import InteractionLog
+from coldrec.data import InteractionLog, UserContext
 from coldrec.privacy.aggregates import (
     PrivacyBudget,
     bound_contributions,
     release,
     release_co_counts,
     release_popularity,
+    simulated_popularity,
 )
 from coldrec.recommend.coldstart import ColdStartRecommender
 from coldrec.recommend.firstvisit import POPULARITY_LISTS, RANKER
@@ -77,6 +78,26 @@ def test_the_noise_shrinks_as_epsilon_grows():
     assert error[10.0] < error[0.1] / 10
 
 
+def test_simulated_draws_have_the_release_s_shape_and_noise_scale():
+    """The draws a model judges its first-visit lists by: the bounded histogram plus discrete Laplace noise of the
+    release's scale (c / epsilon_pop), independent between draws, reproducible by seed."""
+    log = shop_with_a_heavy_buyer()
+    budget = PrivacyBudget(1.0, 3)
+    exact = np.bincount(bound_contributions(log, 3).item, minlength=N_ITEMS)
+    draws = simulated_popularity(log, N_ITEMS, 100 * DAY, budget, draws=200, random_state=7)
+    assert len(draws) == 200 and all(d.counts.shape == (N_ITEMS, 2) and d.counts.dtype == np.int64 for d in draws)
+    noise = np.stack([d.counts.sum(axis=1) for d in draws]) - exact  # two bins' noise per item
+    assert abs(noise.mean()) < 0.2  # centred on the exact bounded counts
+    # each bin: discrete Laplace of scale 3, variance 2 p' / (1 - p')^2 with p' = exp(-1/3), about 17.5 a bin
+    p = math.exp(-1 / 3)
+    assert noise.var() == pytest.approx(2 * 2 * p / (1 - p) ** 2, rel=0.1)
+    assert not np.array_equal(draws[0].counts, draws[1].counts)
+    again = simulated_popularity(log, N_ITEMS, 100 * DAY, budget, draws=2, random_state=7)
+    assert np.array_equal(again[1].counts, draws[1].counts)
+    untimed = simulated_popularity(log, N_ITEMS, None, budget, draws=1)
+    assert untimed[0].counts.shape == (N_ITEMS, 1)
+
+
 def test_only_pairs_over_the_threshold_are_released_and_symmetric():
     # 400 shoppers buy items 0 and 1 together; 5 buy 2 and 3: only the first pair clears the threshold
     users = [f"a{u}" for u in range(400) for _ in range(2)] + [f"b{u}" for u in range(5) for _ in range(2)]
@@ -130,6 +151,13 @@ def test_a_private_model_differs_from_the_exact_one_and_records_its_budget(shop)
     assert not np.allclose(exact.signals.pop, private.signals.pop)
     assert np.isnan(private.signals.age_days).all()  # the time of an item's first event is never released
     assert private.get_params()["epsilon"] == 0.5
+    # the list every first visitor sees is read off the release: a popularity ordering, judged over noise draws
+    assert private.first_visit_list_ in POPULARITY_LISTS and RANKER not in private.first_visit_ndcg_
+    assert set(private.first_visit_ndcg_) == set(POPULARITY_LISTS)
+    served = private.score([UserContext()])[0]
+    released = getattr(private.signals, private.first_visit_list_)
+    order = np.lexsort((np.arange(len(released)), -private.signals.pop, -released))
+    np.testing.assert_array_equal(np.argsort(-served, kind="stable"), order)
     with pytest.raises(ValueError, match="epsilon"):
         ColdStartRecommender(encoder=FakeEncoder(), epsilon=-1).fit(log, catalog)
 
@@ -162,7 +190,7 @@ def test_the_evaluation_sweeps_epsilons_and_reports_them(tmp_path):
     noisy_first = next(r for r in rows if r["segment"] == "cold k=0" and r["epsilon"] == 0.5)["first visit"]
     counted = dict(part.rsplit(" x", 1) for part in noisy_first.split(", "))
     assert sum(int(n) for n in counted.values()) == 2
-    assert set(counted) <= {RANKER, *POPULARITY_LISTS}
+    assert set(counted) <= set(POPULARITY_LISTS)  # with noise: the release's lists, never the ranker's
     exact_first = next(r for r in rows if r["segment"] == "cold k=0" and math.isinf(r["epsilon"]))["first visit"]
     name, count = exact_first.rsplit(" x", 1)
     assert name in {RANKER, *POPULARITY_LISTS} and count == "1"

@@ -201,6 +201,20 @@ def test_the_ranker_replaces_popularity_only_when_better_beyond_chance():
     assert choose_first_visit_list(lists, visitors(110, 50, 240), tie_break)[0] == "ranker"
 
 
+def test_lists_given_as_noise_draws_are_judged_by_their_mean_over_the_draws():
+    visitors = Segment("cold k=0", [UserContext()] * 2, [np.array([0]), np.array([1])], [np.zeros(0, np.int64)] * 2)
+    tie_break = np.arange(12)
+    first = np.arange(12, 0, -1).astype(float)  # 0 first, 1 second
+    buried = first.copy()
+    buried[[0, 1]] = -1  # both targets out of the top 10
+    steady = np.stack([first, first])  # both draws hit
+    lucky = np.stack([first, buried])  # one draw hits, the other misses both
+    best, quality = choose_first_visit_list({"pop": lucky, "pop30": steady}, visitors, tie_break)
+    assert best == "pop30"
+    one_draw = choose_first_visit_list({"pop": first}, visitors, tie_break)[1]["pop"]
+    assert quality["pop30"] == pytest.approx(one_draw) and quality["pop"] == pytest.approx(one_draw / 2)
+
+
 def test_first_visitors_are_split_in_two_disjoint_halves(ordered):
     from coldrec.recommend.training import inner_split
 

@@ -183,15 +183,36 @@ def age_bucket(age_seconds: np.ndarray) -> np.ndarray:
 def release_popularity(kept: Contributions, n_items: int, now: int | None, budget: PrivacyBudget,
                        timed: bool = True) -> NoisyPopularity:
     """The (item, age bucket) histogram of `kept` with discrete Laplace noise on every bin (module docstring)."""
-    buckets = len(AGE_BUCKETS) + 1 if timed and now is not None else 1
-    bins = kept.item * buckets + (age_bucket(int(now) - kept.time) if now is not None and buckets > 1 else 0)
-    exact = np.bincount(bins, minlength=n_items * buckets).astype(np.int64)
+    exact = _histogram(kept, n_items, now, timed)
+    buckets = exact.shape[1]
+    exact = exact.ravel()
     measurement = _laplace_vector(budget.contribution_bound / budget.popularity_epsilon)
     spent = float(measurement.map(budget.contribution_bound))
     if spent > budget.popularity_epsilon * (1 + 1e-9):
         raise RuntimeError(f"the popularity release would spend epsilon {spent}, over {budget.popularity_epsilon}")
     noisy = np.asarray(measurement(exact.tolist()), np.int64) if len(exact) else exact
     return NoisyPopularity(noisy.reshape(n_items, buckets))
+
+
+def simulated_popularity(log: InteractionLog, n_items: int, now: int | None, budget: PrivacyBudget, draws: int,
+                         random_state: int = 0) -> list[NoisyPopularity]:
+    """`draws` independent draws of what `release(log, ...)` could give as popularity: the bounded histogram with
+    discrete Laplace noise of the same scale, from numpy's seeded sampler. For choices a model makes inside its fit
+    on its own inner cut (which list suits the shop at this noise level), never for anything published: a seeded
+    draw is not private."""
+    exact = _histogram(bound_contributions(log, budget.contribution_bound), n_items, now, log.timed)
+    rng = np.random.default_rng(random_state)
+    # a discrete Laplace draw of scale b is the difference of two geometric draws with p = 1 - exp(-1 / b)
+    p = -math.expm1(-budget.popularity_epsilon / budget.contribution_bound)
+    return [NoisyPopularity(exact + rng.geometric(p, exact.shape) - rng.geometric(p, exact.shape))
+            for _ in range(draws)]
+
+
+def _histogram(kept: Contributions, n_items: int, now: int | None, timed: bool) -> np.ndarray:
+    """Kept (shopper, item) pairs per (item, age bucket): (items, buckets) int64, one bucket without times."""
+    buckets = len(AGE_BUCKETS) + 1 if timed and now is not None else 1
+    bins = kept.item * buckets + (age_bucket(int(now) - kept.time) if now is not None and buckets > 1 else 0)
+    return np.bincount(bins, minlength=n_items * buckets).astype(np.int64).reshape(n_items, buckets)
 
 
 def release_co_counts(kept: Contributions, n_items: int, budget: PrivacyBudget) -> sp.csr_matrix:

@@ -2,7 +2,9 @@
 query). Every such shopper gets the same list, so the choice is between whole lists: the ranker's, or one of
 the popularity orderings (all-time; on a timed log also the last 30 days and decayed). It is made on shoppers
 of the inner cut's future that the ranker did not learn from (`hold_out_first_visitors`), by NDCG@10: a shop's
-first visitors get its best popularity list unless the ranker's list was better beyond chance.
+first visitors get its best popularity list unless the ranker's list was better beyond chance. Under
+differential privacy the ranker's list is not a candidate, and each popularity ordering is judged over
+simulated draws of the release's noise (`ColdStartRecommender._first_visit_lists`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ RANKER = "ranker"
 POPULARITY_LISTS = ("pop", "pop30", "decayed_pop")
 UNTIMED_POPULARITY_LISTS = ("pop",)
 FIRST_VISITORS = "cold k=0"
+#: under differential privacy, each popularity ordering is judged over this many simulated noise draws
+NOISE_DRAWS = 10
 
 
 def nothing_known(context: UserContext) -> bool:
@@ -44,7 +48,8 @@ def _subset(segment: Segment, rows: np.ndarray) -> Segment:
 def choose_first_visit_list(lists: dict[str, np.ndarray], shoppers: Segment | None,
                             tie_break: np.ndarray) -> tuple[str, dict[str, float]]:
     """The name of the list (scores over every position) first visitors get, and each list's mean NDCG@10 on
-    `shoppers`.
+    `shoppers`. A list may also be several draws of it (draws x positions: what a noisy release could give),
+    a shopper's NDCG@10 then being the mean over the draws.
 
     Popularity is the default: the popularity ordering with the best mean NDCG@10 (ties: the earlier in
     `lists`). The ranker's list replaces it only where it earns it, with the 95% interval of the paired
@@ -56,12 +61,23 @@ def choose_first_visit_list(lists: dict[str, np.ndarray], shoppers: Segment | No
         return RANKER, {}
     if shoppers is None or not len(shoppers):
         return popular[0], {}
-    gains = {name: _ndcg_per_shopper(values, shoppers, tie_break) for name, values in lists.items()}
+    gains = {name: np.mean([_ndcg_per_shopper(draw, shoppers, tie_break) for draw in np.atleast_2d(values)], axis=0)
+             for name, values in lists.items()}
     quality = {name: float(values.mean()) for name, values in gains.items()}
     best = max(popular, key=lambda name: (quality[name], -popular.index(name)))
     if RANKER in gains and _lower_bound(gains[RANKER] - gains[best]) > 0:
         return RANKER, quality
     return best, quality
+
+
+def popularity_ranks(values: np.ndarray, pop: np.ndarray) -> np.ndarray:
+    """A released (noisy) popularity ordering as scores: noisy counts tie (at 0 above all), broken here as
+    `rank` breaks them, by the released all-time popularity `pop`, then position, so that no caller breaks them
+    by exact counts."""
+    order = np.lexsort((np.arange(len(values)), -np.asarray(pop[: len(values)]), -np.asarray(values)))
+    ranks = np.empty(len(values), np.float32)
+    ranks[order] = np.arange(len(values), 0, -1, dtype=np.float32) / len(values)
+    return ranks
 
 
 def _lower_bound(differences: np.ndarray, z: float = 1.96) -> float:

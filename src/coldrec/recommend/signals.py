@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from coldrec.data.catalog import ItemCatalog
 from coldrec.data.interactions import InteractionLog
 from coldrec.model.registry import register_class
-from coldrec.privacy.aggregates import PrivacyBudget
+from coldrec.privacy.aggregates import NoisyPopularity, PrivacyBudget
 from coldrec.recommend.rows import grow_fields, reserve_fields
 from coldrec.recommend.sequential import (
     directed_transitions,
@@ -77,11 +77,9 @@ class BehaviourSignals:
             popularity, co_counts, account = release(log, n, self.now if self.timed else None, privacy)
             self.privacy_release = account.to_dict()
             buyers = popularity.distinct
-            self.pop = _share_of_max(np.log1p(buyers))
+            for name, values in popularity_from_release(popularity, self.timed).items():
+                setattr(self, name, values)
             self.events = np.log1p(buyers)
-            if self.timed:
-                self.pop30 = _share_of_max(np.log1p(popularity.recent))
-                self.decayed_pop = _share_of_max(np.log1p(popularity.decayed))
         else:
             self.pop = _share_of_max(np.log1p(log.distinct_users_per_item(n)))
             self.events = np.log1p(np.bincount(log.item, minlength=n).astype(np.float32))
@@ -194,6 +192,15 @@ class BehaviourSignals:
     def reserve(self, count: int) -> None:
         """Room for `count` more positions (contents unchanged: safe while others read)."""
         reserve_fields(self, PER_ITEM, count)
+
+
+def popularity_from_release(popularity: NoisyPopularity, timed: bool) -> dict[str, np.ndarray]:
+    """The popularity arrays read off a release: `pop`, and on a timed log `pop30` and `decayed_pop`."""
+    out = {"pop": _share_of_max(np.log1p(popularity.distinct))}
+    if timed:
+        out["pop30"] = _share_of_max(np.log1p(popularity.recent))
+        out["decayed_pop"] = _share_of_max(np.log1p(popularity.decayed))
+    return out
 
 
 def _share_of_max(values: np.ndarray) -> np.ndarray:
