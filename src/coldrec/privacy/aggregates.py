@@ -107,6 +107,11 @@ class PrivacyBudget:
         return self.epsilon - self.pairs_epsilon
 
     @property
+    def popularity_scale(self) -> float:
+        """The discrete Laplace scale of the popularity release: L1 sensitivity c over its epsilon."""
+        return self.contribution_bound / self.popularity_epsilon
+
+    @property
     def pairs_epsilon(self) -> float:
         return self.epsilon * self.pair_share if self.releases_pairs else 0.0
 
@@ -186,7 +191,7 @@ def release_popularity(kept: Contributions, n_items: int, now: int | None, budge
     exact = _histogram(kept, n_items, now, timed)
     buckets = exact.shape[1]
     exact = exact.ravel()
-    measurement = _laplace_vector(budget.contribution_bound / budget.popularity_epsilon)
+    measurement = _laplace_vector(budget.popularity_scale)
     spent = float(measurement.map(budget.contribution_bound))
     if spent > budget.popularity_epsilon * (1 + 1e-9):
         raise RuntimeError(f"the popularity release would spend epsilon {spent}, over {budget.popularity_epsilon}")
@@ -203,7 +208,7 @@ def simulated_popularity(log: InteractionLog, n_items: int, now: int | None, bud
     exact = _histogram(bound_contributions(log, budget.contribution_bound), n_items, now, log.timed)
     rng = np.random.default_rng(random_state)
     # a discrete Laplace draw of scale b is the difference of two geometric draws with p = 1 - exp(-1 / b)
-    p = -math.expm1(-budget.popularity_epsilon / budget.contribution_bound)
+    p = -math.expm1(-1 / budget.popularity_scale)
     return [NoisyPopularity(exact + rng.geometric(p, exact.shape) - rng.geometric(p, exact.shape))
             for _ in range(draws)]
 
