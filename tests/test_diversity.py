@@ -8,7 +8,7 @@ import pytest
 
 from coldrec.data import UserContext
 from coldrec.evaluate.diversity import category_entropy, choose_strength, intra_list_diversity
-from coldrec.rank.diversity import cap, diversify, pool_size
+from coldrec.rank.diversity import cap, diversify, list_exposure, pool_size
 from coldrec.recommend.coldstart import ColdStartRecommender
 from tests.synthetic import FakeEncoder, make_catalog, make_log
 
@@ -115,7 +115,7 @@ def test_the_evaluation_sweeps_strengths_and_reports_them(tmp_path):
     shop = Dataset("synthetic", make_catalog(), make_log(n_users=300, seed=2))
     set_default_encoder(FakeEncoder())
     try:
-        evaluation = run_evaluation(shop, ["pop", "coldrec"], tune=False, diversity=[0.3, 1.0])
+        evaluation = run_evaluation(shop, ["pop", "coldrec"], tune=False, diversity=[0.3, 1.0], spread=[0.3])
     finally:
         set_default_encoder(None)
     pop, coldrec = evaluation.results
@@ -129,9 +129,80 @@ def test_the_evaluation_sweeps_strengths_and_reports_them(tmp_path):
     assert warm[1.0]["ild@10"] > warm[0.0]["ild@10"]
     chosen_row = next(r for r in sweep.rows if r["segment"] == "warm" and r["strength"] == sweep.chosen)
     assert np.mean(coldrec.per_user["warm"]["ndcg@10"]) == pytest.approx(chosen_row["ndcg@10"])
-    assert len(diversity_tables(evaluation)) == 1
+    spread = coldrec.spread  # chosen first, against the same floor: the lists without any re-rank
+    assert pop.spread is None and spread is not None and spread.knob == "spread"
+    assert coldrec.params["spread"] == spread.chosen and set(spread.validation) == {0.0, 0.3}
+    floor = 0.97 * spread.validation[0.0]
+    assert sweep.validation[sweep.chosen] >= floor and spread.validation[spread.chosen] >= floor
+    assert len(diversity_tables(evaluation)) == 2
     written = write_report(evaluation, tmp_path)
-    assert (tmp_path / "diversity_tradeoff.png") in written
+    assert {tmp_path / "diversity_tradeoff.png", tmp_path / "spread_tradeoff.png"} <= set(written)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["models"][1]["diversity"]["chosen"] == sweep.chosen
-    assert "by diversity strength" in (tmp_path / "report.md").read_text()
+    assert report["models"][1]["spread"]["chosen"] == spread.chosen
+    text = (tmp_path / "report.md").read_text()
+    assert "by diversity strength" in text and "by spread strength" in text
+
+
+def test_list_exposure_is_the_log_share_of_the_most_listed():
+    exposure = list_exposure(np.array([[0, 1], [0, 2], [0, -1]]), 4)
+    assert exposure.tolist() == pytest.approx([1.0, 0.5, 0.5, 0.0])
+    assert list_exposure(np.full((2, 3), -1), 3).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_spread_lowers_the_items_that_crowd_every_list():
+    vectors = unit(np.random.default_rng(2).normal(size=(4, 8)))
+    scores = np.array([1.0, 0.95, 0.9, 0.85])
+    exposure = np.array([1.0, 0.0, 0.0, 0.0])
+    assert diversify(scores, vectors, 2, 0.0, exposure=exposure).tolist() == [0, 1]  # spread 0: the ranking
+    assert diversify(scores, vectors, 2, 0.0, exposure=exposure, spread=0.5).tolist() == [1, 2]
+    assert diversify(scores, vectors, 1, 0.0, exposure=exposure, spread=0.5).tolist() == [1]
+    assert diversify(scores, vectors, 2, 0.0, spread=0.5).tolist() == [0, 1]  # no exposure known: nothing to lower
+    # with diversity on top, the hub no longer leads
+    assert diversify(scores, vectors, 2, 0.5, exposure=exposure, spread=0.5)[0] == 1
+
+
+def test_exposure_contexts_are_each_shoppers_latest_events():
+    from coldrec.recommend.exposure import MAX_KNOWN_ITEMS, exposure_contexts
+
+    log = make_log(n_users=120, seed=5)
+    contexts = exposure_contexts(log, now=123, random_state=0, shoppers=50)
+    assert len(contexts) == 50
+    assert [c.items.tolist() for c in contexts] == [c.items.tolist() for c in exposure_contexts(log, 123, 0, 50)]
+    frame = log.to_frame().sort_values(["user_id", "time"], kind="stable")
+    latest = {user: group["item"].tolist() for user, group in frame.groupby("user_id")} if "item" in frame else None
+    for context in contexts:
+        assert 1 <= len(context.items) <= MAX_KNOWN_ITEMS and context.now == 123
+        assert (np.diff(context.times) >= 0).all()
+    if latest is not None:
+        tails = {tuple(items[-k:]) for items in latest.values() for k in range(1, MAX_KNOWN_ITEMS + 1)}
+        assert all(tuple(c.items.tolist()) in tails for c in contexts)
+    assert len(exposure_contexts(log, shoppers=10_000)) == log.n_users
+
+
+def test_spread_shares_the_lists_out_and_survives_save_and_new_items(model, tmp_path):
+    from coldrec.model.directory import load_model, save_model
+    from coldrec.recommend.exposure import exposure_contexts
+
+    exposure = model.exposure_
+    assert exposure is not None and len(exposure) == len(model.catalog)
+    assert exposure.max() == pytest.approx(1.0) and exposure.min() >= 0.0
+    contexts = exposure_contexts(make_log(n_users=200, seed=6), random_state=1)
+    plain, _ = model.recommend(contexts, 5)
+    model.set_params(spread=0.3)
+    try:
+        spread, _ = model.recommend(contexts, 5)
+        ranked, _ = model.arrange_ranked(model.rank(contexts[0]), 5)
+        save_model(tmp_path / "m", model, kind="coldrec", params={}, fingerprint="test")
+        loaded, _ = load_model(tmp_path / "m")
+    finally:
+        model.set_params(spread=0.0)
+    # this shop's 24 items are all listed either way: the most listed item takes fewer lists
+    assert np.bincount(spread[spread >= 0]).max() < np.bincount(plain[plain >= 0]).max()
+    assert ranked.items.tolist() == spread[0].tolist()  # serving arranges as evaluation does
+    np.testing.assert_array_equal(loaded.exposure_, exposure)
+    assert loaded.recommend(contexts[:20], 5)[0].tolist() == spread[:20].tolist()
+    # an item added since the fit is in no list yet: no exposure, and the re-rank still serves it
+    new = loaded.add_items(make_catalog().frame.head(1).assign(item_id="brand-new"), model.item_vectors[:1])
+    lists, _ = loaded.recommend([UserContext(items=np.array([new[0]]))] + contexts[:5], 5)
+    assert lists.shape == (6, 5) and (lists[:, 0] >= 0).all()

@@ -187,7 +187,7 @@ def _tuned_params(ds, progress=None, model=None, encoder=None) -> dict | None:
     fifth of shoppers as the unseen future; the user split where events have no times): what `evaluate` would
     choose, on the data being served. The models
     tried encode with the process's default encoder, which `load_encoder_or_exit` set to `encoder`."""
-    from coldrec.evaluate.diversity import STRENGTHS, choose_strength, supports_diversity
+    from coldrec.evaluate.diversity import KNOBS, STRENGTHS, choose_knobs, supports_diversity
     from coldrec.evaluate.protocol import tune_params, tuning_split
     from coldrec.recommend.coldstart import ColdStartRecommender
 
@@ -204,11 +204,13 @@ def _tuned_params(ds, progress=None, model=None, encoder=None) -> dict | None:
     for point in tried:
         values = ", ".join(f"{key} {value:.4f}" for key, value in point.items() if key != "params")
         console.print(f"  {point['params']}: {values}")
-    if best is not None and supports_diversity(model):
+    knobs = {knob: STRENGTHS for knob in KNOBS if supports_diversity(model, knob)}
+    if best is not None and knobs:
         fitted = model(**best).fit(split.past, ds.catalog, ds.profiles, now=split.cut)
-        chosen, objectives = choose_strength(fitted, split, STRENGTHS)
-        console.print("  diversity strength: " + ", ".join(f"{s:g} {v:.4f}" for s, v in objectives.items()))
-        best = {**best, "diversity": chosen}
+        chosen, curves = choose_knobs(fitted, split, knobs)
+        for knob, objectives in curves.items():
+            console.print(f"  {knob} strength: " + ", ".join(f"{s:g} {v:.4f}" for s, v in objectives.items()))
+        best = {**best, **chosen}
     console.print(f"chosen: {best}")
     return best
 

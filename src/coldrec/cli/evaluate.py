@@ -52,6 +52,9 @@ def evaluate(
     diversity: str = typer.Option(None, "--diversity", help="Comma-separated re-ranking strengths in [0, 1] (e.g. "
                                   "0,0.1,0.2,0.3): models that diversify their lists get their default chosen on "
                                   "validation, and a table and a trade-off plot of every strength."),
+    spread: str = typer.Option(None, "--spread", help="Comma-separated spread strengths in [0, 1] (e.g. "
+                               "0,0.1,0.2,0.3): how far models lower the items that crowd every list, chosen on "
+                               "validation before --diversity, with a table and a trade-off plot."),
     epsilon: str = typer.Option(None, "--epsilon", help="Comma-separated epsilons per retrain (e.g. "
                                 "0.1,0.5,1,2,inf; inf: no noise): models with differentially private aggregates "
                                 "(coldrec) are fitted once more per epsilon, and a table and privacy_cost.png "
@@ -68,7 +71,8 @@ def evaluate(
 
     if split not in SPLITS:
         raise typer.BadParameter(f"choose from {', '.join(SPLITS)}", param_hint="--split")
-    strengths = _strengths(diversity) if diversity else None
+    strengths = _strengths(diversity, "--diversity") if diversity else None
+    spreads = _strengths(spread, "--spread") if spread else None
     epsilons = _epsilons(epsilon) if epsilon else None
     encoder = load_encoder_or_exit(encoder_name) if encoder_name else None
     if catalog is not None or events is not None:
@@ -116,7 +120,7 @@ def evaluate(
         task = progress.add_task("splitting", total=None)
         try:
             evaluation = run_evaluation(ds, names, tune=tune, split=split, diversity=strengths, epsilons=epsilons,
-                                        epsilon_draws=epsilon_draws,
+                                        epsilon_draws=epsilon_draws, spread=spreads,
                                         on_step=lambda text: progress.update(task, description=text))
         except ValueError as error:
             fail(str(error))
@@ -135,14 +139,14 @@ def evaluate(
     console.print("wrote " + ", ".join(str(p) for p in written))
 
 
-def _strengths(text: str) -> list[float]:
+def _strengths(text: str, option: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise typer.BadParameter(f"expected numbers in [0, 1] separated by commas, not {text!r}",
-                                 param_hint="--diversity") from None
+                                 param_hint=option) from None
     if not values or any(not 0 <= value <= 1 for value in values):
-        raise typer.BadParameter(f"strengths are in [0, 1]: {text!r}", param_hint="--diversity")
+        raise typer.BadParameter(f"strengths are in [0, 1]: {text!r}", param_hint=option)
     return values
 
 

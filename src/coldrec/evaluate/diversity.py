@@ -1,16 +1,17 @@
-"""What diversity costs and buys: a model's lists at several re-ranking strengths (`coldrec.rank.diversity`),
-measured per segment, and the strength a shop gets by default.
+"""What diversity costs and buys: a model's lists at several re-ranking strengths (`coldrec.rank.diversity`: the
+`spread` of all lists over the catalog, the `diversity` within one), measured per segment, and the strength a shop
+gets by default.
 
 Per strength and segment: NDCG@10 and Recall@20 (as everywhere), Coverage@10 (distinct items in all top-10
 lists / catalog), intra-list diversity (mean pairwise 1 - cosine of a top 10's text vectors) and the category
 entropy of a top 10 (bits, over leaf categories). The default strength is chosen on the validation cut: the
 largest tried whose validation objective (NDCG@10 over the user segments) stays within `TOLERANCE` of the
-list without re-ranking.
+list without re-ranking; spread is chosen first, then diversity at the chosen spread, against the same floor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +23,16 @@ from coldrec.recommend.base import Recommender
 
 #: the default strength keeps the validation objective within this share of the list without re-ranking
 TOLERANCE = 0.03
-#: the strengths `coldrec build --tune` tries
+#: the strengths `coldrec build --tune` tries (spread and diversity alike)
 STRENGTHS = (0.1, 0.2, 0.3, 0.5, 0.7)
+#: the re-ranking knobs, in the order they are chosen
+KNOBS = ("spread", "diversity")
 K = 10
 
 
-def supports_diversity(model: Recommender | type[Recommender]) -> bool:
-    """Does the model re-rank its lists for diversity (a `diversity` parameter)?"""
-    return hasattr(model, "diversity")
+def supports_diversity(model: Recommender | type[Recommender], knob: str = "diversity") -> bool:
+    """Does the model re-rank its lists with this knob (a `diversity` or `spread` parameter)?"""
+    return hasattr(model, knob)
 
 
 def intra_list_diversity(top: np.ndarray, vectors: np.ndarray, k: int = K) -> np.ndarray:
@@ -61,38 +64,55 @@ def category_entropy(top: np.ndarray, categories: np.ndarray, k: int = K) -> np.
 
 @dataclass
 class DiversitySweep:
-    """A model's lists at each strength: `rows` (strength, segment, metrics), and the chosen default."""
+    """A model's lists at each strength of one knob (`knob`: "diversity" or "spread"): `rows` (strength, segment,
+    metrics), and the chosen default."""
 
     chosen: float
     validation: dict[float, float]  # strength -> validation objective
     rows: list[dict[str, Any]] = field(default_factory=list)
+    knob: str = "diversity"
 
 
-def objective_at(model: Recommender, split: Split, strength: float) -> float:
-    model.set_params(diversity=strength)
+def objective_at(model: Recommender, split: Split, strength: float, knob: str = "diversity") -> float:
+    model.set_params(**{knob: strength})
     tops, _, _ = rank_split(model, split)
     per_user, _ = split_metrics(split, tops, len(model.catalog))
     return objective(per_user)
 
 
-def choose_strength(model: Recommender, val: Split, strengths: Sequence[float],
-                    tolerance: float = TOLERANCE) -> tuple[float, dict[float, float]]:
-    """The largest strength whose validation objective is at least (1 - tolerance) x that at strength 0, and each
-    strength's objective. `model` is fitted on the validation cut's past; its strength is left at the choice."""
-    values = {float(s): objective_at(model, val, float(s)) for s in sorted({0.0, *map(float, strengths)})}
-    floor = (1.0 - tolerance) * values[0.0]
-    chosen = max(s for s, value in values.items() if value >= floor)
-    model.set_params(diversity=chosen)
+def choose_strength(model: Recommender, val: Split, strengths: Sequence[float], tolerance: float = TOLERANCE,
+                    knob: str = "diversity", reference: float | None = None) -> tuple[float, dict[float, float]]:
+    """The largest strength whose validation objective is at least (1 - tolerance) x `reference` (default: the
+    objective at strength 0), and each strength's objective. `model` is fitted on the validation cut's past; its
+    knob is left at the choice."""
+    values = {float(s): objective_at(model, val, float(s), knob) for s in sorted({0.0, *map(float, strengths)})}
+    floor = (1.0 - tolerance) * (values[0.0] if reference is None else reference)
+    chosen = max((s for s, value in values.items() if value >= floor), default=0.0)
+    model.set_params(**{knob: chosen})
     return chosen, values
 
 
+def choose_knobs(model: Recommender, val: Split, knobs: Mapping[str, Sequence[float]],
+                 tolerance: float = TOLERANCE) -> tuple[dict[str, float], dict[str, dict[float, float]]]:
+    """Each knob's strength (`KNOBS` order: spread, then diversity at the chosen spread) by `choose_strength`,
+    every one against the same floor: the objective without any re-rank. The chosen strengths and each knob's
+    objective per strength; `model` is left at the choice."""
+    chosen: dict[str, float] = {}
+    curves: dict[str, dict[float, float]] = {}
+    reference = None
+    for knob in sorted(knobs, key=KNOBS.index):
+        chosen[knob], curves[knob] = choose_strength(model, val, knobs[knob], tolerance, knob, reference)
+        reference = curves[knob][0.0] if reference is None else reference
+    return chosen, curves
+
+
 def sweep(model: Recommender, split: Split, strengths: Sequence[float], vectors: np.ndarray,
-          categories: np.ndarray) -> list[dict[str, Any]]:
+          categories: np.ndarray, knob: str = "diversity") -> list[dict[str, Any]]:
     """Per strength and segment: users, NDCG@10, Recall@20, Coverage@10, ILD@10 and category entropy@10."""
     rows = []
-    before = model.get_params()["diversity"]
+    before = model.get_params()[knob]
     for strength in sorted({0.0, *map(float, strengths)}):
-        model.set_params(diversity=strength)
+        model.set_params(**{knob: strength})
         tops, _, _ = rank_split(model, split)
         per_user, covered = split_metrics(split, tops, len(model.catalog))
         lists = segment_lists(split, tops, len(model.catalog))
@@ -105,7 +125,7 @@ def sweep(model: Recommender, split: Split, strengths: Sequence[float], vectors:
                 "ild@10": _mean(intra_list_diversity(top, vectors)),
                 "entropy@10": _mean(category_entropy(top, categories)),
             })
-    model.set_params(diversity=before)
+    model.set_params(**{knob: before})
     return rows
 
 

@@ -18,7 +18,7 @@ from coldrec.data.datasets import Dataset
 from coldrec.data.profile import UserProfile
 from coldrec.data.split import Split, build_split, validation_split
 from coldrec.data.usersplit import build_user_split, validation_user_split
-from coldrec.evaluate.diversity import DiversitySweep, choose_strength, supports_diversity
+from coldrec.evaluate.diversity import DiversitySweep, choose_knobs, supports_diversity
 from coldrec.evaluate.diversity import sweep as diversity_sweep
 from coldrec.evaluate.lists import TUNING_METRIC, objective, rank_split, split_metrics
 from coldrec.evaluate.metrics import paired_bootstrap
@@ -65,6 +65,7 @@ class ModelResult:
     coverage: dict[str, float]
     validation: dict[str, dict[str, float]]  # segment -> metric -> mean, at the chosen params
     diversity: DiversitySweep | None = None  # with strengths asked for: the sweep, the chosen default
+    spread: DiversitySweep | None = None  # the same for the spread of the lists over the catalog
     privacy: list[dict[str, Any]] | None = None  # with epsilons asked for: per (epsilon, segment) figures
 
 
@@ -152,27 +153,32 @@ def evaluate_model(
     diversity: Sequence[float] | None = None,
     epsilons: Sequence[float] | None = None,
     epsilon_draws: int = 1,
+    spread: Sequence[float] | None = None,
 ) -> ModelResult:
     """`epsilons`: for a model with differentially private aggregates, one more fit per finite epsilon with the
     chosen parameters (`coldrec.evaluate.privacy.sweep`; `epsilon_draws` fits, each its own noise draw), in
     `ModelResult.privacy`. `diversity`: strengths to
     sweep, for a model that re-ranks for diversity: its default strength is chosen
     on the validation cut (`coldrec.evaluate.diversity.choose_strength`), its result is at that strength, and
-    `ModelResult.diversity` holds every strength's figures on the test cut."""
+    `ModelResult.diversity` holds every strength's figures on the test cut. `spread`: the same for the spread of
+    the lists over the catalog (chosen first, its sweep at diversity 0; diversity is then chosen and swept at the
+    chosen spread, against the same floor: the lists without any re-rank)."""
     cls = model_class(name)
     catalog = dataset.catalog
     grid_points = [params] if params is not None else (list(cls.param_grid) if tune else [cls.param_grid[0]])
     best, tried, best_val_metrics = tune_params(cls, val, catalog, grid_points, on_step, dataset.profiles)
     if best is None:
         raise ValueError(f"{name}: no grid point scored on the validation cut")
-    chosen: float | None = None
-    validation_curve: dict[float, float] = {}
-    if diversity and supports_diversity(cls):
+    knobs = {knob: strengths for knob, strengths in (("spread", spread), ("diversity", diversity))
+             if strengths and supports_diversity(cls, knob)}
+    chosen: dict[str, float] = {}
+    curves: dict[str, dict[float, float]] = {}
+    if knobs:
         if on_step:
-            on_step(f"{name} {best or ''}: diversity strengths (validation)")
+            on_step(f"{name} {best or ''}: {' and '.join(knobs)} strengths (validation)")
         val_model = cls(**best).fit(val.past, catalog, dataset.profiles, now=val.cut)
-        chosen, validation_curve = choose_strength(val_model, val, diversity)
-        best = {**best, "diversity": chosen}
+        chosen, curves = choose_knobs(val_model, val, knobs)
+        best = {**best, **chosen}
     if on_step:
         on_step(f"{name} {best or ''} (test)")
     began = time.perf_counter()
@@ -183,12 +189,16 @@ def evaluate_model(
     result = ModelResult(name, is_baseline(name), best, tried, fit_seconds, score_seconds, users, per_user, covered,
                          best_val_metrics)
     vectors = model.item_vectors
-    if chosen is not None and diversity and vectors is not None:
+    if chosen and vectors is not None:
         if on_step:
-            on_step(f"{name}: diversity strengths (test)")
+            on_step(f"{name}: {' and '.join(knobs)} strengths (test)")
         _, categories = np.unique(catalog.leaf_categories().astype(str), return_inverse=True)
-        result.diversity = DiversitySweep(chosen, validation_curve,
-                                          diversity_sweep(model, split, diversity, vectors, categories))
+        for knob, strengths in knobs.items():
+            if knob == "spread":  # the spread alone: no diversity on top
+                model.set_params(diversity=0.0)
+            rows = diversity_sweep(model, split, strengths, vectors, categories, knob=knob)
+            setattr(result, knob, DiversitySweep(chosen[knob], curves[knob], rows, knob))
+            model.set_params(**chosen)
     if epsilons and supports_privacy(cls):
         result.privacy = privacy_sweep(cls, best, split, epsilons,
                                        lambda m: m.fit(split.past, catalog, dataset.profiles, now=split.cut),
@@ -249,6 +259,7 @@ def run_evaluation(
     diversity: Sequence[float] | None = None,
     epsilons: Sequence[float] | None = None,
     epsilon_draws: int = 1,
+    spread: Sequence[float] | None = None,
 ) -> Evaluation:
     test, val = prepare_splits(dataset, split)
     kept, notes = applicable(names, split)
@@ -256,5 +267,5 @@ def run_evaluation(
     for name in kept:
         evaluation.results.append(evaluate_model(name, dataset, test, val, tune=tune, on_step=on_step,
                                                  diversity=diversity, epsilons=epsilons,
-                                                 epsilon_draws=epsilon_draws))
+                                                 epsilon_draws=epsilon_draws, spread=spread))
     return evaluation

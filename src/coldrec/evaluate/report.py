@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from coldrec.evaluate.diversity import DiversitySweep
 from coldrec.evaluate.metrics import RECOMMENDATION_METRICS
-from coldrec.evaluate.protocol import Evaluation
+from coldrec.evaluate.protocol import Evaluation, ModelResult
 
 METRICS = tuple(m.name for m in RECOMMENDATION_METRICS)
 SPLIT_NAMES = {"time": "time split", "users": "user split"}
@@ -96,8 +97,8 @@ def to_json(evaluation: Evaluation) -> dict[str, Any]:
                 "fit_seconds": r.fit_seconds,
                 "score_seconds": r.score_seconds,
                 "users_scored": r.users_scored,
-                **({"diversity": {"chosen": r.diversity.chosen, "validation": r.diversity.validation,
-                                  "test": r.diversity.rows}} if r.diversity is not None else {}),
+                **{sweep.knob: {"chosen": sweep.chosen, "validation": sweep.validation, "test": sweep.rows}
+                   for sweep in _sweeps(r)},
                 **({"privacy": r.privacy} if r.privacy is not None else {}),
             }
             for r in evaluation.results
@@ -108,27 +109,30 @@ def to_json(evaluation: Evaluation) -> dict[str, Any]:
 DIVERSITY_COLUMNS = ("ndcg@10", "recall@20", "coverage@10", "ild@10", "entropy@10")
 
 
+def _sweeps(result: ModelResult) -> list[DiversitySweep]:
+    """A model's re-ranking sweeps (spread, then diversity), those it has."""
+    return [sweep for sweep in (result.spread, result.diversity) if sweep is not None]
+
+
 def diversity_tables(evaluation: Evaluation) -> list[Table]:
-    """Per model with a diversity sweep: one table of every (strength, segment), the chosen default marked."""
-    tables = []
-    for result in evaluation.results:
-        sweep = result.diversity
-        if sweep is None:
-            continue
-        validation = ", ".join(f"{s:g}: {v:.4f}" for s, v in sorted(sweep.validation.items()))
-        table = Table(title=f"{title(evaluation)}: {result.name} by diversity strength (default {sweep.chosen:g}, "
-                            f"chosen on validation; objective {validation})", title_justify="left")
-        for column in ("strength", "segment", "users", *DIVERSITY_COLUMNS, "ndcg vs 0", "coverage vs 0"):
-            table.add_column(column, justify="left" if column == "segment" else "right")
-        at_zero = {row["segment"]: row for row in sweep.rows if row["strength"] == 0.0}
-        for row in sweep.rows:
-            base = at_zero[row["segment"]]
-            mark = " *" if row["strength"] == sweep.chosen else ""
-            table.add_row(f"{row['strength']:g}{mark}", row["segment"], f"{row['users']:,}",
-                          *(f"{row[c]:.4f}" for c in DIVERSITY_COLUMNS),
-                          _ratio(row["ndcg@10"], base["ndcg@10"]), _ratio(row["coverage@10"], base["coverage@10"]))
-        tables.append(table)
-    return tables
+    """Per model and re-ranking knob swept: one table of every (strength, segment), the chosen default marked."""
+    return [_sweep_table(evaluation, result.name, sweep) for result in evaluation.results for sweep in _sweeps(result)]
+
+
+def _sweep_table(evaluation: Evaluation, name: str, sweep: DiversitySweep) -> Table:
+    validation = ", ".join(f"{s:g}: {v:.4f}" for s, v in sorted(sweep.validation.items()))
+    table = Table(title=f"{title(evaluation)}: {name} by {sweep.knob} strength (default {sweep.chosen:g}, chosen "
+                        f"on validation; objective {validation})", title_justify="left")
+    for column in ("strength", "segment", "users", *DIVERSITY_COLUMNS, "ndcg vs 0", "coverage vs 0"):
+        table.add_column(column, justify="left" if column == "segment" else "right")
+    at_zero = {row["segment"]: row for row in sweep.rows if row["strength"] == 0.0}
+    for row in sweep.rows:
+        base = at_zero[row["segment"]]
+        mark = " *" if row["strength"] == sweep.chosen else ""
+        table.add_row(f"{row['strength']:g}{mark}", row["segment"], f"{row['users']:,}",
+                      *(f"{row[c]:.4f}" for c in DIVERSITY_COLUMNS),
+                      _ratio(row["ndcg@10"], base["ndcg@10"]), _ratio(row["coverage@10"], base["coverage@10"]))
+    return table
 
 
 def _ratio(value: float, base: float) -> str:
@@ -136,36 +140,38 @@ def _ratio(value: float, base: float) -> str:
 
 
 def write_diversity_plot(evaluation: Evaluation, folder: Path) -> list[Path]:
-    """NDCG@10 against Coverage@10 over the strengths, a panel per segment, a line per model."""
+    """NDCG@10 against Coverage@10 over the strengths, a panel per segment, a line per model: one plot per
+    re-ranking knob swept (`<knob>_tradeoff.png`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    swept = [r for r in evaluation.results if r.diversity is not None]
-    if not swept:
-        return []
-    segments = list(dict.fromkeys(row["segment"] for r in swept for row in r.diversity.rows))  # type: ignore[union-attr]
-    fig, axes = plt.subplots(1, len(segments), figsize=(3.6 * len(segments), 3.6), squeeze=False)
-    for ax, segment in zip(axes[0], segments, strict=True):
-        for result in swept:
-            rows = [row for row in result.diversity.rows if row["segment"] == segment]  # type: ignore[union-attr]
-            ax.plot([r["coverage@10"] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label=result.name)
-            for r in rows:
-                chosen = r["strength"] == result.diversity.chosen  # type: ignore[union-attr]
-                ax.annotate(f"{r['strength']:g}" + ("*" if chosen else ""), (r["coverage@10"], r["ndcg@10"]),
-                            fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_title(segment, fontsize=9)
-        ax.set_xlabel("Coverage@10")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("NDCG@10")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{title(evaluation)}: diversity strength (* the default)", fontsize=10)
-    fig.tight_layout()
-    path = folder / "diversity_tradeoff.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    paths = []
+    for knob in dict.fromkeys(sweep.knob for r in evaluation.results for sweep in _sweeps(r)):
+        swept = [(r.name, sweep) for r in evaluation.results for sweep in _sweeps(r) if sweep.knob == knob]
+        segments = list(dict.fromkeys(row["segment"] for _, sweep in swept for row in sweep.rows))
+        fig, axes = plt.subplots(1, len(segments), figsize=(3.6 * len(segments), 3.6), squeeze=False)
+        for ax, segment in zip(axes[0], segments, strict=True):
+            for name, sweep in swept:
+                rows = [row for row in sweep.rows if row["segment"] == segment]
+                ax.plot([r["coverage@10"] for r in rows], [r["ndcg@10"] for r in rows], marker="o", label=name)
+                for r in rows:
+                    mark = "*" if r["strength"] == sweep.chosen else ""
+                    ax.annotate(f"{r['strength']:g}{mark}", (r["coverage@10"], r["ndcg@10"]), fontsize=7,
+                                xytext=(3, 3), textcoords="offset points")
+            ax.set_title(segment, fontsize=9)
+            ax.set_xlabel("Coverage@10")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("NDCG@10")
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(f"{title(evaluation)}: {knob} strength (* the default)", fontsize=10)
+        fig.tight_layout()
+        path = folder / f"{knob}_tradeoff.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
 
 PRIVACY_COLUMNS = ("ndcg@10", "recall@20", "hr@10")
@@ -297,11 +303,9 @@ def to_markdown(evaluation: Evaluation) -> str:
         )
         lines.append(f"- {result.name}: {tried}")
     for result in evaluation.results:
-        sweep = result.diversity
-        if sweep is None:
-            continue
+      for sweep in _sweeps(result):
         validation = ", ".join(f"{s:g}: {v:.4f}" for s, v in sorted(sweep.validation.items()))
-        lines += ["", f"## {result.name} by diversity strength", "",
+        lines += ["", f"## {result.name} by {sweep.knob} strength", "",
                   f"Default strength {sweep.chosen:g}: the largest whose validation objective stays within 3% of "
                   f"the list without re-ranking (objective by strength: {validation}). Test cut:", "",
                   "| strength | segment | users | " + " | ".join(DIVERSITY_COLUMNS) + " |",

@@ -41,10 +41,11 @@ from coldrec.privacy.aggregates import (
     PrivacyBudget,
     simulated_popularity,
 )
-from coldrec.rank.diversity import diversify, pool_size
+from coldrec.rank.diversity import diversify, list_exposure, pool_size
 from coldrec.rank.learned import LearnedFusion
 from coldrec.recommend.base import EncodeTexts, Explanation, Ranked, Recommender, merge_catalog
 from coldrec.recommend.explaining import explain_rows
+from coldrec.recommend.exposure import exposure_contexts
 from coldrec.recommend.features import FEATURE_NAMES, LEGACY_FEATURE_NAMES, POPULARITY, feature_names
 from coldrec.recommend.firstvisit import (
     NOISE_DRAWS,
@@ -71,6 +72,9 @@ POPULAR_CHUNK = 4096
 #: Slots for new arrivals (`new_arrival_slots`) start after this many positions of a list.
 SLOTS_AFTER = 10
 NOT_A_CANDIDATE = np.float32(-1e9)
+#: exposure (`exposure_`) counts lists of this length, scored this many shoppers at a time
+EXPOSURE_LIST = 10
+EXPOSURE_BATCH = 256
 FEATURES = FEATURE_NAMES
 
 
@@ -88,6 +92,8 @@ class ColdStartRecommender(UsesEncoder, Recommender):
     )
     __transient__ = ("_encoder", "_pop_order")
     diversity: float = 0.0  # models saved before it was a parameter: no diversity
+    spread: float = 0.0  # models saved before it was a parameter: no spread (and no `exposure_`)
+    exposure_: np.ndarray | None = None
     # models saved before differential privacy: exact aggregates
     epsilon: float | None = None
     contribution_bound: int = DEFAULT_CONTRIBUTION_BOUND
@@ -111,6 +117,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         neighbours_for_new_items: int = 0,
         new_arrival_slots: int = 0,
         diversity: float = 0.0,
+        spread: float = 0.0,
         transition_window: int = 3,
         session_neighbours: int = 100,
         sources: tuple[str, ...] = DEFAULT_SOURCES,
@@ -136,6 +143,7 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         self.neighbours_for_new_items = neighbours_for_new_items
         self.new_arrival_slots = new_arrival_slots
         self.diversity = diversity
+        self.spread = spread
         self.transition_window = transition_window
         self.session_neighbours = session_neighbours
         self.sources = tuple(sources)
@@ -169,6 +177,20 @@ class ColdStartRecommender(UsesEncoder, Recommender):
                 features, labels, groups = (np.concatenate(parts) for parts in zip(examples, held_out, strict=True))
                 self._fusion = self._fit_ranker((features, labels, groups))
         self._use_signals(self._behaviour(log, catalog, self.now))
+        self.exposure_ = self._list_exposure(log)
+
+    def _list_exposure(self, log: InteractionLog) -> np.ndarray:
+        """How much of the lists a sample of the log's shoppers get each item takes (`coldrec.recommend.exposure`):
+        the ranking's own lists, before any re-rank."""
+        from coldrec.retrieve.ranking import top_n
+
+        contexts = exposure_contexts(log, self.now, self.random_state)
+        lists = []
+        for start in range(0, len(contexts), EXPOSURE_BATCH):
+            batch = contexts[start : start + EXPOSURE_BATCH]
+            top, scores = top_n(self.score(batch), EXPOSURE_LIST, exclude=[context.items for context in batch])
+            lists.append(np.where(scores > NOT_A_CANDIDATE, top, -1))
+        return list_exposure(np.concatenate(lists) if lists else np.zeros((0, 0), np.int64), len(self._items))
 
     def _examples(self, inner: Split, prefixes: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with threadpool_limits(1, "blas"):  # many small products: BLAS threads would only contend
@@ -420,16 +442,20 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             k = min(total, 4 * k)
 
     def list_pool(self, n: int) -> int:
-        return pool_size(n) if self.diversity > 0 else n
+        return pool_size(n) if self._rearranges else n
+
+    @property
+    def _rearranges(self) -> bool:
+        return self.diversity > 0 or self.spread > 0
 
     def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None,
                 n: int | None = None) -> np.ndarray:
-        """With `diversity` > 0: each list re-ranked for diversity (`coldrec.rank.diversity`) from its pool. With
+        """With `diversity` or `spread` > 0: each list re-ranked from its pool (`coldrec.rank.diversity`). With
         `new_arrival_slots` = s: the s positions right after the first SLOTS_AFTER of each list go to the
         shopper's best-scored new arrivals not already listed (exposure that items nobody has bought yet cannot
         earn from behaviour); the first SLOTS_AFTER positions never change for that."""
         n = top.shape[1] if n is None else n
-        top = self._diversified(top, scores, n) if self.diversity > 0 else top[:, :n]
+        top = self._diversified(top, scores, n) if self._rearranges else top[:, :n]
         pool = self.new_arrivals()
         if not self.new_arrival_slots or top.shape[1] <= SLOTS_AFTER or not len(pool):
             return top
@@ -457,16 +483,27 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return out
 
     def _diverse_order(self, items: np.ndarray, scores: np.ndarray, n: int, strength: float) -> np.ndarray:
-        """`items` (best first) re-ranked for diversity at `strength`: the indices into `items` of the chosen n, in
-        order."""
+        """`items` (best first) re-ranked for diversity at `strength` and the model's `spread`: the indices into
+        `items` of the chosen n, in order."""
         brands = np.where(self._items.has_brand[items], self._items.brand[items], -1)
-        return diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands)
+        return diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands,
+                         self._exposure_of(items), self.spread)
+
+    def _exposure_of(self, items: np.ndarray) -> np.ndarray | None:
+        """`exposure_` of `items`; 0 for items added since the fit (no list holds them yet)."""
+        exposure = self.exposure_
+        if exposure is None or not self.spread:
+            return None
+        out = np.zeros(len(items), np.float32)
+        known = items < len(exposure)
+        out[known] = exposure[items[known]]
+        return out
 
     def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None) -> tuple[Ranked, np.ndarray]:
         """`arrange` on one ranked list (`diversity`: this request's strength, None: the model's): the diverse top
         n from the first `pool_size(n)`; the slotted new arrivals come from the ranked items only."""
         strength = self.diversity if diversity is None else float(diversity)
-        if strength > 0 and len(ranked) > 1:
+        if (strength > 0 or self.spread > 0) and len(ranked) > 1:
             head = ranked.take(slice(0, pool_size(n)))
             first = self._diverse_order(head.items, head.scores, n, strength)  # rows of the head, so of `ranked`
             rest = np.ones(len(ranked), bool)
