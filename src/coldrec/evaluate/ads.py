@@ -187,7 +187,7 @@ def _coldrec_lists(model, click, ranked_lists: list[Ranked], contexts, items, bi
     shown, sponsored, prices, plain = _empty(len(ranked_lists))
     bid_of = dict(zip(items.tolist(), bids.tolist(), strict=True))
     for row, (ranked, context) in enumerate(zip(ranked_lists, contexts, strict=True)):
-        top, _ = model.arrange_ranked(ranked, N)
+        top, _ = model.arrange_ranked(ranked, N, context=context)
         plain[row, : len(top)] = top.items
         depth = ranked.take(slice(0, DEPTH))
         p = click.predict(ranked_pairs(depth, context))

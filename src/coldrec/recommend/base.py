@@ -106,7 +106,7 @@ class Recommender(ABC):
 
         scores = self.score(contexts)
         top, _ = top_n(scores, max(n, self.list_pool(n)), exclude=exclude, tie_break=tie_break)
-        top = self.arrange(top, scores, exclude, n=n)[:, :n]
+        top = self.arrange(top, scores, exclude, n=n, contexts=contexts)[:, :n]
         valid = top >= 0
         top_scores = np.where(valid, np.take_along_axis(scores, np.maximum(top, 0), axis=1), np.float32(-np.inf))
         return top, top_scores.astype(np.float32)
@@ -117,10 +117,11 @@ class Recommender(ABC):
         return n
 
     def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None,
-                n: int | None = None) -> np.ndarray:
+                n: int | None = None, contexts: Sequence[UserContext] | None = None) -> np.ndarray:
         """Rules over the ranked lists that a score cannot express, such as slots kept for some kind of item or
         diversity: the lists (users x at most n, -1 padded) chosen from `top` (users x `list_pool(n)`, best
-        first, -1 padded); never adds an excluded item. By default the first n."""
+        first, -1 padded); never adds an excluded item. `contexts`: the shoppers the lists are for, where a rule
+        depends on what is known of them. By default the first n."""
         return top if n is None else top[:, :n]
 
     # ------------------------------------------------------------------ serving
@@ -172,10 +173,11 @@ class Recommender(ABC):
         order = np.lexsort((items, -scores[items]))[: len(items) if n is None else n]
         return Ranked(items[order], scores[items[order]])
 
-    def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None) -> tuple[Ranked, np.ndarray]:
+    def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None,
+                       context: UserContext | None = None) -> tuple[Ranked, np.ndarray]:
         """The served top n of a ranked list, after the model's own list rules, and a mask of the items a rule
         (not their score) put there. `diversity`: this request's strength, where the model diversifies (None:
-        the model's own). Default: the first n."""
+        the model's own); `context`: the shopper it is for (as `arrange`'s). Default: the first n."""
         top = ranked.take(slice(0, n))
         return top, np.zeros(len(top), bool)
 

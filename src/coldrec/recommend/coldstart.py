@@ -72,9 +72,10 @@ POPULAR_CHUNK = 4096
 #: Slots for new arrivals (`new_arrival_slots`) start after this many positions of a list.
 SLOTS_AFTER = 10
 NOT_A_CANDIDATE = np.float32(-1e9)
-#: exposure (`exposure_`) counts lists of this length, scored this many shoppers at a time
+#: exposure (`exposure_`) counts lists of this length, scored up to this many shoppers (and scores) at a time
 EXPOSURE_LIST = 10
 EXPOSURE_BATCH = 256
+EXPOSURE_SCORES = 20_000_000
 FEATURES = FEATURE_NAMES
 
 
@@ -186,8 +187,9 @@ class ColdStartRecommender(UsesEncoder, Recommender):
 
         contexts = exposure_contexts(log, self.now, self.random_state)
         lists = []
-        for start in range(0, len(contexts), EXPOSURE_BATCH):
-            batch = contexts[start : start + EXPOSURE_BATCH]
+        size = max(1, min(EXPOSURE_BATCH, EXPOSURE_SCORES // max(1, len(self._items))))  # scores held at once
+        for start in range(0, len(contexts), size):
+            batch = contexts[start : start + size]
             top, scores = top_n(self.score(batch), EXPOSURE_LIST, exclude=[context.items for context in batch])
             lists.append(np.where(scores > NOT_A_CANDIDATE, top, -1))
         return list_exposure(np.concatenate(lists) if lists else np.zeros((0, 0), np.int64), len(self._items))
@@ -449,13 +451,19 @@ class ColdStartRecommender(UsesEncoder, Recommender):
         return self.diversity > 0 or self.spread > 0
 
     def arrange(self, top: np.ndarray, scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None,
-                n: int | None = None) -> np.ndarray:
-        """With `diversity` or `spread` > 0: each list re-ranked from its pool (`coldrec.rank.diversity`). With
+                n: int | None = None, contexts: Sequence[UserContext] | None = None) -> np.ndarray:
+        """With `diversity` or `spread` > 0: each list re-ranked from its pool (`coldrec.rank.diversity`); spread
+        leaves out first visitors (`contexts` with nothing known: one list for them all, so there is nothing to
+        spread, and exposure would only push the best sellers down it). With
         `new_arrival_slots` = s: the s positions right after the first SLOTS_AFTER of each list go to the
         shopper's best-scored new arrivals not already listed (exposure that items nobody has bought yet cannot
         earn from behaviour); the first SLOTS_AFTER positions never change for that."""
         n = top.shape[1] if n is None else n
-        top = self._diversified(top, scores, n) if self._rearranges else top[:, :n]
+        if self._rearranges:
+            spreads = [self._spread_for(context) for context in contexts] if contexts is not None else None
+            top = self._diversified(top, scores, n, spreads)
+        else:
+            top = top[:, :n]
         pool = self.new_arrivals()
         if not self.new_arrival_slots or top.shape[1] <= SLOTS_AFTER or not len(pool):
             return top
@@ -468,44 +476,55 @@ class ColdStartRecommender(UsesEncoder, Recommender):
             out[row] = self._slotted(top[row], pool, values)
         return out
 
-    def _diversified(self, top: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
-        """Lists of n chosen from each row's pool (`top`, best first, -1 padded) by `diversify`; candidates only,
-        then the rest of the pool in order where candidates are too few."""
+    def _spread_for(self, context: UserContext | None) -> float:
+        return 0.0 if context is not None and nothing_known(context) else self.spread
+
+    def _diversified(self, top: np.ndarray, scores: np.ndarray, n: int, spreads: Sequence[float] | None) -> np.ndarray:
+        """Lists of n chosen from each row's pool (`top`, best first, -1 padded) by `diversify` (`spreads`: each
+        row's spread, None: the model's); candidates only, then the rest of the pool in order where candidates are
+        too few."""
         out = np.full((len(top), min(n, top.shape[1])), -1, np.int64)
         for row in range(len(top)):
             items = top[row][top[row] >= 0]
             values = scores[row, items]
             candidate = values > NOT_A_CANDIDATE
-            chosen = items[candidate][self._diverse_order(items[candidate], values[candidate], n, self.diversity)]
+            spread = self.spread if spreads is None else spreads[row]
+            chosen = items[candidate][self._diverse_order(items[candidate], values[candidate], n, self.diversity,
+                                                          spread)]
             rest = items[~np.isin(items, chosen)]
             listed = np.concatenate([chosen, rest])[: out.shape[1]]
             out[row, : len(listed)] = listed
         return out
 
-    def _diverse_order(self, items: np.ndarray, scores: np.ndarray, n: int, strength: float) -> np.ndarray:
-        """`items` (best first) re-ranked for diversity at `strength` and the model's `spread`: the indices into
-        `items` of the chosen n, in order."""
+    def _diverse_order(self, items: np.ndarray, scores: np.ndarray, n: int, strength: float,
+                       spread: float) -> np.ndarray:
+        """`items` (best first) re-ranked for diversity at `strength` and `spread`: the indices into `items` of the
+        chosen n, in order."""
         brands = np.where(self._items.has_brand[items], self._items.brand[items], -1)
+        exposure = self._exposure_of(items) if spread > 0 else None
         return diversify(scores, self._items.vectors[items], n, strength, self._items.category[items], brands,
-                         self._exposure_of(items), self.spread)
+                         exposure, spread)
 
     def _exposure_of(self, items: np.ndarray) -> np.ndarray | None:
         """`exposure_` of `items`; 0 for items added since the fit (no list holds them yet)."""
         exposure = self.exposure_
-        if exposure is None or not self.spread:
+        if exposure is None:
             return None
         out = np.zeros(len(items), np.float32)
         known = items < len(exposure)
         out[known] = exposure[items[known]]
         return out
 
-    def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None) -> tuple[Ranked, np.ndarray]:
-        """`arrange` on one ranked list (`diversity`: this request's strength, None: the model's): the diverse top
-        n from the first `pool_size(n)`; the slotted new arrivals come from the ranked items only."""
+    def arrange_ranked(self, ranked: Ranked, n: int, diversity: float | None = None,
+                       context: UserContext | None = None) -> tuple[Ranked, np.ndarray]:
+        """`arrange` on one ranked list (`diversity`: this request's strength, None: the model's; `context`: the
+        shopper's, no spread for a first visit): the re-ranked top n from the first `pool_size(n)`; the slotted new
+        arrivals come from the ranked items only."""
         strength = self.diversity if diversity is None else float(diversity)
-        if (strength > 0 or self.spread > 0) and len(ranked) > 1:
+        spread = self._spread_for(context)
+        if (strength > 0 or spread > 0) and len(ranked) > 1:
             head = ranked.take(slice(0, pool_size(n)))
-            first = self._diverse_order(head.items, head.scores, n, strength)  # rows of the head, so of `ranked`
+            first = self._diverse_order(head.items, head.scores, n, strength, spread)  # rows of the head
             rest = np.ones(len(ranked), bool)
             rest[first] = False  # a first visit's list is the whole catalog: no sort of it
             ranked = ranked.take(np.concatenate([first, np.flatnonzero(rest)]))

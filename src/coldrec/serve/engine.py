@@ -337,7 +337,7 @@ class Engine:
             if rules:
                 order, boosted = merchandising.reorder(ranked.items, rules, self._table, now)
                 ranked = ranked.take(order)
-            top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity)
+            top, slotted = self.model.arrange_ranked(ranked, n, diversity=diversity, context=context)
             pinned_list, pinned = merchandising.pin(top.items, ranked.items, n, rules, self._table, now)
             if not np.array_equal(pinned_list, top.items):
                 row_of = np.full(len(self._table), -1, np.int64)
