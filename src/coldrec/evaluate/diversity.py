@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from coldrec.data.split import Split
-from coldrec.evaluate.lists import TUNING_METRIC, rank_split, segment_lists, split_metrics
+from coldrec.evaluate.lists import rank_split, segment_lists, segment_means, split_metrics
 from coldrec.recommend.base import Recommender
 
-#: the default strength keeps the validation objective within this share of the list without re-ranking
+#: the default strength keeps every user segment's validation NDCG@10 within this share of the lists without re-ranking
 TOLERANCE = 0.03
 #: the strengths `coldrec build --tune` tries (spread and diversity alike)
 STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7)
@@ -80,12 +80,7 @@ def segments_at(model: Recommender, split: Split, strength: float, knob: str = "
     model.set_params(**{knob: strength})
     tops, _, _ = rank_split(model, split)
     per_user, _ = split_metrics(split, tops, len(model.catalog))
-    return {segment: float(np.mean(metrics[TUNING_METRIC])) for segment, metrics in per_user.items()
-            if segment != "cold items" and len(metrics[TUNING_METRIC])}
-
-
-def objective_at(model: Recommender, split: Split, strength: float, knob: str = "diversity") -> float:
-    return float(np.mean(list(segments_at(model, split, strength, knob).values())))
+    return segment_means(per_user)
 
 
 def choose_strength(model: Recommender, val: Split, strengths: Sequence[float], tolerance: float = TOLERANCE,

@@ -62,12 +62,17 @@ def _metrics(top, targets):
     return user_metrics(top, targets)
 
 
+def segment_means(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC,
+                  cold_items: bool = False) -> dict[str, float]:
+    """`metric`'s mean per segment that has users, the cold-item segment included only when asked."""
+    return {s: float(np.mean(m[metric])) for s, m in per_user.items()
+            if (cold_items or s != "cold items") and len(m[metric])}
+
+
 def objective(per_user: dict[str, dict[str, np.ndarray]], metric: str = TUNING_METRIC,
               cold_items: bool = False) -> float:
     """Validation objective: `metric` averaged over the user segments (each counts once), the cold-item
     segment included only when asked (a model whose parameters trade other segments for it)."""
-    values = [np.mean(m[metric]) for s, m in per_user.items()
-              if (cold_items or s != "cold items") and len(m[metric])]
-    return float(np.mean(values))
+    return float(np.mean(list(segment_means(per_user, metric, cold_items).values())))
 
 
